@@ -1,0 +1,306 @@
+//! Starting the processes under test, waiting until they really serve, and always stopping
+//! them again — on success, on error and on panic — through the [`Harness`] guard.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::mock::UPSTREAM_MODEL;
+use crate::sys::{self, ProcSet};
+
+/// Client key the gateway is configured with (only its SHA-256 goes into the config).
+pub const BENCH_KEY: &str = "tg_benchkey_0f3a9c2d7e5b41a8b6c9d0e1f2a3b4c5";
+/// Agent name clients use; the gateway maps it to [`UPSTREAM_MODEL`].
+pub const AGENT_MODEL: &str = "bench-agent";
+/// Key the gateway presents upstream (the mock ignores it).
+const UPSTREAM_KEY: &str = "sk-bench-upstream";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// A server the harness started and the benchmark sends load to.
+pub struct Server {
+    pub addr: SocketAddr,
+    /// Processes whose CPU and memory are charged to this server.
+    pub procs: ProcSet,
+    /// Where its stdout/stderr go.
+    pub log: PathBuf,
+}
+
+struct Managed {
+    name: &'static str,
+    child: Child,
+}
+
+/// Owns the temp dir and every child process. Dropping it stops the children (newest first,
+/// so proxies go before the upstream they talk to) and removes the temp dir unless
+/// `BENCH_KEEP_TMP` is set.
+pub struct Harness {
+    dir: PathBuf,
+    keep_dir: bool,
+    children: Vec<Managed>,
+}
+
+impl Harness {
+    pub fn new() -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!("tollgate-load-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Self { dir, keep_dir: std::env::var_os("BENCH_KEEP_TMP").is_some(), children: Vec::new() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn keeps_dir(&self) -> bool {
+        self.keep_dir
+    }
+
+    /// Re-executes this bench binary as the mock upstream and reads the port it bound.
+    /// Its stdin stays an open pipe: the mock exits when it closes, i.e. when we die.
+    pub fn start_mock(&mut self) -> Result<SocketAddr, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .arg("--mock-upstream")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start mock upstream: {e}"))?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        self.children.push(Managed { name: "mock upstream", child });
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("reading mock upstream port: {e}"))?;
+        let port: u16 = line.trim().parse().map_err(|_| format!("mock upstream printed {line:?} instead of a port"))?;
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Starts `tollgate serve` against the mock with a config written to the temp dir.
+    pub fn start_gateway(&mut self, upstream: SocketAddr) -> Result<Server, String> {
+        let config = self.dir.join("tollgate.toml");
+        fs::write(&config, gateway_config(upstream)).map_err(|e| format!("writing {}: {e}", config.display()))?;
+        let addr = free_port()?;
+        let log = self.dir.join("gateway.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(addr.to_string())
+            // The configured level (info) is part of what is measured; don't let the
+            // caller's environment change it.
+            .env_remove("RUST_LOG");
+        let pid = self.spawn_logged("gateway", command, &log)?;
+        self.wait_ready("gateway", addr, "/healthz", &log)?;
+        Ok(Server { addr, procs: ProcSet::Single(pid), log })
+    }
+
+    /// Starts nginx in the foreground with everything (pid, logs, temp paths) in the temp dir.
+    pub fn start_nginx(&mut self, nginx: &Path, upstream: SocketAddr) -> Result<Server, String> {
+        for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            let path = self.dir.join("nginx-temp").join(sub);
+            fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        }
+        let addr = free_port()?;
+        let config = self.dir.join("nginx.conf");
+        fs::write(&config, nginx_config(&self.dir, addr, upstream))
+            .map_err(|e| format!("writing {}: {e}", config.display()))?;
+        let log = self.dir.join("nginx-error.log");
+        let mut command = Command::new(nginx);
+        command
+            .arg("-p")
+            .arg(&self.dir)
+            // -e: also send start-up errors (before the config is read) to our file.
+            .arg("-e")
+            .arg(&log)
+            .arg("-c")
+            .arg(&config);
+        let pid = self.spawn_logged("nginx", command, &self.dir.join("nginx-stdio.log"))?;
+        self.wait_ready("nginx", addr, "/nginx-health", &log)?;
+        Ok(Server { addr, procs: ProcSet::Tree(pid), log })
+    }
+
+    /// Spawns with stdout+stderr appended to `log`: a real file, so the server pays the real
+    /// cost of logging, and nothing can block on a pipe nobody reads.
+    fn spawn_logged(&mut self, name: &'static str, mut command: Command, log: &Path) -> Result<u32, String> {
+        let open = || {
+            File::options().create(true).append(true).open(log).map_err(|e| format!("opening {}: {e}", log.display()))
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(open()?)
+            .stderr(open()?)
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let pid = child.id();
+        self.children.push(Managed { name, child });
+        Ok(pid)
+    }
+
+    /// Polls the newest child until `GET path` answers 200. On failure that child is stopped
+    /// and forgotten, and the error carries the tail of its log.
+    fn wait_ready(&mut self, name: &str, addr: SocketAddr, path: &str, log: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let failure = loop {
+            let managed = self.children.last_mut().expect("a child was just spawned");
+            if let Ok(Some(status)) = managed.child.try_wait() {
+                break format!("{name} exited during start-up ({status})");
+            }
+            match http_get_status(addr, path) {
+                Ok(200) => return Ok(()),
+                Ok(status) if Instant::now() >= deadline => break format!("{name}: GET {path} still answers {status}"),
+                Err(err) if Instant::now() >= deadline => {
+                    break format!("{name}: not serving on {addr} after {READY_TIMEOUT:?}: {err}")
+                }
+                _ => sleep(Duration::from_millis(50)),
+            }
+        };
+        if let Some(mut managed) = self.children.pop() {
+            stop(&mut managed);
+        }
+        Err(format!("{failure}\n--- last lines of {} ---\n{}", log.display(), log_tail(log, 20)))
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        while let Some(mut managed) = self.children.pop() {
+            stop(&mut managed);
+        }
+        if !self.keep_dir {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// SIGTERM first, so the gateway and nginx shut down as they would in production (nginx's
+/// master also takes its workers down); SIGKILL after a grace period, including any children
+/// a killed master would otherwise leave behind.
+fn stop(managed: &mut Managed) {
+    let child = &mut managed.child;
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let pid = child.id();
+    let orphans = sys::children_of(pid);
+    if signal(pid, "TERM") {
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("{} (pid {pid}) ignored SIGTERM; killing it", managed.name);
+    let _ = child.kill();
+    let _ = child.wait();
+    for orphan in orphans {
+        signal(orphan, "KILL");
+    }
+}
+
+/// std can only SIGKILL its own children; `kill(1)` avoids a libc dependency for the rest.
+fn signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// A port that was free a moment ago. Racy in theory, fine on a benchmark machine.
+fn free_port() -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind :0: {e}"))?;
+    listener.local_addr().map_err(|e| format!("local_addr: {e}"))
+}
+
+/// One blocking `GET` on a fresh connection; returns the status code.
+fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    let timeout = Duration::from_millis(500);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
+    let status = std::str::from_utf8(&head[9..12]).unwrap_or("");
+    status.parse().map_err(|_| format!("not an HTTP response: {:?}", String::from_utf8_lossy(&head)))
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn gateway_config(upstream: SocketAddr) -> String {
+    let key_hash = hex::encode(Sha256::digest(BENCH_KEY.as_bytes()));
+    format!(
+        r#"# Written by `cargo bench --bench load`.
+[server]
+listen = "127.0.0.1:0"  # overridden by --listen
+
+[log]
+level = "info"  # keep info: the benchmark measures what ops run
+
+[providers.bench]
+kind = "openai"
+base_url = "http://{upstream}/v1"
+api_key = "{UPSTREAM_KEY}"
+
+[agents.{AGENT_MODEL}]
+provider = "bench"
+upstream_model = "{UPSTREAM_MODEL}"
+instructions = "You are a benchmark agent. Answer briefly."
+[agents.{AGENT_MODEL}.defaults]
+temperature = 0.2
+[agents.{AGENT_MODEL}.caps]
+max_tokens = 256
+
+[[keys]]
+name = "bench"
+sha256 = "{key_hash}"
+"#
+    )
+}
+
+fn nginx_config(prefix: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+    include_str!("nginx.conf")
+        .replace("{{PREFIX}}", &prefix.display().to_string())
+        .replace("{{LISTEN}}", &listen.to_string())
+        .replace("{{UPSTREAM}}", &upstream.to_string())
+}
+
+/// The nginx binary, if installed: `$PATH` first, then the usual sbin locations (which are
+/// often not on a non-root `$PATH`).
+pub fn find_nginx() -> Option<PathBuf> {
+    let from_path =
+        std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>()).unwrap_or_default();
+    from_path
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("nginx"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `nginx -v` prints e.g. `nginx version: nginx/1.22.1` on stderr.
+pub fn nginx_version(nginx: &Path) -> String {
+    Command::new(nginx)
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            Some(text.trim().rsplit(' ').next()?.to_owned())
+        })
+        .unwrap_or_else(|| "nginx (unknown version)".to_owned())
+}

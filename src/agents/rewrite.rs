@@ -1,0 +1,231 @@
+//! Builds the upstream request body from a parsed client request and a target.
+//!
+//! One pass writes the new body: every member the gateway does not act on is
+//! copied as raw bytes; `model` becomes the upstream model; the agent's system
+//! message is spliced in front of `messages` without parsing them; defaults are
+//! appended where unset; `max_tokens` is capped; a stream always asks for
+//! `stream_options.include_usage` so it can be billed.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use super::Target;
+use crate::api::request::{Endpoint, ParsedRequest};
+use crate::json::push_json_string;
+use crate::usage::estimate_tokens;
+
+/// The body to send upstream and what the gateway learned while writing it.
+#[derive(Debug)]
+pub struct Rewritten {
+    pub body: Vec<u8>,
+    /// Estimated input tokens (bytes / 4 of the prompt), for cut streams and
+    /// for reserving credits before the call.
+    pub prompt_estimate: u64,
+    /// The effective completion ceiling, if any (client value or agent cap).
+    pub max_tokens: Option<u64>,
+}
+
+const MAX_TOKEN_FIELDS: [&str; 2] = ["max_tokens", "max_completion_tokens"];
+
+pub fn rewrite(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
+    let mut out = Vec::with_capacity(
+        req.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
+            + target.system_message.as_ref().map_or(0, Vec::len)
+            + 96,
+    );
+    let mut prompt_bytes = 0;
+    let mut max_tokens = None;
+    out.push(b'{');
+    let member = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        push_json_string(out, key);
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    for (key, value) in &req.fields {
+        let raw = value.get().as_bytes();
+        match key.as_ref() {
+            "model" => member(&mut out, key, &target.upstream_model_json),
+            "stream_options" => {}
+            "messages" if req.endpoint == Endpoint::Chat => {
+                prompt_bytes += raw.len();
+                match &target.system_message {
+                    Some(system) => member(&mut out, key, &prepend(raw, system)),
+                    None => member(&mut out, key, raw),
+                }
+            }
+            "prompt" if req.endpoint == Endpoint::Completions => {
+                prompt_bytes += raw.len();
+                match &target.instructions {
+                    Some(text) => member(&mut out, key, &prefix_prompt(value, text)),
+                    None => member(&mut out, key, raw),
+                }
+            }
+            "input" if req.endpoint == Endpoint::Embeddings => {
+                prompt_bytes += raw.len();
+                member(&mut out, key, raw);
+            }
+            k if MAX_TOKEN_FIELDS.contains(&k) && raw != b"null" => {
+                let asked: u64 = serde_json::from_slice(raw).unwrap_or(0);
+                let effective = target.max_tokens_cap.map_or(asked, |cap| asked.min(cap));
+                max_tokens = Some(effective);
+                member(&mut out, key, effective.to_string().as_bytes());
+            }
+            k if raw == b"null" && target.defaults.iter().any(|(d, _)| d == k) => {}
+            _ => member(&mut out, key, raw),
+        }
+    }
+    if req.endpoint != Endpoint::Embeddings {
+        for (key, value) in &target.defaults {
+            if req.get_set(key).is_none() && !(MAX_TOKEN_FIELDS.contains(&key.as_str()) && max_tokens.is_some()) {
+                if MAX_TOKEN_FIELDS.contains(&key.as_str()) {
+                    let default: u64 = serde_json::from_slice(value).unwrap_or(0);
+                    let effective = target.max_tokens_cap.map_or(default, |cap| default.min(cap));
+                    max_tokens = Some(effective);
+                    member(&mut out, key, effective.to_string().as_bytes());
+                } else {
+                    member(&mut out, key, value);
+                }
+            }
+        }
+        if let (None, Some(cap)) = (max_tokens, target.max_tokens_cap) {
+            max_tokens = Some(cap);
+            member(&mut out, "max_tokens", cap.to_string().as_bytes());
+        }
+    }
+    if req.stream {
+        member(&mut out, "stream_options", &stream_options(req.get_set("stream_options")));
+    }
+    out.push(b'}');
+    let system_bytes = target.system_message.as_ref().map_or(0, Vec::len);
+    Rewritten { body: out, prompt_estimate: estimate_tokens(prompt_bytes + system_bytes), max_tokens }
+}
+
+/// `[system, ...messages]`, splicing raw bytes (the array was validated as
+/// non-empty by the parser).
+fn prepend(messages: &[u8], system: &[u8]) -> Vec<u8> {
+    let open = messages.iter().position(|&b| b == b'[').unwrap_or(0);
+    let rest = &messages[open + 1..];
+    let mut out = Vec::with_capacity(messages.len() + system.len() + 2);
+    out.push(b'[');
+    out.extend_from_slice(system);
+    if rest.iter().any(|b| !b.is_ascii_whitespace() && *b != b']') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Completions have no system message: the instructions are prefixed to the
+/// prompt (each prompt of an array; token-id prompts are left alone).
+fn prefix_prompt(prompt: &RawValue, instructions: &str) -> Vec<u8> {
+    let prefix = |p: &str| format!("{instructions}\n\n{p}");
+    if let Ok(text) = serde_json::from_str::<Cow<'_, str>>(prompt.get()) {
+        return serde_json::to_vec(&prefix(&text)).expect("JSON serialises");
+    }
+    if let Ok(texts) = serde_json::from_str::<Vec<Cow<'_, str>>>(prompt.get()) {
+        let prefixed: Vec<String> = texts.iter().map(|t| prefix(t)).collect();
+        return serde_json::to_vec(&prefixed).expect("JSON serialises");
+    }
+    prompt.get().as_bytes().to_vec()
+}
+
+/// The client's `stream_options` with `include_usage` forced on.
+fn stream_options(client: Option<&RawValue>) -> Vec<u8> {
+    let mut options: serde_json::Map<String, serde_json::Value> =
+        client.and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default();
+    options.insert("include_usage".into(), serde_json::Value::Bool(true));
+    serde_json::to_vec(&options).expect("JSON serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::request::parse;
+    use crate::config::MockConfig;
+    use crate::upstream::{mock::MockProvider, Provider};
+    use std::sync::Arc;
+
+    fn target(instructions: Option<&str>, defaults: &[(&str, &str)], cap: Option<u64>) -> Target {
+        let system =
+            instructions.map(|t| serde_json::to_vec(&serde_json::json!({"role":"system","content":t})).unwrap());
+        Target {
+            id: "agent".into(),
+            is_agent: true,
+            provider_name: "mock".into(),
+            provider: Arc::new(Provider::Mock(MockProvider::new(&MockConfig {
+                stream_chunks: 1,
+                chunk_delay: Default::default(),
+            }))),
+            upstream_model: "up-model".into(),
+            upstream_model_json: b"\"up-model\"".to_vec(),
+            client_model_json: Some(bytes::Bytes::from_static(b"\"agent\"")),
+            system_message: system,
+            instructions: instructions.map(str::to_owned),
+            defaults: defaults.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
+            max_tokens_cap: cap,
+        }
+    }
+
+    fn run(body: &str, endpoint: Endpoint, t: &Target) -> (serde_json::Value, Rewritten) {
+        let req = parse(body.as_bytes(), endpoint).unwrap();
+        let out = rewrite(&req, t);
+        (serde_json::from_slice(&out.body).unwrap(), out)
+    }
+
+    #[test]
+    fn injects_instructions_defaults_and_caps() {
+        let t = target(Some("Be brief."), &[("temperature", "0.2"), ("top_p", "0.9")], Some(100));
+        let (v, out) = run(
+            r#"{"model":"agent","messages":[{"role":"user","content":"hi"}],"top_p":0.5,"max_tokens":500}"#,
+            Endpoint::Chat,
+            &t,
+        );
+        assert_eq!(v["model"], "up-model");
+        assert_eq!(v["messages"][0], serde_json::json!({"role":"system","content":"Be brief."}));
+        assert_eq!(v["messages"][1]["content"], "hi");
+        assert_eq!(v["temperature"], 0.2);
+        assert_eq!(v["top_p"], 0.5, "the client's value wins over the default");
+        assert_eq!(v["max_tokens"], 100, "capped");
+        assert_eq!(out.max_tokens, Some(100));
+        assert!(v.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn sets_cap_when_unset_and_keeps_lower_values() {
+        let t = target(None, &[], Some(100));
+        let (v, _) = run(r#"{"model":"agent","messages":[{"role":"user","content":"hi"}]}"#, Endpoint::Chat, &t);
+        assert_eq!(v["max_tokens"], 100);
+        let (v, _) = run(
+            r#"{"model":"agent","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":7}"#,
+            Endpoint::Chat,
+            &t,
+        );
+        assert_eq!(v["max_completion_tokens"], 7);
+        assert!(v.get("max_tokens").is_none());
+    }
+
+    #[test]
+    fn forces_include_usage_and_keeps_other_stream_options() {
+        let t = target(None, &[], None);
+        let (v, _) = run(
+            r#"{"model":"agent","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"x":1}}"#,
+            Endpoint::Chat,
+            &t,
+        );
+        assert_eq!(v["stream_options"], serde_json::json!({"x":1,"include_usage":true}));
+    }
+
+    #[test]
+    fn null_fields_take_defaults_and_completions_get_prefixed() {
+        let t = target(Some("Rules."), &[("temperature", "0.2")], None);
+        let (v, _) = run(r#"{"model":"agent","prompt":["a","b"],"temperature":null}"#, Endpoint::Completions, &t);
+        assert_eq!(v["temperature"], 0.2);
+        assert_eq!(v["prompt"], serde_json::json!(["Rules.\n\na", "Rules.\n\nb"]));
+        let (v, _) = run(r#"{"model":"agent","input":"x","encoding_format":"float"}"#, Endpoint::Embeddings, &t);
+        assert_eq!(v, serde_json::json!({"model":"up-model","input":"x","encoding_format":"float"}));
+    }
+}

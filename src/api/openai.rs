@@ -1,0 +1,118 @@
+//! The OpenAI-compatible model routes: chat completions, completions, embeddings.
+//!
+//! One handler serves all three: read the body (bounded), parse it, resolve the
+//! model for the caller, rewrite the body, send it upstream, relay the answer.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use super::request::{self, Endpoint, RequestError};
+use crate::agents::rewrite::rewrite;
+use crate::app::{App, RequestContext};
+use crate::body::Body;
+use crate::error::Error;
+use crate::relay::{collect, rewrite_json, Accounting, RelayBody};
+use crate::sse::SseRewriter;
+use crate::upstream::{UpstreamError, UpstreamRequest};
+use crate::usage::{Outcome, Usage, UsageRecord};
+
+pub async fn model_call(
+    app: &App,
+    ctx: &RequestContext,
+    endpoint: Endpoint,
+    req: http::Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let body = read_body(app, req).await?;
+    let parsed = request::parse(&body, endpoint)?;
+    let target = app.catalog.resolve(&parsed.model, &ctx.principal)?;
+    let rewritten = rewrite(&parsed, &target);
+    let (stream, strip_usage) = (parsed.stream, !parsed.include_usage);
+    let upstream_request = UpstreamRequest {
+        endpoint,
+        body: Bytes::from(rewritten.body),
+        stream,
+        request_id: ctx.request_id.clone(),
+        upstream_model: target.upstream_model.clone(),
+        client_model: target.id.clone(),
+    };
+    let record = UsageRecord {
+        request_id: ctx.request_id.to_str().unwrap_or_default().to_owned(),
+        key: Some(ctx.principal.name.clone()),
+        model: target.id.clone(),
+        provider: target.provider_name.clone(),
+        upstream_model: target.upstream_model.clone(),
+        endpoint: endpoint.name(),
+        streamed: stream,
+        status: 0,
+        outcome: Outcome::Completed,
+        usage: Usage::default(),
+        latency: Default::default(),
+    };
+    let mut accounting = Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate);
+
+    let upstream = match target.provider.send(&upstream_request).await {
+        Ok(r) if r.status.is_success() => r,
+        Ok(r) => {
+            let e = UpstreamError::Invalid { detail: format!("unexpected status {}", r.status) };
+            fail(&mut accounting, &e);
+            return Err(e.into());
+        }
+        Err(e) => {
+            fail(&mut accounting, &e);
+            return Err(e.into());
+        }
+    };
+
+    if stream {
+        let rewriter = SseRewriter::new(target.client_model_json.clone(), strip_usage);
+        let relay = RelayBody::new(upstream.body, rewriter, upstream.idle_timeout, accounting);
+        let mut response = Response::new(Body::Stream(Box::pin(relay)));
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // Tells nginx-style proxies in front of the gateway not to buffer.
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        return Ok(response);
+    }
+
+    let answer = collect(upstream.body, app.server.max_upstream_body_bytes, upstream.idle_timeout).await;
+    let rewritten = answer.and_then(|bytes| rewrite_json(bytes, target.client_model_json.as_ref()));
+    match rewritten {
+        Ok((json, usage)) => {
+            let usage = usage.unwrap_or_else(|| accounting.estimate(0));
+            accounting.finish(200, Outcome::Completed, usage);
+            let mut response = Response::new(Body::full(json));
+            *response.status_mut() = upstream.status;
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(response)
+        }
+        Err(e) => {
+            fail(&mut accounting, &e);
+            Err(e.into())
+        }
+    }
+}
+
+fn fail(accounting: &mut Accounting, error: &UpstreamError) {
+    let usage = accounting.estimate(0);
+    accounting.finish(error.status().as_u16(), Outcome::UpstreamFailed, usage);
+}
+
+/// Reads the request body within the size limit and the body timeout. A
+/// declared `Content-Length` over the limit is refused before reading.
+async fn read_body(app: &App, req: http::Request<Incoming>) -> Result<Bytes, RequestError> {
+    let limit = app.server.max_body_bytes;
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(RequestError::BodyTooLarge(limit));
+    }
+    let timeout = app.server.body_read_timeout;
+    match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
+        Err(_) => Err(RequestError::BodyTimeout(timeout.as_secs())),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(RequestError::BodyTooLarge(limit)),
+        Ok(Err(_)) => Err(RequestError::BodyRead),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}

@@ -1,0 +1,161 @@
+//! The gateway's shared state and its request pipeline.
+//!
+//! Every request goes through [`App::handle`], in this order:
+//! 1. **request id** — the client's `x-request-id` if it is sane, else a new
+//!    one; echoed on every response and sent upstream.
+//! 2. **route** — method + path from [`crate::router`]; unknown → 404, wrong
+//!    method → 405.
+//! 3. **auth** — every route not listed public authenticates the key
+//!    (`Authorization: Bearer` or `X-API-Key`) into a [`Principal`]; 401 otherwise.
+//! 4. **handler** — for the model API ([`crate::api::openai`]): read the body
+//!    (bounded in size and time, 413/408), parse and validate it (400), resolve the
+//!    model for the caller (404/403), rewrite it for the agent, send it upstream
+//!    with retries, relay the answer (SSE as it arrives), record its usage.
+//! 5. **errors** — any typed error becomes the OpenAI error JSON here, once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::agents::Catalog;
+use crate::api::{self, request::Endpoint};
+use crate::auth::{self, KeySource, Principal, StaticKeys};
+use crate::body::Body;
+use crate::config::{Config, ServerConfig};
+use crate::error::{Error, Origin};
+use crate::router::{self, Route};
+use crate::upstream::Provider;
+use crate::usage::{LogUsageSink, UsageSink};
+
+/// Shared, read-only after startup: no field needs a lock.
+pub struct App {
+    pub server: ServerConfig,
+    pub catalog: Catalog,
+    pub keys: Arc<dyn KeySource>,
+    /// Where usage records go (a log line now; credits and events later).
+    pub usage: Arc<dyn UsageSink>,
+    request_ids: RequestIds,
+}
+
+/// What the pipeline established before the handler runs.
+pub struct RequestContext {
+    pub request_id: HeaderValue,
+    pub started: Instant,
+    pub principal: Arc<Principal>,
+}
+
+impl App {
+    pub fn new(config: &Config) -> Result<App, String> {
+        let mut providers = HashMap::new();
+        for (name, provider) in &config.providers {
+            providers.insert(name.clone(), Arc::new(Provider::from_config(name, provider)?));
+        }
+        Ok(App {
+            server: config.server.clone(),
+            catalog: Catalog::new(config, &providers),
+            keys: Arc::new(StaticKeys::new(&config.keys)),
+            usage: Arc::new(LogUsageSink),
+            request_ids: RequestIds::new(),
+        })
+    }
+
+    /// Replaces the usage sink (credits, events, or a test's recorder).
+    pub fn with_usage_sink(mut self, sink: Arc<dyn UsageSink>) -> App {
+        self.usage = sink;
+        self
+    }
+
+    /// Runs one request through the pipeline described in the module doc.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = self.request_ids.for_request(req.headers());
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let result = match router::route(&method, &path) {
+            Ok(route) => self.dispatch(route, req, request_id.clone(), started).await,
+            Err(e) => Err(e.into()),
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                log_error(&error, &request_id, &method, &path, started);
+                error.to_response()
+            }
+        };
+        if method == Method::HEAD {
+            *response.body_mut() = Body::empty();
+        }
+        response.headers_mut().insert("x-request-id", request_id);
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        route: Route,
+        req: Request<Incoming>,
+        request_id: HeaderValue,
+        started: Instant,
+    ) -> Result<Response<Body>, Error> {
+        if route.is_public() {
+            return Ok(match route {
+                Route::Health => api::health::healthz(),
+                _ => unreachable!("only the routes listed in Route::is_public get here"),
+            });
+        }
+        let principal = auth::authenticate(req.headers(), self.keys.as_ref())?;
+        let ctx = RequestContext { request_id, started, principal };
+        match route {
+            Route::ChatCompletions => api::openai::model_call(self, &ctx, Endpoint::Chat, req).await,
+            Route::Completions => api::openai::model_call(self, &ctx, Endpoint::Completions, req).await,
+            Route::Embeddings => api::openai::model_call(self, &ctx, Endpoint::Embeddings, req).await,
+            Route::ListModels => Ok(api::models::list(&self.catalog, &ctx.principal)),
+            Route::GetModel(id) => api::models::get(&self.catalog, &ctx.principal, &id),
+            Route::Health => Ok(api::health::healthz()),
+        }
+    }
+}
+
+fn log_error(error: &Error, request_id: &HeaderValue, method: &Method, path: &str, started: Instant) {
+    let request_id = request_id.to_str().unwrap_or_default();
+    let ms = started.elapsed().as_millis() as u64;
+    match (error.origin(), error) {
+        (Origin::Client, _) => {
+            tracing::info!(target: "tollgate::access", request_id, %method, path, ms, error = %error, "request refused")
+        }
+        (_, Error::Upstream(e)) => tracing::warn!(
+            target: "tollgate::access",
+            request_id, %method, path, ms, code = e.code(), detail = e.detail(), "upstream failed"
+        ),
+        _ => {
+            tracing::error!(target: "tollgate::access", request_id, %method, path, ms, error = %error, "request failed")
+        }
+    }
+}
+
+/// Request ids: the client's if it sent a sane one, else `req_` + a random
+/// per-process prefix + a counter (unique across replicas, no syscall per id).
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds { prefix: rand::random(), counter: AtomicU64::new(0) }
+    }
+
+    fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(id) = headers.get("x-request-id") {
+            let bytes = id.as_bytes();
+            if (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+                return id.clone();
+            }
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("req_{:016x}{:08x}", self.prefix, n)).expect("hex is a valid header value")
+    }
+}

@@ -1,0 +1,135 @@
+//! The one place where typed errors become the OpenAI error JSON.
+//!
+//! Each subsystem returns its own error enum; [`Error`] gathers them and
+//! [`Error::to_response`] picks the status, `type`, `code` and headers once.
+//! [`Origin`] says who caused the failure (client, upstream, gateway), which
+//! decides the log level and the low-cardinality metric label.
+
+use std::time::Duration;
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use crate::agents::CatalogError;
+use crate::api::RequestError;
+use crate::auth::AuthError;
+use crate::body::Body;
+use crate::router::RouteError;
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Upstream,
+    Internal,
+}
+
+/// The OpenAI error object.
+#[derive(Debug, Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub code: Option<&'a str>,
+    pub param: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: ErrorObject<'a>,
+}
+
+/// Status, type and code of one error, before rendering.
+struct Parts<'a> {
+    status: StatusCode,
+    kind: &'a str,
+    code: &'a str,
+    param: Option<&'a str>,
+    retry_after: Option<Duration>,
+    no_retry: bool,
+}
+
+impl Error {
+    pub fn origin(&self) -> Origin {
+        match self {
+            Error::Upstream(e) if e.is_client_fault() => Origin::Client,
+            Error::Upstream(_) => Origin::Upstream,
+            _ => Origin::Client,
+        }
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        let p = |status, kind, code| Parts { status, kind, code, param: None, retry_after: None, no_retry: false };
+        const INVALID: &str = "invalid_request_error";
+        match self {
+            Error::Route(RouteError::NotFound) => p(StatusCode::NOT_FOUND, "not_found_error", "not_found"),
+            Error::Route(RouteError::MethodNotAllowed { .. }) => {
+                p(StatusCode::METHOD_NOT_ALLOWED, INVALID, "method_not_allowed")
+            }
+            Error::Auth(AuthError::Missing) => p(StatusCode::UNAUTHORIZED, INVALID, "missing_api_key"),
+            Error::Auth(AuthError::Invalid) => p(StatusCode::UNAUTHORIZED, INVALID, "invalid_api_key"),
+            Error::Request(e) => Parts { param: e.param(), ..p(e.status(), INVALID, e.code()) },
+            Error::Catalog(CatalogError::NotFound(_)) => {
+                Parts { param: Some("model"), ..p(StatusCode::NOT_FOUND, INVALID, "model_not_found") }
+            }
+            Error::Catalog(CatalogError::NotAllowed(_)) => {
+                Parts { param: Some("model"), ..p(StatusCode::FORBIDDEN, "permission_error", "model_not_allowed") }
+            }
+            Error::Upstream(e) => {
+                Parts { retry_after: e.retry_after(), no_retry: false, ..p(e.status(), "upstream_error", e.code()) }
+            }
+        }
+    }
+
+    /// Renders the error JSON with its status and headers.
+    pub fn to_response(&self) -> Response<Body> {
+        let parts = self.parts();
+        let message = self.to_string();
+        let json =
+            render(&ErrorObject { message: &message, kind: parts.kind, code: Some(parts.code), param: parts.param });
+        let mut response = json_response(parts.status, json);
+        let headers = response.headers_mut();
+        if let Error::Route(RouteError::MethodNotAllowed { allow }) = self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(after) = parts.retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            headers.insert("retry-after-ms", HeaderValue::from(after.as_millis() as u64));
+        }
+        if parts.no_retry {
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response
+    }
+}
+
+/// Serialises an error object inside its `{"error": ...}` envelope.
+pub fn render(error: &ErrorObject<'_>) -> Vec<u8> {
+    serde_json::to_vec(&Envelope {
+        error: ErrorObject { message: error.message, kind: error.kind, code: error.code, param: error.param },
+    })
+    .expect("error JSON always serialises")
+}
+
+pub fn json_response(status: StatusCode, json: impl Into<bytes::Bytes>) -> Response<Body> {
+    let mut response = Response::new(Body::full(json));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,44 @@
+//! # tollgate
+//!
+//! An OpenAI-compatible gateway: it authenticates callers, resolves agent ids
+//! and model aliases to upstream providers, rewrites requests for agents, and
+//! relays answers (streams as they arrive) while accounting for their usage.
+//!
+//! ## Layout
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | typed TOML config, `${VAR}` interpolation, validation with clear errors |
+//! | [`server`] | the listener (HTTP/1.1 + h2c) and graceful shutdown |
+//! | [`app`] | shared state and the request pipeline, in order, in one doc comment |
+//! | [`router`] | method + path → route; the one table of public routes |
+//! | [`auth`] | credential extraction, key hashing, the [`auth::KeySource`] seam |
+//! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
+//! | [`api`] | handlers: the model API, models list, health; request parsing |
+//! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
+//! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
+//! | [`sse`] | SSE framing and the incremental chunk rewriter |
+//! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising |
+//! | [`usage`] | the typed usage record handed to later layers (credits, events) |
+//! | [`error`] | the one place typed errors become the OpenAI error JSON |
+//!
+//! ## The request path
+//! `server` accepts → [`app::App::handle`]: request id → route → auth →
+//! handler (body read → parse → resolve → rewrite → upstream → relay → usage)
+//! → error JSON. See [`app`] for what each step reads and adds.
+
+pub mod agents;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod json;
+pub mod relay;
+pub mod router;
+pub mod secret;
+pub mod server;
+pub mod sse;
+pub mod telemetry;
+pub mod upstream;
+pub mod usage;

@@ -1,0 +1,220 @@
+//! Relaying an upstream answer to the client, and accounting for it.
+//!
+//! Streams go through [`RelayBody`]: each upstream frame is rewritten by the
+//! [`SseRewriter`] and handed to hyper at once, with no buffering beyond an event
+//! split across frames. Non-stream answers are collected (bounded) and their
+//! `model` spliced by [`rewrite_json`]. Either way an [`Accounting`] guard hands
+//! exactly one [`UsageRecord`] to the usage sink: at the end, on failure, or on
+//! drop when the client went away first.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as _, Frame};
+use tokio::time::Sleep;
+
+use crate::json::{find_fields, is_null};
+use crate::sse::{error_event, SseRewriter};
+use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::usage::{Outcome, Usage, UsageRecord, UsageSink};
+
+/// Hands one usage record to the sink, exactly once.
+pub struct Accounting {
+    sink: Arc<dyn UsageSink>,
+    /// Filled in as the request goes; `None` once recorded.
+    record: Option<UsageRecord>,
+    started: Instant,
+    prompt_estimate: u64,
+}
+
+impl Accounting {
+    pub fn new(sink: Arc<dyn UsageSink>, record: UsageRecord, started: Instant, prompt_estimate: u64) -> Self {
+        Accounting { sink, record: Some(record), started, prompt_estimate }
+    }
+
+    /// Usage when the upstream reported none: the prompt estimate and the
+    /// completion tokens seen so far.
+    pub fn estimate(&self, completion_tokens: u64) -> Usage {
+        Usage { prompt_tokens: self.prompt_estimate, completion_tokens, estimated: true }
+    }
+
+    pub fn finish(&mut self, status: u16, outcome: Outcome, usage: Usage) {
+        if let Some(mut record) = self.record.take() {
+            record.status = status;
+            record.outcome = outcome;
+            record.usage = usage;
+            record.latency = self.started.elapsed();
+            self.sink.record(record);
+        }
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        // Reached only when the client went away before the answer was complete
+        // (hyper dropped the handler future or the response body).
+        let usage = self.estimate(0);
+        self.finish(499, Outcome::ClientCancelled, usage);
+    }
+}
+
+/// The client-facing body of a streamed answer.
+pub struct RelayBody {
+    upstream: UpstreamBody,
+    rewriter: SseRewriter,
+    /// Frames ready for the client.
+    ready: VecDeque<Bytes>,
+    scratch: Vec<Bytes>,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    accounting: Accounting,
+    ended: bool,
+}
+
+impl RelayBody {
+    pub fn new(upstream: UpstreamBody, rewriter: SseRewriter, idle_timeout: Duration, accounting: Accounting) -> Self {
+        RelayBody {
+            upstream,
+            rewriter,
+            ready: VecDeque::new(),
+            scratch: Vec::new(),
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            accounting,
+            ended: false,
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.rewriter.usage().unwrap_or_else(|| self.accounting.estimate(self.rewriter.content_chunks()))
+    }
+
+    fn fail(&mut self, error: UpstreamError) {
+        tracing::warn!(code = error.code(), detail = error.detail(), "upstream stream failed");
+        self.ready.push_back(error_event(&error.to_string(), error.code()));
+        self.ended = true;
+        let usage = self.usage();
+        self.accounting.finish(200, Outcome::UpstreamFailed, usage);
+    }
+}
+
+impl http_body::Body for RelayBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    match this.rewriter.push(data, &mut this.scratch) {
+                        Ok(()) => this.ready.extend(this.scratch.drain(..)),
+                        Err(e) => this.fail(UpstreamError::Invalid { detail: e.to_string() }),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => this.fail(e),
+                Poll::Ready(None) => {
+                    if this.rewriter.is_done() && !this.rewriter.has_partial_event() {
+                        this.ended = true;
+                        let usage = this.usage();
+                        this.accounting.finish(200, Outcome::Completed, usage);
+                    } else {
+                        this.fail(UpstreamError::Body { detail: "stream ended before [DONE]".into() });
+                    }
+                }
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        this.fail(UpstreamError::Idle);
+                    } else {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.ready.is_empty()
+    }
+}
+
+/// Reads a whole non-stream upstream body, bounded in size and in silence.
+pub async fn collect(mut body: UpstreamBody, limit: usize, idle: Duration) -> Result<Bytes, UpstreamError> {
+    let mut buf = BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        match tokio::time::timeout(idle, frame).await {
+            Err(_) => return Err(UpstreamError::Idle),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue };
+                let total = buf.len() + first.as_ref().map_or(0, Bytes::len) + data.len();
+                if total > limit {
+                    return Err(UpstreamError::TooLarge);
+                }
+                // The common case is one frame: keep it without a copy.
+                match first.take() {
+                    None if buf.is_empty() => first = Some(data),
+                    prev => {
+                        if let Some(prev) = prev {
+                            buf.extend_from_slice(&prev);
+                        }
+                        buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
+}
+
+/// Splices the client-visible model into a JSON answer and reads its usage.
+/// Anything that is not a JSON object is garbage from the client's view.
+pub fn rewrite_json(body: Bytes, model: Option<&Bytes>) -> Result<(Bytes, Option<Usage>), UpstreamError> {
+    let [model_range, usage_range] =
+        find_fields(&body, ["model", "usage"]).map_err(|e| UpstreamError::Invalid { detail: e.to_string() })?;
+    let usage = usage_range.filter(|r| !is_null(&body[r.clone()])).and_then(|r| Usage::from_json(&body[r]));
+    let body = match (model_range, model) {
+        (Some(range), Some(model)) => {
+            let mut out = BytesMut::with_capacity(body.len() + model.len());
+            out.extend_from_slice(&body[..range.start]);
+            out.extend_from_slice(model);
+            out.extend_from_slice(&body[range.end..]);
+            out.freeze()
+        }
+        _ => body,
+    };
+    Ok((body, usage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_model_and_reads_usage() {
+        let body = Bytes::from_static(br#"{"id":"x","model":"up","usage":{"prompt_tokens":2,"completion_tokens":3}}"#);
+        let model = Bytes::from_static(b"\"agent\"");
+        let (out, usage) = rewrite_json(body, Some(&model)).unwrap();
+        assert_eq!(&out[..], br#"{"id":"x","model":"agent","usage":{"prompt_tokens":2,"completion_tokens":3}}"#);
+        assert_eq!(usage, Some(Usage { prompt_tokens: 2, completion_tokens: 3, estimated: false }));
+        assert!(rewrite_json(Bytes::from_static(b"<html>oops</html>"), None).is_err());
+    }
+}

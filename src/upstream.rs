@@ -1,0 +1,142 @@
+//! Upstream providers: where a rewritten request is sent.
+//!
+//! A [`Provider`] takes an [`UpstreamRequest`] (endpoint + body bytes) and
+//! returns the upstream's status and body stream, after retries. Handlers never
+//! see which kind of provider answered: the built-in mock produces the same
+//! bytes an OpenAI-compatible server would, so it exercises the same relay.
+
+pub mod mock;
+pub mod openai;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+
+use crate::api::request::Endpoint;
+use crate::config::ProviderConfig;
+
+/// An upstream body; errors are already classified.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, UpstreamError>;
+
+/// One request to an upstream, ready to send (and to resend on retry).
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub endpoint: Endpoint,
+    /// The rewritten JSON body; `Bytes` so a retry resends it without a copy.
+    pub body: Bytes,
+    pub stream: bool,
+    pub request_id: HeaderValue,
+    /// The upstream model name and the name the client knows it by: an
+    /// upstream error message is rewritten so it never reveals the former.
+    pub upstream_model: Arc<str>,
+    pub client_model: Arc<str>,
+}
+
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub body: UpstreamBody,
+    /// Longest silence allowed between two body frames.
+    pub idle_timeout: Duration,
+}
+
+/// Why an upstream call failed. The `Display` text is what the client sees, so
+/// it never contains the upstream's host, key or internal detail (those go to
+/// the log through [`UpstreamError::detail`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("The upstream provider could not be reached.")]
+    Unreachable { detail: String },
+    #[error("The upstream provider did not answer in time.")]
+    Timeout,
+    #[error("The upstream provider is overloaded; retry later.")]
+    Overloaded { retry_after: Option<Duration> },
+    #[error("The upstream provider failed with status {status}.")]
+    Status { status: u16 },
+    #[error("The upstream provider refused the gateway's credentials.")]
+    Auth { status: u16 },
+    #[error("The upstream provider sent an invalid response.")]
+    Invalid { detail: String },
+    #[error("The upstream response is larger than the gateway's limit.")]
+    TooLarge,
+    #[error("The upstream provider stopped sending data.")]
+    Idle,
+    #[error("The upstream connection failed mid-response.")]
+    Body { detail: String },
+    /// A 4xx about the request itself, passed through with a scrubbed message.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String, kind: String, code: Option<String>, param: Option<String> },
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout | UpstreamError::Idle => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamError::Rejected { status, .. } => *status,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            UpstreamError::Unreachable { .. } => "upstream_unreachable",
+            UpstreamError::Timeout => "upstream_timeout",
+            UpstreamError::Overloaded { .. } => "upstream_overloaded",
+            UpstreamError::Status { .. } => "upstream_status",
+            UpstreamError::Auth { .. } => "upstream_auth",
+            UpstreamError::Invalid { .. } => "upstream_invalid_response",
+            UpstreamError::TooLarge => "upstream_response_too_large",
+            UpstreamError::Idle => "upstream_idle_timeout",
+            UpstreamError::Body { .. } => "upstream_stream_error",
+            UpstreamError::Rejected { code, .. } => code.as_deref().unwrap_or("upstream_rejected"),
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::Overloaded { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A rejection of the request's content is the client's to fix.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(self, UpstreamError::Rejected { .. })
+    }
+
+    /// Internal detail for the log (never sent to the client).
+    pub fn detail(&self) -> &str {
+        match self {
+            UpstreamError::Unreachable { detail }
+            | UpstreamError::Invalid { detail }
+            | UpstreamError::Body { detail } => detail,
+            _ => "",
+        }
+    }
+}
+
+/// A configured provider.
+pub enum Provider {
+    OpenAi(openai::OpenAiProvider),
+    Mock(mock::MockProvider),
+}
+
+impl Provider {
+    pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Provider, String> {
+        Ok(match config {
+            ProviderConfig::OpenAi(c) => Provider::OpenAi(openai::OpenAiProvider::new(name, c)?),
+            ProviderConfig::Mock(c) => Provider::Mock(mock::MockProvider::new(c)),
+        })
+    }
+
+    /// Sends the request, retrying where that is safe; see each kind's docs.
+    pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Provider::OpenAi(p) => p.send(request).await,
+            Provider::Mock(p) => p.send(request),
+        }
+    }
+}
