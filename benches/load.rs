@@ -46,6 +46,9 @@ fn main() {
     let settings = Settings::from_env();
     let mut warnings = Vec::new();
     let mut setup = vec![settings.describe()];
+    if let Some(load) = sys::load_average() {
+        setup.push(format!("load average before the run (1/5/15 min): {load}"));
+    }
 
     // Declared before anything that could panic so its Drop always stops the children.
     let mut harness = Harness::new().expect("cannot set up the benchmark temp dir");

@@ -57,11 +57,15 @@ struct Canned {
 
 impl Canned {
     fn new() -> Self {
-        let head = format!(
-            r#""id":"chatcmpl-bench0001","created":1700000000,"model":"{UPSTREAM_MODEL}","system_fingerprint":"fp_bench""#
-        );
+        let head = |object: &str| {
+            format!(
+                r#""id":"chatcmpl-bench0001","object":"{object}","created":1700000000,"model":"{UPSTREAM_MODEL}","system_fingerprint":"fp_bench""#
+            )
+        };
+        let chunk_head = head("chat.completion.chunk");
         let completion = format!(
-            r#"{{{head},"object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hello there, benchmark! This is a canned reply from the mock upstream, about as long as a short real answer.","refusal":null}},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":27,"completion_tokens":24,"total_tokens":51,"prompt_tokens_details":{{"cached_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0}}}}}}"#
+            r#"{{{},"choices":[{{"index":0,"message":{{"role":"assistant","content":"Hello there, benchmark! This is a canned reply from the mock upstream, about as long as a short real answer.","refusal":null}},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":27,"completion_tokens":24,"total_tokens":51,"prompt_tokens_details":{{"cached_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0}}}}}}"#,
+            head("chat.completion")
         );
         let last = WORDS.len() - 1;
         let chunks = WORDS
@@ -71,12 +75,12 @@ impl Canned {
                 let role = if i == 0 { r#""role":"assistant","# } else { "" };
                 let finish = if i == last { r#""stop""# } else { "null" };
                 Bytes::from(format!(
-                    "data: {{{head},\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{{role}\"content\":\"{word}\"}},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
+                    "data: {{{chunk_head},\"choices\":[{{\"index\":0,\"delta\":{{{role}\"content\":\"{word}\"}},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
                 ))
             })
             .collect();
         let usage_chunk = format!(
-            "data: {{{head},\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{{\"prompt_tokens\":27,\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+            "data: {{{chunk_head},\"choices\":[],\"usage\":{{\"prompt_tokens\":27,\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
             WORDS.len(),
             27 + WORDS.len()
         );

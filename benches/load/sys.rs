@@ -112,3 +112,10 @@ impl Machine {
         Self { cpus, cpu_model }
     }
 }
+
+/// `/proc/loadavg`'s 1/5/15-minute averages: other work on a 2-core box skews every number,
+/// so the report records how busy the machine was.
+pub fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
