@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest non-stream upstream response the gateway buffers to rewrite.
     pub max_upstream_body_bytes: usize,
+    /// Open client connections at most; beyond it the gateway stops accepting
+    /// (new connections wait in the kernel's backlog) so memory stays bounded.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -31,6 +31,7 @@ pub struct RawServer {
     pub body_read_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub max_upstream_body_bytes: Option<u64>,
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
