@@ -184,6 +184,7 @@ impl Validator<'_> {
                 s.max_upstream_body_bytes,
                 64 << 20,
             )? as usize,
+            max_connections: self.positive("server.max_connections", s.max_connections, 10_000)? as usize,
         };
         let log = LogConfig {
             level: raw.log.level.unwrap_or_else(|| "info".into()),
