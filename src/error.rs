@@ -90,6 +90,10 @@ impl Error {
             Error::Catalog(CatalogError::NotAllowed(_)) => {
                 Parts { param: Some("model"), ..p(StatusCode::FORBIDDEN, "permission_error", "model_not_allowed") }
             }
+            // The upstream's own verdict on the request: its type, code and param.
+            Error::Upstream(e @ UpstreamError::Rejected { kind, param, .. }) => {
+                Parts { param: param.as_deref(), ..p(e.status(), kind, e.code()) }
+            }
             Error::Upstream(e) => {
                 Parts { retry_after: e.retry_after(), no_retry: false, ..p(e.status(), "upstream_error", e.code()) }
             }

@@ -153,6 +153,16 @@ impl http_body::Body for RelayBody {
     }
 }
 
+impl Drop for RelayBody {
+    fn drop(&mut self) {
+        // The client went away mid-stream: account for what was relayed so far.
+        if !self.ended {
+            let usage = self.usage();
+            self.accounting.finish(499, Outcome::ClientCancelled, usage);
+        }
+    }
+}
+
 /// Reads a whole non-stream upstream body, bounded in size and in silence.
 pub async fn collect(mut body: UpstreamBody, limit: usize, idle: Duration) -> Result<Bytes, UpstreamError> {
     let mut buf = BytesMut::new();

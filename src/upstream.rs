@@ -37,6 +37,8 @@ pub struct UpstreamRequest {
 
 pub struct UpstreamResponse {
     pub status: StatusCode,
+    /// The upstream said `Content-Type: text/event-stream`.
+    pub event_stream: bool,
     pub body: UpstreamBody,
     /// Longest silence allowed between two body frames.
     pub idle_timeout: Duration,
@@ -120,14 +122,15 @@ impl UpstreamError {
 
 /// A configured provider.
 pub enum Provider {
-    OpenAi(openai::OpenAiProvider),
+    /// Boxed: the pooled client is large, the mock is small.
+    OpenAi(Box<openai::OpenAiProvider>),
     Mock(mock::MockProvider),
 }
 
 impl Provider {
     pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Provider, String> {
         Ok(match config {
-            ProviderConfig::OpenAi(c) => Provider::OpenAi(openai::OpenAiProvider::new(name, c)?),
+            ProviderConfig::OpenAi(c) => Provider::OpenAi(Box::new(openai::OpenAiProvider::new(name, c)?)),
             ProviderConfig::Mock(c) => Provider::Mock(mock::MockProvider::new(c)),
         })
     }

@@ -53,9 +53,12 @@ pub async fn model_call(
     let mut accounting = Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate);
 
     let upstream = match target.provider.send(&upstream_request).await {
-        Ok(r) if r.status.is_success() => r,
+        // A stream answer must be SSE before the gateway commits to a 200; a
+        // non-stream answer is checked by the JSON rewrite.
+        Ok(r) if r.status.is_success() && (r.event_stream || !stream) => r,
         Ok(r) => {
-            let e = UpstreamError::Invalid { detail: format!("unexpected status {}", r.status) };
+            let detail = format!("unexpected status {} (event stream: {})", r.status, r.event_stream);
+            let e = UpstreamError::Invalid { detail };
             fail(&mut accounting, &e);
             return Err(e.into());
         }
@@ -110,7 +113,7 @@ async fn read_body(app: &App, req: http::Request<Incoming>) -> Result<Bytes, Req
     }
     let timeout = app.server.body_read_timeout;
     match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
-        Err(_) => Err(RequestError::BodyTimeout(timeout.as_secs())),
+        Err(_) => Err(RequestError::BodyTimeout(timeout.as_millis() as u64)),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(RequestError::BodyTooLarge(limit)),
         Ok(Err(_)) => Err(RequestError::BodyRead),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

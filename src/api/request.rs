@@ -52,7 +52,7 @@ pub enum RequestError {
     InvalidValue { param: &'static str, reason: &'static str },
     #[error("The request body is larger than the limit of {0} bytes.")]
     BodyTooLarge(usize),
-    #[error("The request body was not received within {0} seconds.")]
+    #[error("The request body was not received within {0} ms.")]
     BodyTimeout(u64),
     #[error("The request body could not be read.")]
     BodyRead,

@@ -62,6 +62,7 @@ impl MockProvider {
         let delay = if r.stream { self.delay } else { Duration::ZERO };
         Ok(UpstreamResponse {
             status: StatusCode::OK,
+            event_stream: r.stream,
             body: MockBody { frames, delay, sleep: None }.boxed_unsync(),
             idle_timeout: Duration::from_secs(3600),
         })

@@ -72,7 +72,11 @@ impl OpenAiProvider {
             v
         });
         let base: Uri = config.base_url.parse().map_err(|e| format!("provider {name}: {e}"))?;
+        // Longest first, so `host:port` goes before the bare host.
         let mut scrub = vec![Secret::new(config.base_url.clone())];
+        if let Some(authority) = base.authority() {
+            scrub.push(Secret::new(authority.as_str().to_owned()));
+        }
         if let Some(host) = base.host() {
             scrub.push(Secret::new(host.to_owned()));
         }
@@ -146,9 +150,18 @@ impl OpenAiProvider {
                             return Err(self.rejection(status, response.into_body(), r).await);
                         } else {
                             let idle = self.config.idle_timeout;
+                        let event_stream = response
+                            .headers()
+                            .get(header::CONTENT_TYPE)
+                            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
                             let body =
                                 response.into_body().map_err(|e| UpstreamError::Body { detail: error_chain(&e) });
-                            return Ok(UpstreamResponse { status, body: body.boxed_unsync(), idle_timeout: idle });
+                            return Ok(UpstreamResponse {
+                            status,
+                            event_stream,
+                            body: body.boxed_unsync(),
+                            idle_timeout: idle,
+                        });
                         }
                     }
                 };

@@ -5,7 +5,7 @@
 //! empty it gets [`Reply::Normal`], a realistic answer to whatever it asked for
 //! (JSON, or SSE when the body says `"stream": true`).
 //!
-//! [`ScriptedStream`] hands the test a [`StreamControl`]: the test decides when
+//! [`scripted_stream`] hands the test a [`StreamControl`]: the test decides when
 //! each SSE event leaves the upstream, when the upstream dies, and can wait for
 //! the gateway to drop the stream (cancellation).
 
@@ -168,8 +168,13 @@ impl MockUpstream {
 async fn handle(state: &State, req: Request<Incoming>) -> Response<MockBody> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let recorded =
-        Recorded { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers, body, at: Instant::now() };
+    let recorded = Recorded {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers,
+        body,
+        at: Instant::now(),
+    };
     let request_json: Value = serde_json::from_slice(&recorded.body).unwrap_or(Value::Null);
     state.requests.lock().unwrap().push(recorded.clone());
     state.count.send_modify(|c| *c += 1);
@@ -224,7 +229,8 @@ fn normal(path: &str, request: &Value) -> Response<MockBody> {
         let mut events: Vec<Bytes> = Vec::new();
         for (i, word) in ANSWER_WORDS.iter().enumerate() {
             let mut chunk = if chat {
-                let delta = if i == 0 { json!({"role": "assistant", "content": word}) } else { json!({"content": word}) };
+                let delta =
+                    if i == 0 { json!({"role": "assistant", "content": word}) } else { json!({"content": word}) };
                 chat_chunk(&model, json!([{"index": 0, "delta": delta, "finish_reason": null}]))
             } else {
                 completion_chunk(&model, json!([{"index": 0, "text": word, "finish_reason": null}]))
@@ -242,7 +248,8 @@ fn normal(path: &str, request: &Value) -> Response<MockBody> {
         if include_usage {
             last["usage"] = Value::Null;
             events.push(event(&last));
-            let mut usage_chunk = if chat { chat_chunk(&model, json!([])) } else { completion_chunk(&model, json!([])) };
+            let mut usage_chunk =
+                if chat { chat_chunk(&model, json!([])) } else { completion_chunk(&model, json!([])) };
             usage_chunk["usage"] = usage;
             events.push(event(&usage_chunk));
         } else {
@@ -292,15 +299,11 @@ pub fn event(chunk: &Value) -> Bytes {
     Bytes::from(format!("data: {chunk}\n\n"))
 }
 
-/// A stream whose events the test releases one by one.
-pub struct ScriptedStream;
-
-impl ScriptedStream {
-    /// The reply to script, and the control the test keeps.
-    pub fn new() -> (Reply, StreamControl) {
-        let (tx, rx) = mpsc::channel(64);
-        (Reply::Stream(rx), StreamControl { tx })
-    }
+/// A stream whose events the test releases one by one: the reply to script,
+/// and the control the test keeps.
+pub fn scripted_stream() -> (Reply, StreamControl) {
+    let (tx, rx) = mpsc::channel(64);
+    (Reply::Stream(rx), StreamControl { tx })
 }
 
 pub struct StreamControl {

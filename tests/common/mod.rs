@@ -24,7 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tollgate::usage::{UsageRecord, UsageSink};
 
-pub use mock::{MockUpstream, Reply, ScriptedStream, StreamControl};
+#[allow(unused_imports)]
+pub use mock::{scripted_stream, MockUpstream, Reply, StreamControl};
 
 /// The longest any single wait may take before the test fails. Generous: the
 /// suite must pass on a slow, loaded 2-core machine.
@@ -275,8 +276,9 @@ pub async fn json_of(response: reqwest::Response) -> Value {
 pub async fn assert_error(response: reqwest::Response, status: u16, kind: &str, code: &str) -> Value {
     let got = response.status().as_u16();
     let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-    let body = json_of(response).await;
-    assert_eq!(got, status, "status; body: {body}");
+    let text = within("the response body", response.text()).await.expect("response body");
+    assert_eq!(got, status, "status; content-type {content_type:?}; body: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
     assert_eq!(content_type.as_deref(), Some("application/json"), "error content type; body: {body}");
     assert_eq!(body["error"]["type"], kind, "error.type; body: {body}");
     assert_eq!(body["error"]["code"], code, "error.code; body: {body}");

@@ -1,0 +1,166 @@
+//! The `tollgate` binary: check-config, hash-key, and serve with no config file.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{client, closed_port, sha256_hex, within};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tollgate.toml");
+const DEMO_KEY: &str = "tg_demo_key_change_me";
+
+/// The binary with none of the environment that would change which config it loads.
+fn tollgate() -> Command {
+    let mut command = Command::new(BIN);
+    for var in ["TOLLGATE_CONFIG", "TOLLGATE_LISTEN", "TOLLGATE_LOG", "RUST_LOG"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().expect("the tollgate binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh, empty directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+#[test]
+fn check_config_accepts_the_shipped_config_and_prints_a_summary() {
+    let output = run(tollgate().args(["check-config", "--config", SHIPPED_CONFIG]));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\nstdout: {stdout}\nstderr: {}", output.status, text(&output.stderr));
+    assert!(stdout.contains("is valid"), "{stdout}");
+    assert!(stdout.contains("provider mock: built-in mock"), "{stdout}");
+    assert!(stdout.contains("agent demo -> mock/"), "{stdout}");
+    assert!(stdout.contains("static keys: 1"), "{stdout}");
+}
+
+#[test]
+fn check_config_on_a_broken_config_exits_1_naming_the_file_the_field_and_the_reason() {
+    let dir = temp_dir("broken");
+    let path = dir.join("broken.toml");
+    std::fs::write(
+        &path,
+        "[providers.mock]\nkind = \"mock\"\n\n[agents.demo]\nprovider = \"nope\"\nupstream_model = \"m\"\n",
+    )
+    .unwrap();
+    let output = run(tollgate().arg("check-config").arg("--config").arg(&path));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "names the file: {stderr}");
+    assert!(stderr.contains("agents.demo.provider"), "names the field: {stderr}");
+    assert!(stderr.contains("unknown provider"), "gives the reason: {stderr}");
+}
+
+#[test]
+fn check_config_names_the_path_of_an_unknown_field() {
+    let dir = temp_dir("unknown-field");
+    let path = dir.join("typo.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:8080\"\nmax_body_byts = 10\n").unwrap();
+    let output = run(tollgate().arg("check-config").arg("--config").arg(&path));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("server"), "{stderr}");
+    assert!(stderr.contains("unknown field `max_body_byts`"), "{stderr}");
+}
+
+#[test]
+fn check_config_on_a_missing_file_exits_1_naming_it() {
+    let path = temp_dir("missing").join("nowhere.toml");
+    let output = run(tollgate().arg("check-config").arg("--config").arg(&path));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("nowhere.toml"), "{stderr}");
+}
+
+#[test]
+fn hash_key_prints_the_sha256_hex_of_its_argument() {
+    let output = run(tollgate().args(["hash-key", DEMO_KEY]));
+    assert!(output.status.success());
+    let hash = text(&output.stdout);
+    assert_eq!(hash.trim(), sha256_hex(DEMO_KEY));
+    assert_eq!(hash.trim(), "393ba3406fd4a16dc581783b0067e6c5b6a75bc8b18612d88d1ebee657898103", "the shipped demo key");
+}
+
+#[test]
+fn hash_key_reads_the_key_from_stdin() {
+    let mut child = tollgate()
+        .arg("hash-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the tollgate binary runs");
+    child.stdin.take().unwrap().write_all(format!("{DEMO_KEY}\n").as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(text(&output.stdout).trim(), sha256_hex(DEMO_KEY));
+}
+
+/// Kills the child when dropped, also when the test panics.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_with_no_config_file_answers_healthz_and_the_demo_agent() {
+    let dir = temp_dir("serve");
+    let log_path = dir.join("tollgate.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = closed_port().await;
+    let child = tollgate()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir) // no config/tollgate.toml here: the embedded default applies
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the tollgate binary starts");
+    let mut child = KillOnDrop(child);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let http = client();
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Wait until it listens (or fail fast if it exited).
+    within("tollgate serve to answer /healthz", async {
+        loop {
+            if let Ok(response) = http.get(format!("{base}/healthz")).send().await {
+                assert_eq!(response.status(), 200, "log:\n{}", log());
+                return;
+            }
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("tollgate serve exited with {status}; log:\n{}", log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let body = json!({"model": "demo", "messages": [{"role": "user", "content": "ping from the cli test"}]});
+    let request = http.post(format!("{base}/v1/chat/completions")).bearer_auth(DEMO_KEY).json(&body);
+    let response = within("a chat completion", request.send()).await.unwrap();
+    assert_eq!(response.status(), 200, "log:\n{}", log());
+    let answer: serde_json::Value = within("the answer", response.json()).await.unwrap();
+    assert_eq!(answer["model"], "demo");
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    assert!(content.contains("ping from the cli test"), "the built-in mock echoes the message: {answer}");
+}
