@@ -150,18 +150,18 @@ impl OpenAiProvider {
                             return Err(self.rejection(status, response.into_body(), r).await);
                         } else {
                             let idle = self.config.idle_timeout;
-                        let event_stream = response
-                            .headers()
-                            .get(header::CONTENT_TYPE)
-                            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+                            let event_stream = response
+                                .headers()
+                                .get(header::CONTENT_TYPE)
+                                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
                             let body =
                                 response.into_body().map_err(|e| UpstreamError::Body { detail: error_chain(&e) });
                             return Ok(UpstreamResponse {
-                            status,
-                            event_stream,
-                            body: body.boxed_unsync(),
-                            idle_timeout: idle,
-                        });
+                                status,
+                                event_stream,
+                                body: body.boxed_unsync(),
+                                idle_timeout: idle,
+                            });
                         }
                     }
                 };
