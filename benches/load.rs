@@ -27,13 +27,16 @@ mod report;
 #[path = "load/sys.rs"]
 mod sys;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::header::HeaderValue;
 
 use loadgen::{Spec, Target};
-use procs::{Harness, Server, AGENT_MODEL, BENCH_KEY};
+use mock::UPSTREAM_MODEL;
+use procs::{Harness, Server, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
 use report::{Header, Record, Usage, DIRECT, GATEWAY, NGINX};
 use sys::{Machine, ProcSample};
 
@@ -44,69 +47,16 @@ fn main() {
         return;
     }
     let settings = Settings::from_env();
-    let mut warnings = Vec::new();
-    let mut setup = vec![settings.describe()];
-    if let Some(load) = sys::load_average() {
-        setup.push(format!("load average before the run (1/5/15 min): {load}"));
-    }
+    let mut header = Header {
+        machine: Machine::detect(),
+        command: settings.command(),
+        setup: settings.setup(),
+        warnings: Vec::new(),
+    };
 
-    // Declared before anything that could panic so its Drop always stops the children.
+    // Created before anything that could panic, so its Drop always stops the children.
     let mut harness = Harness::new().expect("cannot set up the benchmark temp dir");
-    let upstream = harness.start_mock().expect("the mock upstream must start for any measurement");
-    let mut paths = vec![Path {
-        name: DIRECT,
-        target_addr: upstream,
-        model: mock::UPSTREAM_MODEL,
-        authorization: "Bearer sk-bench-upstream".to_owned(),
-        server: None,
-    }];
-
-    eprintln!("starting gateway ({})", env!("CARGO_BIN_EXE_tollgate"));
-    match harness.start_gateway(upstream) {
-        Ok(server) => paths.push(Path {
-            name: GATEWAY,
-            target_addr: server.addr,
-            model: AGENT_MODEL,
-            authorization: format!("Bearer {BENCH_KEY}"),
-            server: Some(server),
-        }),
-        Err(err) => {
-            eprintln!("\n!!!!! GATEWAY DID NOT START — skipping the gateway path !!!!!\n{err}\n");
-            warnings.push(format!("gateway did not start, not measured: {}", err.lines().next().unwrap_or_default()));
-        }
-    }
-
-    match procs::find_nginx() {
-        None => {
-            eprintln!("\n!!!!! nginx NOT FOUND — skipping the nginx reference path !!!!!\n");
-            warnings.push("nginx not installed, reference path skipped".to_owned());
-        }
-        Some(bin) => match harness.start_nginx(&bin, upstream) {
-            Ok(server) => {
-                setup.push(format!(
-                    "nginx reference: {}, `worker_processes auto`, upstream keepalive 128, \
-                     proxy_buffering off, access_log off",
-                    procs::nginx_version(&bin)
-                ));
-                paths.push(Path {
-                    name: NGINX,
-                    target_addr: server.addr,
-                    model: mock::UPSTREAM_MODEL,
-                    authorization: "Bearer sk-bench-upstream".to_owned(),
-                    server: Some(server),
-                });
-            }
-            Err(err) => {
-                eprintln!("\n!!!!! nginx DID NOT START — skipping the nginx path !!!!!\n{err}\n");
-                warnings.push("nginx did not start, reference path skipped".to_owned());
-            }
-        },
-    }
-    setup.push(
-        "all processes (load generator, mock upstream, server under test) share the same \
-         machine; CPU and RSS are the server process(es) only"
-            .to_owned(),
-    );
+    let paths = start_paths(&mut harness, &mut header);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,11 +64,46 @@ fn main() {
         .expect("cannot build the load generator runtime");
     let records = run_matrix(&runtime, &settings, &paths);
 
-    let header = Header { machine: Machine::detect(), command: settings.command(), setup, warnings };
     println!("{}", report::render(&header, &records));
     if harness.keeps_dir() {
         eprintln!("configs and logs kept in {}", harness.dir().display());
     }
+}
+
+/// Starts the mock upstream and every server that goes in front of it. Without the mock
+/// nothing can be measured; a gateway or nginx that is missing or does not start is
+/// reported loudly and its path skipped, so the others still get measured.
+fn start_paths(harness: &mut Harness, header: &mut Header) -> Vec<Path> {
+    let upstream = harness.start_mock().expect("the mock upstream must start for any measurement");
+    let mut paths = vec![Path::direct(upstream)];
+
+    eprintln!("starting gateway ({})", env!("CARGO_BIN_EXE_tollgate"));
+    match harness.start_gateway(upstream) {
+        Ok(server) => paths.push(Path::through(GATEWAY, server, AGENT_MODEL, BENCH_KEY)),
+        Err(err) => skip(header, "gateway did not start", &err),
+    }
+
+    match procs::find_nginx() {
+        None => skip(header, "nginx is not installed", "looked in $PATH and the usual sbin directories"),
+        Some(bin) => match harness.start_nginx(&bin, upstream) {
+            Ok(server) => {
+                header.setup.push(format!(
+                    "nginx reference: {}, `worker_processes auto`, upstream keepalive 128, proxy_buffering off, \
+                     access_log off",
+                    procs::nginx_version(&bin)
+                ));
+                paths.push(Path::through(NGINX, server, UPSTREAM_MODEL, UPSTREAM_KEY));
+            }
+            Err(err) => skip(header, "nginx did not start", &err),
+        },
+    }
+    paths
+}
+
+/// Says that a path is not measured, now on stderr (with details) and in the report.
+fn skip(header: &mut Header, what: &str, detail: &str) {
+    eprintln!("\n!!!!! {what} — skipping that path !!!!!\n{detail}\n");
+    header.warnings.push(format!("{what}; path not measured ({})", detail.lines().next().unwrap_or_default()));
 }
 
 /// Knobs from the environment, with defaults that finish in about two minutes.
@@ -150,13 +135,23 @@ impl Settings {
         )
     }
 
-    fn describe(&self) -> String {
-        format!(
-            "closed loop, one HTTP/1.1 keep-alive connection per client, {} s warm-up \
-             (discarded) + {} s measured per row",
-            self.warmup.as_secs_f64(),
-            self.measure.as_secs_f64()
-        )
+    /// How the numbers were produced, for the report header.
+    fn setup(&self) -> Vec<String> {
+        let mut setup = vec![
+            format!(
+                "closed loop, one HTTP/1.1 keep-alive connection per client, {} s warm-up (discarded) + {} s \
+                 measured per row",
+                self.warmup.as_secs_f64(),
+                self.measure.as_secs_f64()
+            ),
+            "load generator, mock upstream and server under test share the machine; CPU/request and peak RSS \
+             are the server process(es) only (nginx: master + workers)"
+                .to_owned(),
+        ];
+        if let Some(load) = sys::load_average() {
+            setup.push(format!("load average before the run (1/5/15 min): {load}"));
+        }
+        setup
     }
 }
 
@@ -189,22 +184,38 @@ fn join(values: &[usize]) -> String {
 /// One way to reach the mock upstream.
 struct Path {
     name: &'static str,
-    target_addr: std::net::SocketAddr,
+    addr: SocketAddr,
     /// The model name this path expects in requests.
     model: &'static str,
-    authorization: String,
+    api_key: &'static str,
     /// The process(es) in front of the mock, if any: their CPU and memory are reported.
     server: Option<Server>,
 }
 
 impl Path {
+    fn direct(upstream: SocketAddr) -> Self {
+        Self { name: DIRECT, addr: upstream, model: UPSTREAM_MODEL, api_key: UPSTREAM_KEY, server: None }
+    }
+
+    fn through(name: &'static str, server: Server, model: &'static str, api_key: &'static str) -> Self {
+        Self { name, addr: server.addr, model, api_key, server: Some(server) }
+    }
+
+    /// The same client request for every path; only the model name and key differ.
     fn target(&self, stream: bool) -> Target {
         let stream_field = if stream { r#","stream":true"# } else { "" };
         let body = format!(
             r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello to the benchmark"}}]{stream_field}}}"#,
             self.model
         );
-        Target { addr: self.target_addr, authorization: self.authorization.clone(), body: Bytes::from(body), stream }
+        Target {
+            addr: self.addr,
+            host: HeaderValue::from_str(&self.addr.to_string()).expect("a socket address is a valid Host"),
+            authorization: HeaderValue::from_str(&format!("Bearer {}", self.api_key))
+                .expect("bench keys are valid header values"),
+            body: Bytes::from(body),
+            stream,
+        }
     }
 }
 
@@ -246,17 +257,17 @@ fn run_matrix(runtime: &tokio::runtime::Runtime, settings: &Settings, paths: &[P
 async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> Record {
     let target = Arc::new(path.target(stream));
     let sample = || path.server.as_ref().map(Snapshot::take);
-    let (load, before, after) =
-        loadgen::run(target, spec, sample).await.unwrap_or_else(|err| panic!("{}: cannot run load: {err}", path.name));
-    let usage = match (before, after, &path.server) {
-        (Some(before), Some(after), Some(server)) if load.completed > 0 => {
+    let (load, before, after) = loadgen::run(target, spec, sample).await;
+    let usage = match (before, after) {
+        (Some(before), Some(after)) if load.completed > 0 => {
             let requests = load.completed as f64;
             let cpu_ticks = after.procs.cpu_ticks.saturating_sub(before.procs.cpu_ticks);
             let log_bytes = after.log_bytes.saturating_sub(before.log_bytes);
             Some(Usage {
                 cpu_us_per_req: cpu_ticks as f64 * 1e6 / ticks_per_sec as f64 / requests,
                 peak_rss_mb: after.procs.peak_rss_kb as f64 / 1024.0,
-                log_bytes_per_req: matches!(server.procs, sys::ProcSet::Single(_)).then(|| log_bytes as f64 / requests),
+                // nginx's access log is off; only the gateway's log volume is of interest.
+                log_bytes_per_req: (path.name == GATEWAY).then(|| log_bytes as f64 / requests),
             })
         }
         _ => None,

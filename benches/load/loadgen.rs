@@ -13,7 +13,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -30,7 +30,9 @@ type Sender = SendRequest<Full<Bytes>>;
 /// Where to send load and what to send.
 pub struct Target {
     pub addr: SocketAddr,
-    pub authorization: String,
+    /// `Host` and `Authorization`, prepared once rather than per request.
+    pub host: HeaderValue,
+    pub authorization: HeaderValue,
     pub body: Bytes,
     /// Whether the body asks for SSE, in which case the response must end with `[DONE]`.
     pub stream: bool,
@@ -67,20 +69,19 @@ impl LoadResult {
 
 /// Runs warm-up plus measured window against `target`. `sample` is called right before and
 /// right after the measured window (for server CPU counters) and both results are returned.
-pub async fn run<S>(
-    target: Arc<Target>,
-    spec: Spec,
-    mut sample: impl FnMut() -> S,
-) -> Result<(LoadResult, S, S), String> {
+/// A server that cannot be reached shows up as errors in the result, not as a failure.
+pub async fn run<S>(target: Arc<Target>, spec: Spec, mut sample: impl FnMut() -> S) -> (LoadResult, S, S) {
     // Connect everything first so connection set-up is not part of any measurement.
-    let mut senders = Vec::with_capacity(spec.concurrency);
+    let mut connections = Vec::with_capacity(spec.concurrency);
     for _ in 0..spec.concurrency {
-        senders.push(connect(target.addr).await?);
+        connections.push(connect(target.addr).await);
     }
     let start = Instant::now() + spec.warmup;
     let window = Window { start, end: start + spec.measure };
-    let workers: Vec<_> =
-        senders.into_iter().map(|sender| tokio::spawn(worker(sender, Arc::clone(&target), window))).collect();
+    let workers: Vec<_> = connections
+        .into_iter()
+        .map(|connection| tokio::spawn(worker(connection, Arc::clone(&target), window)))
+        .collect();
 
     sleep_until(window.start).await;
     let before = sample();
@@ -89,10 +90,9 @@ pub async fn run<S>(
 
     let mut tally = Tally::new();
     for handle in workers {
-        let part = handle.await.map_err(|e| format!("load worker failed: {e}"))?;
-        tally.merge(part);
+        tally.merge(handle.await.expect("a load worker panicked"));
     }
-    Ok((tally.finish(spec.measure), before, after))
+    (tally.finish(spec.measure), before, after)
 }
 
 #[derive(Clone, Copy)]
@@ -127,7 +127,7 @@ impl Tally {
         }
     }
 
-    fn record(&mut self, timing: Timing) {
+    fn record(&mut self, timing: &Timing) {
         self.completed += 1;
         self.total.saturating_record(micros(timing.total));
         self.ttfb.saturating_record(micros(timing.first_frame));
@@ -173,9 +173,9 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// One closed-loop client: request, read the whole response, repeat until the window ends.
-async fn worker(sender: Sender, target: Arc<Target>, window: Window) -> Tally {
+async fn worker(connection: Result<Sender, String>, target: Arc<Target>, window: Window) -> Tally {
     let mut tally = Tally::new();
-    let mut slot = Some(sender);
+    let mut slot = connection.map_err(|message| tally.error(message)).ok();
     while Instant::now() < window.end {
         if !ensure_connected(&mut slot, target.addr, &mut tally).await {
             continue;
@@ -186,7 +186,7 @@ async fn worker(sender: Sender, target: Arc<Target>, window: Window) -> Tally {
             .unwrap_or_else(|_| Err(format!("no full response within {REQUEST_TIMEOUT:?}")));
         let finished = Instant::now();
         match result {
-            Ok(timing) if finished >= window.start && finished < window.end => tally.record(timing),
+            Ok(timing) if finished >= window.start && finished < window.end => tally.record(&timing),
             Ok(_) => {}
             Err(message) => {
                 tally.error(message);
@@ -247,9 +247,9 @@ async fn exchange(sender: &mut Sender, target: &Target) -> Result<Timing, String
     let request = Request::builder()
         .method(Method::POST)
         .uri("/v1/chat/completions")
-        .header(HOST, target.addr.to_string())
+        .header(HOST, target.host.clone())
         .header(CONTENT_TYPE, "application/json")
-        .header(AUTHORIZATION, target.authorization.as_str())
+        .header(AUTHORIZATION, target.authorization.clone())
         .body(Full::new(target.body.clone()))
         .expect("static request parts are valid");
 

@@ -18,8 +18,8 @@ use crate::sys::{self, ProcSet};
 pub const BENCH_KEY: &str = "tg_benchkey_0f3a9c2d7e5b41a8b6c9d0e1f2a3b4c5";
 /// Agent name clients use; the gateway maps it to [`UPSTREAM_MODEL`].
 pub const AGENT_MODEL: &str = "bench-agent";
-/// Key the gateway presents upstream (the mock ignores it).
-const UPSTREAM_KEY: &str = "sk-bench-upstream";
+/// Key the gateway presents upstream, and direct/nginx clients too (the mock ignores it).
+pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(3);

@@ -33,7 +33,7 @@ impl ProcSet {
 pub struct ProcSample {
     /// utime + stime summed over the set, in clock ticks.
     pub cpu_ticks: u64,
-    /// VmHWM (peak resident set) summed over the set, in KiB.
+    /// `VmHWM` (peak resident set) summed over the set, in KiB.
     pub peak_rss_kb: u64,
 }
 
@@ -101,7 +101,7 @@ pub struct Machine {
 
 impl Machine {
     pub fn detect() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let cpu_model = fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|info| {
