@@ -25,7 +25,7 @@ fn catalog() -> Catalog {
     let providers: HashMap<String, Arc<Provider>> = config
         .providers
         .iter()
-        .map(|(name, p)| (name.clone(), Arc::new(Provider::from_config(name, p).expect("provider builds"))))
+        .map(|(name, p)| (name.clone(), Arc::new(Provider::from_config(name, p, 1).expect("provider builds"))))
         .collect();
     Catalog::new(&config, &providers)
 }

@@ -52,7 +52,7 @@ impl App {
     pub fn new(config: &Config) -> Result<App, String> {
         let mut providers = HashMap::new();
         for (name, provider) in &config.providers {
-            providers.insert(name.clone(), Arc::new(Provider::from_config(name, provider)?));
+            providers.insert(name.clone(), Arc::new(Provider::from_config(name, provider, config.server.workers)?));
         }
         Ok(App {
             server: config.server.clone(),

@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// Open client connections at most; beyond it the gateway stops accepting
     /// (new connections wait in the kernel's backlog) so memory stays bounded.
     pub max_connections: usize,
+    /// Worker threads, each with its own runtime and listener (see `runtime`).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +187,11 @@ impl Validator<'_> {
                 64 << 20,
             )? as usize,
             max_connections: self.positive("server.max_connections", s.max_connections, 10_000)? as usize,
+            workers: self.positive(
+                "server.workers",
+                s.workers,
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            )? as usize,
         };
         let log = LogConfig {
             level: raw.log.level.unwrap_or_else(|| "info".into()),

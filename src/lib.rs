@@ -8,7 +8,8 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`config`] | typed TOML config, `${VAR}` interpolation, validation with clear errors |
-//! | [`server`] | the listener (HTTP/1.1 + h2c) and graceful shutdown |
+//! | [`runtime`] | thread-per-core workers, each with its own runtime and listener |
+//! | [`server`] | one listener's accept loop (HTTP/1.1 + h2c) and graceful shutdown |
 //! | [`app`] | shared state and the request pipeline, in order, in one doc comment |
 //! | [`router`] | method + path → route; the one table of public routes |
 //! | [`auth`] | credential extraction, key hashing, the [`auth::KeySource`] seam |
@@ -36,6 +37,7 @@ pub mod error;
 pub mod json;
 pub mod relay;
 pub mod router;
+pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod sse;

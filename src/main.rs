@@ -91,7 +91,7 @@ fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 
 fn summary(c: &Config) {
     println!("config {} is valid", c.origin);
-    println!("  listen: {}", c.server.listen);
+    println!("  listen: {} ({} workers)", c.server.listen, c.server.workers);
     for (name, p) in &c.providers {
         match p {
             ProviderConfig::OpenAi(o) => println!("  provider {name}: openai at {}", o.base_url),
@@ -112,22 +112,15 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
         config.server.listen = addr;
     }
     let _log = tollgate::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    let result = (|| {
         let app = Arc::new(App::new(&config)?);
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
+        let workers = config.server.workers;
+        let listeners = tollgate::runtime::bind(config.server.listen, workers)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(%addr, config = %config.origin, "tollgate listening");
-        tollgate::server::serve(listener, app, shutdown_signal()).await.map_err(|e| e.to_string())
-    });
+        let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, workers, config = %config.origin, "tollgate listening");
+        tollgate::runtime::run(app, listeners, shutdown_signal()).map_err(|e| e.to_string())
+    })();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -128,9 +128,10 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Provider, String> {
+    /// `workers` is the number of worker threads: each gets its own pool.
+    pub fn from_config(name: &str, config: &ProviderConfig, workers: usize) -> Result<Provider, String> {
         Ok(match config {
-            ProviderConfig::OpenAi(c) => Provider::OpenAi(Box::new(openai::OpenAiProvider::new(name, c)?)),
+            ProviderConfig::OpenAi(c) => Provider::OpenAi(Box::new(openai::OpenAiProvider::new(name, c, workers)?)),
             ProviderConfig::Mock(c) => Provider::Mock(mock::MockProvider::new(c)),
         })
     }

@@ -32,6 +32,7 @@ pub struct RawServer {
     pub shutdown_grace_ms: Option<u64>,
     pub max_upstream_body_bytes: Option<u64>,
     pub max_connections: Option<u64>,
+    pub workers: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -30,7 +30,9 @@ use crate::secret::Secret;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub struct OpenAiProvider {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// One pool per worker thread: a pooled connection's task runs on the
+    /// runtime that opened it, so each worker keeps to its own (see `runtime`).
+    clients: Vec<HttpClient>,
     /// Full URL per endpoint, built once.
     chat_url: Uri,
     completions_url: Uri,
@@ -44,25 +46,8 @@ pub struct OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    pub fn new(name: &str, config: &OpenAiConfig) -> Result<OpenAiProvider, String> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-            .map_err(|e| format!("provider {name}: TLS setup failed: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+    pub fn new(name: &str, config: &OpenAiConfig, workers: usize) -> Result<OpenAiProvider, String> {
+        let clients = (0..workers.max(1)).map(|_| client(name, config)).collect::<Result<Vec<_>, _>>()?;
         let url = |endpoint: Endpoint| -> Result<Uri, String> {
             format!("{}{}", config.base_url, endpoint.path()).parse().map_err(|e| format!("provider {name}: {e}"))
         };
@@ -84,7 +69,7 @@ impl OpenAiProvider {
             scrub.push(key.clone());
         }
         Ok(OpenAiProvider {
-            client,
+            clients,
             chat_url: url(Endpoint::Chat)?,
             completions_url: url(Endpoint::Completions)?,
             embeddings_url: url(Endpoint::Embeddings)?,
@@ -93,6 +78,10 @@ impl OpenAiProvider {
             scrub,
             config: config.clone(),
         })
+    }
+
+    fn client(&self) -> &HttpClient {
+        &self.clients[crate::runtime::worker_index() % self.clients.len()]
     }
 
     fn url(&self, endpoint: Endpoint) -> &Uri {
@@ -126,45 +115,48 @@ impl OpenAiProvider {
     pub async fn send(&self, r: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
         let mut attempt = 0;
         loop {
-            let retry_in =
-                match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(self.build(r))).await {
-                    Err(_) => return Err(UpstreamError::Timeout),
-                    Ok(Err(e)) if e.is_connect() => {
-                        let err = UpstreamError::Unreachable { detail: error_chain(&e) };
-                        self.retry_delay(attempt, None).ok_or(err)?
-                    }
-                    Ok(Err(e)) => return Err(UpstreamError::Unreachable { detail: error_chain(&e) }),
-                    Ok(Ok(response)) => {
-                        let status = response.status();
-                        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                            let retry_after = retry_after(response.headers());
-                            let err = if status == StatusCode::TOO_MANY_REQUESTS {
-                                UpstreamError::Overloaded { retry_after }
-                            } else {
-                                UpstreamError::Status { status: status.as_u16() }
-                            };
-                            self.retry_delay(attempt, retry_after).ok_or(err)?
-                        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                            return Err(UpstreamError::Auth { status: status.as_u16() });
-                        } else if status.is_client_error() {
-                            return Err(self.rejection(status, response.into_body(), r).await);
+            let retry_in = match tokio::time::timeout(
+                self.config.first_byte_timeout,
+                self.client().request(self.build(r)),
+            )
+            .await
+            {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) if e.is_connect() => {
+                    let err = UpstreamError::Unreachable { detail: error_chain(&e) };
+                    self.retry_delay(attempt, None).ok_or(err)?
+                }
+                Ok(Err(e)) => return Err(UpstreamError::Unreachable { detail: error_chain(&e) }),
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        let retry_after = retry_after(response.headers());
+                        let err = if status == StatusCode::TOO_MANY_REQUESTS {
+                            UpstreamError::Overloaded { retry_after }
                         } else {
-                            let idle = self.config.idle_timeout;
-                            let event_stream = response
-                                .headers()
-                                .get(header::CONTENT_TYPE)
-                                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-                            let body =
-                                response.into_body().map_err(|e| UpstreamError::Body { detail: error_chain(&e) });
-                            return Ok(UpstreamResponse {
-                                status,
-                                event_stream,
-                                body: body.boxed_unsync(),
-                                idle_timeout: idle,
-                            });
-                        }
+                            UpstreamError::Status { status: status.as_u16() }
+                        };
+                        self.retry_delay(attempt, retry_after).ok_or(err)?
+                    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        return Err(UpstreamError::Auth { status: status.as_u16() });
+                    } else if status.is_client_error() {
+                        return Err(self.rejection(status, response.into_body(), r).await);
+                    } else {
+                        let idle = self.config.idle_timeout;
+                        let event_stream = response
+                            .headers()
+                            .get(header::CONTENT_TYPE)
+                            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+                        let body = response.into_body().map_err(|e| UpstreamError::Body { detail: error_chain(&e) });
+                        return Ok(UpstreamResponse {
+                            status,
+                            event_stream,
+                            body: body.boxed_unsync(),
+                            idle_timeout: idle,
+                        });
                     }
-                };
+                }
+            };
             tracing::debug!(attempt, delay_ms = retry_in.as_millis() as u64, "retrying upstream request");
             tokio::time::sleep(retry_in).await;
             attempt += 1;
@@ -233,6 +225,30 @@ impl OpenAiProvider {
         }
         out
     }
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A keep-alive pool over TCP (+ rustls, ALPN h2/http1.1).
+fn client(name: &str, config: &OpenAiConfig) -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+        .map_err(|e| format!("provider {name}: TLS setup failed: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https))
 }
 
 /// `Retry-After` (seconds) or `retry-after-ms`, as OpenAI sends them.

@@ -1,0 +1,96 @@
+//! Thread-per-core: `workers` threads, each with its own single-threaded tokio
+//! runtime, its own `SO_REUSEPORT` listener on the same address, and its own
+//! upstream connection pool.
+//!
+//! Why not one multi-threaded runtime: a proxied request hops between the client
+//! connection's task, the handler and the upstream connection's task. On a
+//! work-stealing runtime those hops wake tasks on other threads (a futex call
+//! and a cache miss each); measured with `cargo bench --bench load`, that cost
+//! more CPU per request than everything the gateway does to the request. Here a
+//! request lives and dies on one thread, like an nginx worker; the kernel spreads
+//! connections over the listeners. Shared state (`App`) is read-only or atomic.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+use crate::app::App;
+
+thread_local! {
+    /// This thread's worker index; 0 off the worker threads (tests, tools).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker running the caller, to pick per-worker resources.
+pub fn worker_index() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// One listening socket per worker, all on `addr` (the first one resolves port 0).
+pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(workers > 1)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves `app` on `listeners` (one worker thread each) until `shutdown`
+/// resolves on the calling thread's runtime, then lets every worker drain.
+pub fn run(
+    app: Arc<App>,
+    listeners: Vec<std::net::TcpListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    // A worker that ends on its own (it failed) stops the whole process.
+    let (exited, mut exit) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let app = app.clone();
+        let mut stopped = stopped.clone();
+        let exited = exited.clone();
+        let thread = std::thread::Builder::new().name(format!("tollgate-worker-{index}")).spawn(move || {
+            WORKER.with(|w| w.set(index));
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let result = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                crate::server::serve(listener, app, async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+            });
+            let _ = exited.send(());
+            result
+        })?;
+        threads.push(thread);
+    }
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    signals.block_on(async {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),
+        }
+    });
+    let _ = stop.send(true);
+    for thread in threads {
+        match thread.join() {
+            Ok(result) => result?,
+            Err(_) => return Err(std::io::Error::other("a worker thread panicked")),
+        }
+    }
+    Ok(())
+}
