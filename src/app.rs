@@ -73,16 +73,18 @@ impl App {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let request_id = self.request_ids.for_request(req.headers());
+        // Kept for the error log line; both clones are cheap (no copy of the path).
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let result = match router::route(&method, &path) {
+        let uri = req.uri().clone();
+        let path = uri.path();
+        let result = match router::route(&method, path) {
             Ok(route) => self.dispatch(route, req, request_id.clone(), started).await,
             Err(e) => Err(e.into()),
         };
         let mut response = match result {
             Ok(response) => response,
             Err(error) => {
-                log_error(&error, &request_id, &method, &path, started);
+                log_error(&error, &request_id, &method, path, started);
                 error.to_response()
             }
         };

@@ -51,7 +51,7 @@ pub struct ErrorObject<'a> {
 
 #[derive(Serialize)]
 struct Envelope<'a> {
-    error: ErrorObject<'a>,
+    error: &'a ErrorObject<'a>,
 }
 
 /// Status, type and code of one error, before rendering.
@@ -61,7 +61,6 @@ struct Parts<'a> {
     code: &'a str,
     param: Option<&'a str>,
     retry_after: Option<Duration>,
-    no_retry: bool,
 }
 
 impl Error {
@@ -74,7 +73,7 @@ impl Error {
     }
 
     fn parts(&self) -> Parts<'_> {
-        let p = |status, kind, code| Parts { status, kind, code, param: None, retry_after: None, no_retry: false };
+        let p = |status, kind, code| Parts { status, kind, code, param: None, retry_after: None };
         const INVALID: &str = "invalid_request_error";
         match self {
             Error::Route(RouteError::NotFound) => p(StatusCode::NOT_FOUND, "not_found_error", "not_found"),
@@ -94,9 +93,7 @@ impl Error {
             Error::Upstream(e @ UpstreamError::Rejected { kind, param, .. }) => {
                 Parts { param: param.as_deref(), ..p(e.status(), kind, e.code()) }
             }
-            Error::Upstream(e) => {
-                Parts { retry_after: e.retry_after(), no_retry: false, ..p(e.status(), "upstream_error", e.code()) }
-            }
+            Error::Upstream(e) => Parts { retry_after: e.retry_after(), ..p(e.status(), "upstream_error", e.code()) },
         }
     }
 
@@ -116,19 +113,13 @@ impl Error {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             headers.insert("retry-after-ms", HeaderValue::from(after.as_millis() as u64));
         }
-        if parts.no_retry {
-            headers.insert("x-should-retry", HeaderValue::from_static("false"));
-        }
         response
     }
 }
 
 /// Serialises an error object inside its `{"error": ...}` envelope.
 pub fn render(error: &ErrorObject<'_>) -> Vec<u8> {
-    serde_json::to_vec(&Envelope {
-        error: ErrorObject { message: error.message, kind: error.kind, code: error.code, param: error.param },
-    })
-    .expect("error JSON always serialises")
+    serde_json::to_vec(&Envelope { error }).expect("error JSON always serialises")
 }
 
 pub fn json_response(status: StatusCode, json: impl Into<bytes::Bytes>) -> Response<Body> {

@@ -77,7 +77,8 @@ pub struct UsageRecord {
     pub upstream_model: Arc<str>,
     pub endpoint: &'static str,
     pub streamed: bool,
-    /// The HTTP status the client received.
+    /// The HTTP status the client received; 499 (nginx's convention) when the
+    /// client went away before the answer was complete.
     pub status: u16,
     pub outcome: Outcome,
     pub usage: Usage,
