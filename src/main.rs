@@ -8,10 +8,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: per-thread free lists suit thread-per-core workers; measured with
-/// `cargo bench --bench load` against glibc malloc (see README, Benchmarks).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tollgate::app::App;
 use tollgate::config::{Config, ConfigError, ProviderConfig};
 

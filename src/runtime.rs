@@ -65,14 +65,26 @@ pub fn run(
         let exited = exited.clone();
         let thread = std::thread::Builder::new().name(format!("tollgate-worker-{index}")).spawn(move || {
             WORKER.with(|w| w.set(index));
+            crate::telemetry::batch_this_thread();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let result = runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                crate::server::serve(listener, app, async move {
+                let serving = crate::server::serve(listener, app, async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
+                });
+                let flushing = async {
+                    let mut every = tokio::time::interval(crate::telemetry::FLUSH_EVERY);
+                    loop {
+                        every.tick().await;
+                        crate::telemetry::flush_this_thread();
+                    }
+                };
+                tokio::select! {
+                    result = serving => result,
+                    never = flushing => never,
+                }
             });
+            crate::telemetry::flush_this_thread();
             let _ = exited.send(());
             result
         })?;
