@@ -89,7 +89,7 @@ fn start_paths(harness: &mut Harness, header: &mut Header) -> Vec<Path> {
             Ok(server) => {
                 header.setup.push(format!(
                     "nginx reference: {}, `worker_processes auto`, upstream keepalive 128, proxy_buffering off, \
-                     access_log off",
+                     access log on (combined, buffer=64k flush=1s), as the gateway logs every request",
                     procs::nginx_version(&bin)
                 ));
                 paths.push(Path::through(NGINX, server, UPSTREAM_MODEL, UPSTREAM_KEY));
