@@ -179,7 +179,8 @@ impl RecordingSink {
 pub struct Gateway {
     pub addr: SocketAddr,
     pub usage: Arc<RecordingSink>,
-    _shutdown: oneshot::Sender<()>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Gateway {
@@ -190,10 +191,19 @@ impl Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(tollgate::server::serve(listener, Arc::new(app), async move {
+        let server = tokio::spawn(tollgate::server::serve(listener, Arc::new(app), async move {
             let _ = rx.await;
         }));
-        Gateway { addr, usage, _shutdown: tx }
+        Gateway { addr, usage, shutdown: Some(tx), server: Some(server) }
+    }
+
+    /// Signals shutdown, as SIGTERM does; the returned task ends once the
+    /// gateway has drained (or its grace period ran out).
+    pub fn shut_down(&mut self) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+        self.server.take().expect("shut_down is called once")
     }
 }
 

@@ -1,0 +1,57 @@
+//! Graceful shutdown: in-flight streams finish, new connections are refused,
+//! and the grace period bounds the wait.
+
+mod common;
+
+use common::mock::scripted_stream;
+use common::*;
+
+/// True once nothing accepts connections on `addr` any more.
+async fn refuses_connections(addr: std::net::SocketAddr) -> bool {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_in_flight_stream_finishes_after_shutdown_begins() {
+    let mut env = TestEnv::start().await;
+    let (reply, upstream) = scripted_stream();
+    env.mock.push(reply);
+    let response = env.chat(&chat_stream_body(AGENT, "hi")).await;
+    assert_eq!(response.status(), 200);
+    let mut sse = SseReader::new(response);
+    upstream.send_content(AGENT_UPSTREAM_MODEL, "first").await;
+    assert_eq!(sse.next_json().await["choices"][0]["delta"]["content"], "first");
+
+    let server = env.gw.shut_down();
+    assert!(refuses_connections(env.gw.addr).await, "the listener closes when shutdown begins");
+
+    upstream.send_content(AGENT_UPSTREAM_MODEL, "second").await;
+    upstream.finish(AGENT_UPSTREAM_MODEL, None).await;
+    let rest = sse.rest().await;
+    assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "the stream ran to its end: {rest:?}");
+    assert!(rest.iter().any(|e| e.contains("second")));
+    within("drain", server).await.expect("server task").expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn shutdown_grace_bounds_the_wait_for_a_stream_that_never_ends() {
+    let mut env = TestEnv::start().await; // shutdown_grace_ms = 1000 in the test config
+    let (reply, upstream) = scripted_stream();
+    env.mock.push(reply);
+    let response = env.chat(&chat_stream_body(AGENT, "hi")).await;
+    let mut sse = SseReader::new(response);
+    upstream.send_content(AGENT_UPSTREAM_MODEL, "first").await;
+    sse.next_json().await;
+
+    let started = std::time::Instant::now();
+    let server = env.gw.shut_down();
+    within("grace", server).await.expect("server task").expect("shutdown returns after the grace period");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "the stream got its grace period first");
+    drop(upstream);
+}
