@@ -19,6 +19,7 @@
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
 //! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising |
+//! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
 //! | [`usage`] | the typed usage record handed to later layers (credits, events) |
 //! | [`error`] | the one place typed errors become the OpenAI error JSON |
 //!
@@ -41,6 +42,7 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod sse;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod usage;

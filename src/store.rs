@@ -1,0 +1,129 @@
+//! Durable state: one trait per concern, each with two backends.
+//!
+//! - [`embedded`]: a local SQLite file (WAL), the default — no other process.
+//! - `redis` (next): standalone Redis or Redis Cluster, for N stateless replicas.
+//!
+//! Handlers and the auth layer depend on these traits only. Keys and workspaces
+//! live here now; the ledger, sessions, events, schedules and notes of later
+//! stages sit beside them as further traits on the same backends.
+//!
+//! Timestamps are Unix seconds (UTC). Records are never deleted: a revoked key
+//! keeps its row with `revoked_at` set, for audit.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A record with the same id (or key hash) already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The backend returned data the gateway cannot read.
+    #[error("the store holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+/// What a key may do (DESIGN.md, "Keys, scopes, workspaces").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The model API and sessions.
+    Chat,
+    /// Its workspace's webhooks and events.
+    Webhook,
+    /// Everything inside its workspace.
+    Full,
+    /// Across workspaces: workspaces, plans, top-ups.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Chat => "chat",
+            Scope::Webhook => "webhook",
+            Scope::Full => "full",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "chat" => Some(Scope::Chat),
+            "webhook" => Some(Scope::Webhook),
+            "full" => Some(Scope::Full),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An API key as stored: never the plaintext, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// `key_` + 24 lowercase hex characters.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the plaintext key.
+    pub hash: String,
+    /// The first characters of the key (`tg_1a2b3c4d`), to recognise it in lists.
+    pub prefix: String,
+    pub name: String,
+    pub workspace: String,
+    pub scope: Scope,
+    pub expires_at: Option<i64>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    /// Agents and model aliases the key may use; `None` means all.
+    pub models: Option<Vec<String>>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A tenant: keys, balances and (later) webhooks belong to one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    /// The plan's name (plans are defined in config).
+    pub plan: String,
+    /// IANA time zone for monthly refreshes; `None` means UTC.
+    pub time_zone: Option<String>,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores a new key; `Conflict` if its id or hash is taken.
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// The key with this SHA-256 (hex), revoked or not.
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// A workspace's keys, revoked ones included, oldest first.
+    async fn list_keys(&self, workspace: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Sets `revoked_at`; `Ok(false)` when there is no such key or it was
+    /// already revoked (the first revocation time is kept).
+    async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError>;
+    /// Records last-used times, batched by the caller (never per request).
+    async fn touch_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync + 'static {
+    /// Stores a new workspace; `Conflict` if the id is taken.
+    async fn insert_workspace(&self, workspace: &Workspace) -> Result<(), StoreError>;
+    async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError>;
+    /// All workspaces, by id.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
+}
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
