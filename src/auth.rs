@@ -6,6 +6,8 @@
 //! is still confirmed with a constant-time comparison. [`KeySource`] is the seam
 //! where the store-backed keys of a later stage replace the static config keys.
 
+pub mod keys;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
