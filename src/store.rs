@@ -1,7 +1,7 @@
 //! Durable state: one trait per concern, each with two backends.
 //!
 //! - [`embedded`]: a local SQLite file (WAL), the default — no other process.
-//! - `redis` (next): standalone Redis or Redis Cluster, for N stateless replicas.
+//! - [`redis`]: standalone Redis or Redis Cluster, for N stateless replicas.
 //!
 //! Handlers and the auth layer depend on these traits only. Keys and workspaces
 //! live here now; the ledger, sessions, events, schedules and notes of later
@@ -11,6 +11,7 @@
 //! keeps its row with `revoked_at` set, for audit.
 
 pub mod embedded;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
