@@ -32,7 +32,15 @@ fn catalog() -> Catalog {
 
 fn bench(c: &mut Criterion) {
     let catalog = catalog();
-    let principal = Principal { name: "bench".into(), models: None };
+    let principal = Principal {
+        key_id: None,
+        name: "bench".into(),
+        workspace: None,
+        scope: tollgate::store::Scope::Chat,
+        expires_at: None,
+        revoked: false,
+        models: None,
+    };
     let mut group = c.benchmark_group("rewrite");
     group.throughput(Throughput::Bytes(REQUEST.len() as u64));
     group.bench_function("parse_and_rewrite_chat_request", |b| {

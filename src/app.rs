@@ -6,7 +6,9 @@
 //! 2. **route** — method + path from [`crate::router`]; unknown → 404, wrong
 //!    method → 405.
 //! 3. **auth** — every route not listed public authenticates the key
-//!    (`Authorization: Bearer` or `X-API-Key`) into a [`Principal`]; 401 otherwise.
+//!    (`Authorization: Bearer` or `X-API-Key`) into a [`Principal`]: static
+//!    config keys first, then the key store through a cache (no store round
+//!    trip for a known key); 401 otherwise, 503 if the store cannot answer.
 //! 4. **handler** — for the model API ([`crate::api::openai`]): read the body
 //!    (bounded in size and time, 413/408), parse and validate it (400), resolve the
 //!    model for the caller (404/403), rewrite it for the agent, send it upstream
@@ -23,11 +25,12 @@ use hyper::body::Incoming;
 
 use crate::agents::Catalog;
 use crate::api::{self, request::Endpoint};
-use crate::auth::{self, KeySource, Principal, StaticKeys};
+use crate::auth::{Authenticator, Principal};
 use crate::body::Body;
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, Origin};
 use crate::router::{self, Route};
+use crate::store::KeyStore;
 use crate::upstream::Provider;
 use crate::usage::{LogUsageSink, UsageSink};
 
@@ -35,7 +38,8 @@ use crate::usage::{LogUsageSink, UsageSink};
 pub struct App {
     pub server: ServerConfig,
     pub catalog: Catalog,
-    pub keys: Arc<dyn KeySource>,
+    /// Static keys, then the key store through its cache.
+    pub auth: Authenticator,
     /// Where usage records go (a log line now; credits and events later).
     pub usage: Arc<dyn UsageSink>,
     request_ids: RequestIds,
@@ -57,10 +61,16 @@ impl App {
         Ok(App {
             server: config.server.clone(),
             catalog: Catalog::new(config, &providers),
-            keys: Arc::new(StaticKeys::new(&config.keys)),
+            auth: Authenticator::new(&config.keys, config.store.key_cache_ttl),
             usage: Arc::new(LogUsageSink),
             request_ids: RequestIds::new(),
         })
+    }
+
+    /// Adds the key store (without it, only the config's static keys work).
+    pub fn with_key_store(mut self, store: Arc<dyn KeyStore>) -> App {
+        self.auth = self.auth.with_store(store);
+        self
     }
 
     /// Replaces the usage sink (credits, events, or a test's recorder).
@@ -108,7 +118,7 @@ impl App {
                 _ => unreachable!("only the routes listed in Route::is_public get here"),
             });
         }
-        let principal = auth::authenticate(req.headers(), self.keys.as_ref())?;
+        let principal = self.auth.authenticate(req.headers(), crate::store::now()).await?;
         let ctx = RequestContext { request_id, started, principal };
         match route {
             Route::ChatCompletions => api::openai::model_call(self, &ctx, Endpoint::Chat, req).await,

@@ -2,37 +2,63 @@
 //!
 //! A key arrives as `Authorization: Bearer <key>` or `X-API-Key: <key>`. It is
 //! hashed with SHA-256 at once and only the hash is looked up, so neither the
-//! lookup's timing nor any stored value reveals the plaintext; the final match
-//! is still confirmed with a constant-time comparison. [`KeySource`] is the seam
-//! where the store-backed keys of a later stage replace the static config keys.
+//! lookup's timing nor any stored value reveals the plaintext; a static key's
+//! match is still confirmed with a constant-time comparison.
+//!
+//! Keys come from two places, checked in order: the static keys of the config
+//! file (read-only), then the key store. Store lookups go through a moka cache
+//! keyed by hash, so a request with a known key makes no store round trip. An
+//! entry lives `store.key_cache_ttl_ms`: that is the bound on how long another
+//! replica keeps accepting a revoked key (the replica that revokes forgets the
+//! key at once). Unknown keys are cached as unknown for the same time.
+//!
+//! When the store is unreachable, cached keys keep working and uncached keys
+//! are refused with 503 (fail-closed: an unverifiable key is not a valid key,
+//! but the caller is told to retry rather than that the key is wrong).
 
 pub mod keys;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::KeyConfig;
+use crate::store::{KeyRecord, KeyStore, Scope};
 
 /// SHA-256 of a key's plaintext.
 pub type KeyHash = [u8; 32];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Most store keys kept in the cache; beyond it, the least used are evicted.
+const KEY_CACHE_CAPACITY: u64 = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`.")]
     Missing,
     #[error("Incorrect API key provided.")]
     Invalid,
+    #[error("The API key has expired.")]
+    Expired,
+    #[error("The key store is unavailable; retry shortly.")]
+    Unavailable,
 }
 
 /// Who is calling: what the rest of the pipeline knows about a key.
 #[derive(Debug)]
 pub struct Principal {
+    /// The store key's id (`key_...`); `None` for static config keys.
+    pub key_id: Option<Arc<str>>,
     /// The key's display name, used in logs and usage records (never the key).
     pub name: Arc<str>,
+    /// The key's workspace; `None` for static config keys.
+    pub workspace: Option<Arc<str>>,
+    pub scope: Scope,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
     /// Models and agents the key may use; `None` means all.
     pub models: Option<Vec<String>>,
 }
@@ -41,32 +67,95 @@ impl Principal {
     pub fn may_use(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|list| list.iter().any(|m| m == model))
     }
-}
 
-/// Where keys come from. Lookups must not block: they run on the request path.
-pub trait KeySource: Send + Sync + 'static {
-    fn lookup(&self, hash: &KeyHash) -> Option<Arc<Principal>>;
-}
+    fn from_record(r: KeyRecord) -> Principal {
+        Principal {
+            name: r.name.as_str().into(),
+            key_id: Some(r.id.as_str().into()),
+            workspace: Some(r.workspace.as_str().into()),
+            scope: r.scope,
+            expires_at: r.expires_at,
+            revoked: r.revoked_at.is_some(),
+            models: r.models,
+        }
+    }
 
-/// Keys listed in the config file, by hash.
-pub struct StaticKeys {
-    by_hash: HashMap<KeyHash, Arc<Principal>>,
-}
-
-impl StaticKeys {
-    pub fn new(keys: &[KeyConfig]) -> Self {
-        let by_hash = keys
-            .iter()
-            .map(|k| (k.sha256, Arc::new(Principal { name: k.name.as_str().into(), models: k.models.clone() })))
-            .collect();
-        StaticKeys { by_hash }
+    /// Static config keys are read-only: they may call the model API.
+    fn from_config(k: &KeyConfig) -> Principal {
+        Principal {
+            key_id: None,
+            name: k.name.as_str().into(),
+            workspace: None,
+            scope: Scope::Chat,
+            expires_at: None,
+            revoked: false,
+            models: k.models.clone(),
+        }
     }
 }
 
-impl KeySource for StaticKeys {
-    fn lookup(&self, hash: &KeyHash) -> Option<Arc<Principal>> {
-        let (stored, principal) = self.by_hash.get_key_value(hash)?;
-        bool::from(stored.ct_eq(hash)).then(|| principal.clone())
+/// Checks credentials against the static keys and the key store.
+pub struct Authenticator {
+    static_keys: HashMap<KeyHash, Arc<Principal>>,
+    store: Option<Arc<dyn KeyStore>>,
+    /// hash → the key as last read from the store (`None`: no such key).
+    cache: moka::future::Cache<KeyHash, Option<Arc<Principal>>>,
+}
+
+impl Authenticator {
+    /// Static keys only, until [`with_store`](Self::with_store) adds a store.
+    pub fn new(keys: &[KeyConfig], cache_ttl: Duration) -> Authenticator {
+        let static_keys = keys.iter().map(|k| (k.sha256, Arc::new(Principal::from_config(k)))).collect();
+        let cache = moka::future::Cache::builder().max_capacity(KEY_CACHE_CAPACITY).time_to_live(cache_ttl).build();
+        Authenticator { static_keys, store: None, cache }
+    }
+
+    pub fn with_store(mut self, store: Arc<dyn KeyStore>) -> Authenticator {
+        self.store = Some(store);
+        self
+    }
+
+    /// The caller's principal, or why the request is refused. `now` is Unix
+    /// seconds, for expiry.
+    pub async fn authenticate(&self, headers: &HeaderMap, now: i64) -> Result<Arc<Principal>, AuthError> {
+        let key = extract_key(headers)?;
+        let hash = hash_key(key);
+        if let Some((stored, principal)) = self.static_keys.get_key_value(&hash) {
+            if bool::from(stored.ct_eq(&hash)) {
+                return Ok(principal.clone());
+            }
+        }
+        // Only issued keys can be in the store: anything else is refused
+        // without a store round trip.
+        let Some(store) = self.store.as_ref().filter(|_| std::str::from_utf8(key).is_ok_and(keys::is_well_formed))
+        else {
+            return Err(AuthError::Invalid);
+        };
+        let principal = self
+            .cache
+            .try_get_with(hash, async {
+                let record = store.key_by_hash(&hex::encode(hash)).await?;
+                Ok::<_, crate::store::StoreError>(record.map(|r| Arc::new(Principal::from_record(r))))
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "key lookup failed");
+                AuthError::Unavailable
+            })?;
+        match principal {
+            None => Err(AuthError::Invalid),
+            Some(p) if p.revoked => Err(AuthError::Invalid),
+            Some(p) if p.expires_at.is_some_and(|at| at <= now) => Err(AuthError::Expired),
+            Some(p) => Ok(p),
+        }
+    }
+
+    /// Drops a key from this replica's cache (after revoking it here).
+    pub async fn forget(&self, hash_hex: &str) {
+        let mut hash = [0u8; 32];
+        if hex::decode_to_slice(hash_hex, &mut hash).is_ok() {
+            self.cache.invalidate(&hash).await;
+        }
     }
 }
 
@@ -77,58 +166,97 @@ pub fn extract_key(headers: &HeaderMap) -> Result<&[u8], AuthError> {
         let key = bytes
             .get(..7)
             .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-            .map(|_| trim(&bytes[7..]))
+            .map(|_| bytes[7..].trim_ascii())
             .ok_or(AuthError::Invalid)?;
         return if key.is_empty() { Err(AuthError::Missing) } else { Ok(key) };
     }
-    match headers.get("x-api-key").map(|v| trim(v.as_bytes())) {
+    match headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii()) {
         Some(key) if !key.is_empty() => Ok(key),
         _ => Err(AuthError::Missing),
     }
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
 }
 
 pub fn hash_key(key: &[u8]) -> KeyHash {
     Sha256::digest(key).into()
 }
 
-/// Checks the request's credentials against a key source.
-pub fn authenticate(headers: &HeaderMap, keys: &dyn KeySource) -> Result<Arc<Principal>, AuthError> {
-    let key = extract_key(headers)?;
-    keys.lookup(&hash_key(key)).ok_or(AuthError::Invalid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::embedded::EmbeddedStore;
     use http::HeaderValue;
 
-    fn keys() -> StaticKeys {
-        StaticKeys::new(&[KeyConfig { name: "k".into(), sha256: hash_key(b"tg_secret"), models: None }])
+    fn static_only() -> Authenticator {
+        Authenticator::new(
+            &[KeyConfig { name: "k".into(), sha256: hash_key(b"tg_secret"), models: None }],
+            Duration::from_secs(60),
+        )
     }
 
-    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(name, HeaderValue::from_static(value));
+        h.insert(name, HeaderValue::from_str(value).unwrap());
         h
     }
 
-    #[test]
-    fn accepts_both_headers() {
-        assert!(authenticate(&headers("authorization", "Bearer tg_secret"), &keys()).is_ok());
-        assert!(authenticate(&headers("authorization", "bearer  tg_secret "), &keys()).is_ok());
-        assert!(authenticate(&headers("x-api-key", "tg_secret"), &keys()).is_ok());
+    async fn check(auth: &Authenticator, name: &'static str, value: &str) -> Result<Arc<Principal>, AuthError> {
+        auth.authenticate(&headers(name, value), 1_000).await
     }
 
-    #[test]
-    fn refuses_missing_wrong_and_malformed() {
-        assert_eq!(authenticate(&HeaderMap::new(), &keys()).unwrap_err(), AuthError::Missing);
-        assert_eq!(authenticate(&headers("authorization", "Bearer "), &keys()).unwrap_err(), AuthError::Missing);
-        assert_eq!(authenticate(&headers("authorization", "Bearer nope"), &keys()).unwrap_err(), AuthError::Invalid);
-        assert_eq!(authenticate(&headers("authorization", "Basic abc"), &keys()).unwrap_err(), AuthError::Invalid);
-        assert_eq!(authenticate(&headers("x-api-key", "nope"), &keys()).unwrap_err(), AuthError::Invalid);
+    #[tokio::test]
+    async fn static_keys_by_both_headers() {
+        let auth = static_only();
+        assert!(check(&auth, "authorization", "Bearer tg_secret").await.is_ok());
+        assert!(check(&auth, "authorization", "bearer  tg_secret ").await.is_ok());
+        assert!(check(&auth, "x-api-key", "tg_secret").await.is_ok());
+        assert_eq!(check(&auth, "x-api-key", "tg_secret").await.unwrap().scope, Scope::Chat);
+    }
+
+    #[tokio::test]
+    async fn refuses_missing_wrong_and_malformed() {
+        let auth = static_only();
+        assert_eq!(auth.authenticate(&HeaderMap::new(), 0).await.unwrap_err(), AuthError::Missing);
+        assert_eq!(check(&auth, "authorization", "Bearer ").await.unwrap_err(), AuthError::Missing);
+        assert_eq!(check(&auth, "authorization", "Bearer nope").await.unwrap_err(), AuthError::Invalid);
+        assert_eq!(check(&auth, "authorization", "Basic abc").await.unwrap_err(), AuthError::Invalid);
+        assert_eq!(check(&auth, "x-api-key", "nope").await.unwrap_err(), AuthError::Invalid);
+    }
+
+    #[tokio::test]
+    async fn store_keys_expire_revoke_and_are_cached() {
+        let dir = std::env::temp_dir().join(format!("tollgate-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
+        let issue = |expires_at| {
+            keys::issue(
+                keys::NewKey {
+                    name: "n".into(),
+                    workspace: "ws".into(),
+                    scope: Scope::Full,
+                    expires_at,
+                    rpm: None,
+                    tpm: None,
+                    models: None,
+                },
+                500,
+            )
+            .unwrap()
+        };
+        let live = issue(None);
+        let expiring = issue(Some(900));
+        store.insert_key(&live.record).await.unwrap();
+        store.insert_key(&expiring.record).await.unwrap();
+        let auth = static_only().with_store(store.clone());
+
+        let p = check(&auth, "x-api-key", live.plaintext.expose()).await.unwrap();
+        assert_eq!((p.scope, p.workspace.as_deref()), (Scope::Full, Some("ws")));
+        assert_eq!(check(&auth, "x-api-key", expiring.plaintext.expose()).await.unwrap_err(), AuthError::Expired);
+
+        store.revoke_key(&live.record.id, 950).await.unwrap();
+        assert!(check(&auth, "x-api-key", live.plaintext.expose()).await.is_ok(), "cached until the TTL or forget");
+        auth.forget(&live.record.hash).await;
+        assert_eq!(check(&auth, "x-api-key", live.plaintext.expose()).await.unwrap_err(), AuthError::Invalid);
+        let unknown = format!("tg_{}", "0".repeat(64));
+        assert_eq!(check(&auth, "x-api-key", &unknown).await.unwrap_err(), AuthError::Invalid);
     }
 }

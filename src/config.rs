@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::secret::Secret;
-use raw::{RawAgent, RawConfig, RawKey, RawModel, RawProvider};
+use raw::{RawAgent, RawConfig, RawKey, RawModel, RawProvider, RawStore};
 
 /// The config shipped in `config/tollgate.toml`, compiled in so `tollgate serve`
 /// works from any directory with no file at all.
@@ -42,6 +42,30 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     pub agents: BTreeMap<String, AgentConfig>,
     pub keys: Vec<KeyConfig>,
+    pub store: StoreConfig,
+}
+
+/// Where durable state lives (see `store`).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// How long a key looked up in the store is trusted before it is read
+    /// again: the bound on how long a revocation takes on other replicas.
+    pub key_cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// A SQLite file.
+    Embedded { path: std::path::PathBuf },
+    Redis {
+        urls: Vec<String>,
+        cluster: bool,
+        /// Prefix of every Redis key, so deployments can share a Redis.
+        prefix: String,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -226,7 +250,56 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, k)| self.key(i, k, &models, &agents))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Config { origin: self.origin.into(), server, log, providers, models, agents, keys })
+        let store = self.store(raw.store)?;
+        Ok(Config { origin: self.origin.into(), server, log, providers, models, agents, keys, store })
+    }
+
+    fn store(&self, s: RawStore) -> Result<StoreConfig, ConfigError> {
+        let backend = match s.backend.as_deref().unwrap_or("embedded") {
+            "embedded" => {
+                if !s.urls.is_empty() || s.cluster.is_some() || s.prefix.is_some() {
+                    return Err(self.err("store", "urls, cluster and prefix are settings of backend = \"redis\""));
+                }
+                let path = s.path.unwrap_or_else(|| "data/tollgate.db".into());
+                if path.trim().is_empty() {
+                    return Err(self.err("store.path", "must not be empty"));
+                }
+                StoreBackend::Embedded { path: path.into() }
+            }
+            "redis" => {
+                if s.path.is_some() {
+                    return Err(self.err("store.path", "is a setting of backend = \"embedded\""));
+                }
+                let cluster = s.cluster.unwrap_or(false);
+                match (cluster, s.urls.len()) {
+                    (_, 0) => return Err(self.err("store.urls", "needs at least one redis:// URL")),
+                    (false, n) if n > 1 => {
+                        return Err(
+                            self.err("store.urls", "standalone Redis takes one URL (set cluster = true for several)")
+                        )
+                    }
+                    _ => {}
+                }
+                for (i, url) in s.urls.iter().enumerate() {
+                    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                        return Err(self.err(format!("store.urls.{i}"), format!("{url:?} is not a redis:// URL")));
+                    }
+                }
+                let prefix = s.prefix.unwrap_or_else(|| "tollgate".into());
+                if prefix.is_empty() || prefix.contains(['{', '}']) {
+                    return Err(self.err("store.prefix", "must be non-empty, without braces"));
+                }
+                StoreBackend::Redis {
+                    urls: s.urls,
+                    cluster,
+                    prefix,
+                    connect_timeout: self.millis("store.connect_timeout_ms", s.connect_timeout_ms, 2_000)?,
+                    command_timeout: self.millis("store.command_timeout_ms", s.command_timeout_ms, 1_000)?,
+                }
+            }
+            other => return Err(self.err("store.backend", format!("{other:?} is not \"embedded\" or \"redis\""))),
+        };
+        Ok(StoreConfig { backend, key_cache_ttl: self.millis("store.key_cache_ttl_ms", s.key_cache_ttl_ms, 5_000)? })
     }
 
     fn positive(&self, path: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
@@ -430,6 +503,12 @@ mod tests {
         assert!(e.contains("keys.0.sha256"), "{e}");
         let e = load(&BASE.replace("temperature", "stream")).unwrap_err().to_string();
         assert!(e.contains("agents.a.defaults.stream"), "{e}");
+        let e = load(&format!("{BASE}\n[store]\nbackend = \"redis\"")).unwrap_err().to_string();
+        assert!(e.contains("store.urls: needs at least one"), "{e}");
+        let e = load(&format!("{BASE}\n[store]\nbackend = \"redis\"\nurls = [\"http://x\"]")).unwrap_err().to_string();
+        assert!(e.contains("store.urls.0"), "{e}");
+        let e = load(&format!("{BASE}\n[store]\nbackend = \"sqlite\"")).unwrap_err().to_string();
+        assert!(e.contains("store.backend"), "{e}");
         let e = load("[server\n").unwrap_err().to_string();
         assert!(e.starts_with("t.toml: (syntax)"), "{e}");
     }

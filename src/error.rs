@@ -66,6 +66,7 @@ struct Parts<'a> {
 impl Error {
     pub fn origin(&self) -> Origin {
         match self {
+            Error::Auth(AuthError::Unavailable) => Origin::Internal,
             Error::Upstream(e) if e.is_client_fault() => Origin::Client,
             Error::Upstream(_) => Origin::Upstream,
             _ => Origin::Client,
@@ -82,6 +83,8 @@ impl Error {
             }
             Error::Auth(AuthError::Missing) => p(StatusCode::UNAUTHORIZED, INVALID, "missing_api_key"),
             Error::Auth(AuthError::Invalid) => p(StatusCode::UNAUTHORIZED, INVALID, "invalid_api_key"),
+            Error::Auth(AuthError::Expired) => p(StatusCode::UNAUTHORIZED, INVALID, "expired_api_key"),
+            Error::Auth(AuthError::Unavailable) => p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "store_unavailable"),
             Error::Request(e) => Parts { param: e.param(), ..p(e.status(), INVALID, e.code()) },
             Error::Catalog(CatalogError::NotFound(_)) => {
                 Parts { param: Some("model"), ..p(StatusCode::NOT_FOUND, INVALID, "model_not_found") }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use tollgate::app::App;
-use tollgate::config::{Config, ConfigError, ProviderConfig};
+use tollgate::config::{Config, ConfigError, ProviderConfig, StoreBackend};
+use tollgate::store::Stores;
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "An OpenAI-compatible gateway")]
@@ -106,6 +107,21 @@ fn summary(c: &Config) {
         println!("  agent {id} -> {}/{}", a.provider, a.upstream_model);
     }
     println!("  static keys: {}", c.keys.len());
+    match &c.store.backend {
+        StoreBackend::Embedded { path } => println!("  store: embedded at {}", path.display()),
+        StoreBackend::Redis { urls, cluster, .. } => {
+            let shown: Vec<String> = urls.iter().map(|u| without_credentials(u)).collect();
+            println!("  store: redis{} at {}", if *cluster { " cluster" } else { "" }, shown.join(", "))
+        }
+    }
+}
+
+/// `redis://user:secret@host` → `redis://*****@host`: summaries never show secrets.
+fn without_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}*****{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
 }
 
 fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
@@ -114,13 +130,18 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
     }
     let _log = tollgate::telemetry::init(&config.log);
     let result = (|| {
-        let app = Arc::new(App::new(&config)?);
+        let control = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let stores = control.block_on(Stores::open(&config.store)).map_err(|e| format!("store: {e}"))?;
+        let app = Arc::new(App::new(&config)?.with_key_store(stores.keys));
         let workers = config.server.workers;
         let listeners = tollgate::runtime::bind(config.server.listen, workers)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
         let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, workers, config = %config.origin, "tollgate listening");
-        tollgate::runtime::run(app, listeners, shutdown_signal()).map_err(|e| e.to_string())
+        tollgate::runtime::run(control, app, listeners, shutdown_signal()).map_err(|e| e.to_string())
     })();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,8 +49,10 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::T
 }
 
 /// Serves `app` on `listeners` (one worker thread each) until `shutdown`
-/// resolves on the calling thread's runtime, then lets every worker drain.
+/// resolves on `control` (the calling thread's runtime, which also drives the
+/// store's background connections), then lets every worker drain.
 pub fn run(
+    control: tokio::runtime::Runtime,
     app: Arc<App>,
     listeners: Vec<std::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -90,8 +92,7 @@ pub fn run(
         })?;
         threads.push(thread);
     }
-    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    signals.block_on(async {
+    control.block_on(async {
         tokio::select! {
             _ = shutdown => {}
             _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),

@@ -124,6 +124,33 @@ pub trait WorkspaceStore: Send + Sync + 'static {
     async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
 }
 
+/// The configured backend's stores.
+#[derive(Clone)]
+pub struct Stores {
+    pub keys: std::sync::Arc<dyn KeyStore>,
+    pub workspaces: std::sync::Arc<dyn WorkspaceStore>,
+}
+
+impl Stores {
+    /// Opens the configured backend. Call it on the runtime that lives as long
+    /// as the process: the Redis connection's driver task runs there.
+    pub async fn open(config: &crate::config::StoreConfig) -> Result<Stores, StoreError> {
+        use crate::config::StoreBackend;
+        use std::sync::Arc;
+        match &config.backend {
+            StoreBackend::Embedded { path } => {
+                let store = Arc::new(embedded::EmbeddedStore::open(path)?);
+                Ok(Stores { keys: store.clone(), workspaces: store })
+            }
+            StoreBackend::Redis { urls, cluster, prefix, connect_timeout, command_timeout } => {
+                let timeouts = redis::Timeouts { connect: *connect_timeout, response: *command_timeout };
+                let store = Arc::new(redis::RedisStore::connect(urls, *cluster, prefix, timeouts).await?);
+                Ok(Stores { keys: store.clone(), workspaces: store })
+            }
+        }
+    }
+}
+
 /// Current Unix time in seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)

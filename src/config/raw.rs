@@ -20,6 +20,22 @@ pub struct RawConfig {
     pub agents: BTreeMap<String, RawAgent>,
     #[serde(default)]
     pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub backend: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    pub cluster: Option<bool>,
+    pub prefix: Option<String>,
+    pub connect_timeout_ms: Option<u64>,
+    pub command_timeout_ms: Option<u64>,
+    pub key_cache_ttl_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,0 +1,168 @@
+//! Store-backed keys through the real gateway: a key issued into the store
+//! authenticates; expiry and revocation refuse it; two replicas on one Redis
+//! see each other's keys and revocations within the cache TTL (the stated
+//! bound); a store that cannot answer refuses unknown keys with 503 while
+//! cached keys keep working.
+
+mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tollgate::auth::keys::{issue, IssuedKey, NewKey};
+use tollgate::store::embedded::EmbeddedStore;
+use tollgate::store::redis::{RedisStore, Timeouts};
+use tollgate::store::{KeyStore, Scope};
+
+/// The key cache TTL of these gateways: the revocation bound under test.
+const TTL_MS: u64 = 300;
+
+fn skip(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "*** SKIPPED {test}: redis-server not installed ***");
+}
+
+/// A gateway replica on `store`, in front of a mock upstream.
+async fn replica(store: Arc<dyn KeyStore>) -> (MockUpstream, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let mock = MockUpstream::start().await;
+    let toml =
+        format!("{}\n[store]\nkey_cache_ttl_ms = {TTL_MS}\n", config_toml(&Settings::default(), &mock.base_url()));
+    let config = tollgate::config::Config::from_toml(&toml, "test.toml").expect("valid config");
+    let app = tollgate::app::App::new(&config).expect("app").with_key_store(store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), async move {
+        let _ = stopped.await;
+    }));
+    (mock, addr, stop)
+}
+
+fn new_key(expires_at: Option<i64>) -> IssuedKey {
+    let new = NewKey {
+        name: "e2e".into(),
+        workspace: "ws_e2e".into(),
+        scope: Scope::Chat,
+        expires_at,
+        rpm: None,
+        tpm: None,
+        models: Some(vec![AGENT.into()]),
+    };
+    issue(new, tollgate::store::now()).expect("valid key request")
+}
+
+async fn models_status(addr: std::net::SocketAddr, key: &str) -> (u16, String) {
+    let response = within("models", client().get(format!("http://{addr}/v1/models")).bearer_auth(key).send())
+        .await
+        .expect("gateway answers");
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    (status, body)
+}
+
+/// Polls until `addr` refuses `key`; returns how long that took.
+async fn until_refused(addr: std::net::SocketAddr, key: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = models_status(addr, key).await;
+        if status == 401 {
+            assert!(body.contains("invalid_api_key"), "{body}");
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < WAIT, "the revoked key was still accepted after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn issue_use_expire_revoke(store: Arc<dyn KeyStore>) {
+    let (_mock, addr, _stop) = replica(store.clone()).await;
+    let live = new_key(None);
+    let expired = new_key(Some(tollgate::store::now() + 1));
+    store.insert_key(&live.record).await.unwrap();
+    store.insert_key(&expired.record).await.unwrap();
+
+    let (status, body) = models_status(addr, live.plaintext.expose()).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, vec![AGENT.to_string()], "the key's allow-list filters /v1/models");
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, body) = models_status(addr, expired.plaintext.expose()).await;
+    assert_eq!((status, body.contains("expired_api_key")), (401, true), "{body}");
+
+    assert!(store.revoke_key(&live.record.id, tollgate::store::now()).await.unwrap());
+    let took = until_refused(addr, live.plaintext.expose()).await;
+    eprintln!("revocation took effect after {took:?} (cache TTL {TTL_MS} ms)");
+    let unknown = format!("tg_{}", "ab".repeat(32));
+    assert_eq!(models_status(addr, &unknown).await.0, 401);
+}
+
+#[tokio::test]
+async fn embedded_store_keys_authenticate_expire_and_revoke() {
+    let dir = std::env::temp_dir().join(format!("tollgate-e2e-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
+    issue_use_expire_revoke(store).await;
+}
+
+#[tokio::test]
+async fn redis_store_keys_authenticate_expire_and_revoke() {
+    let Some(server) = redis_server::RedisServer::start() else { return skip("redis_store_keys") };
+    let store = RedisStore::connect(&[server.url()], false, "e2e", Timeouts::default()).await.unwrap();
+    issue_use_expire_revoke(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_redis_share_keys_and_revocations() {
+    let Some(server) = redis_server::RedisServer::start() else { return skip("two_replicas") };
+    let urls = [server.url()];
+    let connect = || RedisStore::connect(&urls, false, "e2e", Timeouts::default());
+    let (a, b) = (Arc::new(connect().await.unwrap()), Arc::new(connect().await.unwrap()));
+    let (_ma, replica_a, _sa) = replica(a.clone()).await;
+    let (_mb, replica_b, _sb) = replica(b.clone()).await;
+
+    let key = new_key(None);
+    a.insert_key(&key.record).await.unwrap();
+    assert_eq!(models_status(replica_a, key.plaintext.expose()).await.0, 200);
+    assert_eq!(models_status(replica_b, key.plaintext.expose()).await.0, 200, "replica B sees A's key");
+
+    a.revoke_key(&key.record.id, tollgate::store::now()).await.unwrap();
+    let on_b = until_refused(replica_b, key.plaintext.expose()).await;
+    let on_a = until_refused(replica_a, key.plaintext.expose()).await;
+    eprintln!("revocation seen by replica B after {on_b:?}, A after {on_a:?} (bound: {TTL_MS} ms cache TTL)");
+}
+
+#[tokio::test]
+async fn an_unreachable_store_refuses_unknown_keys_with_503_and_serves_cached_ones() {
+    let Some(mut server) = redis_server::RedisServer::start() else { return skip("unreachable_store") };
+    let timeouts = Timeouts { connect: Duration::from_millis(500), response: Duration::from_millis(500) };
+    let store = Arc::new(RedisStore::connect(&[server.url()], false, "e2e", timeouts).await.unwrap());
+    let mock = MockUpstream::start().await;
+    // A long TTL, so the first key stays cached while Redis is down.
+    let toml = format!("{}\n[store]\nkey_cache_ttl_ms = 600000\n", config_toml(&Settings::default(), &mock.base_url()));
+    let config = tollgate::config::Config::from_toml(&toml, "test.toml").unwrap();
+    let app = tollgate::app::App::new(&config).unwrap().with_key_store(store.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), std::future::pending()));
+
+    let cached = new_key(None);
+    let uncached = new_key(None);
+    store.insert_key(&cached.record).await.unwrap();
+    store.insert_key(&uncached.record).await.unwrap();
+    assert_eq!(models_status(addr, cached.plaintext.expose()).await.0, 200);
+
+    server.stop();
+    let (status, body) = models_status(addr, uncached.plaintext.expose()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store_unavailable"), "{body}");
+    assert_eq!(models_status(addr, cached.plaintext.expose()).await.0, 200, "a cached key keeps working");
+}
