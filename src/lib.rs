@@ -13,6 +13,7 @@
 //! | [`app`] | shared state and the request pipeline, in order, in one doc comment |
 //! | [`router`] | method + path → route; the one table of public routes |
 //! | [`auth`] | credential extraction, key hashing, the [`auth::KeySource`] seam |
+//! | [`admin`] | key and workspace operations shared by the CLI and the management API |
 //! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
 //! | [`api`] | handlers: the model API, models list, health; request parsing |
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
@@ -28,6 +29,7 @@
 //! handler (body read → parse → resolve → rewrite → upstream → relay → usage)
 //! → error JSON. See [`app`] for what each step reads and adds.
 
+pub mod admin;
 pub mod agents;
 pub mod api;
 pub mod app;

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use tollgate::admin;
 use tollgate::app::App;
+use tollgate::auth::keys::NewKey;
 use tollgate::config::{Config, ConfigError, ProviderConfig, StoreBackend};
-use tollgate::store::Stores;
+use tollgate::store::{Scope, Stores};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "An OpenAI-compatible gateway")]
@@ -39,6 +41,67 @@ enum Command {
     /// Print the SHA-256 of a key, for `[[keys]] sha256 = ...`. Reads the key
     /// from stdin when not given (keeps it out of shell history).
     HashKey { key: Option<String> },
+    /// Manage API keys in the configured store.
+    Keys {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage workspaces in the configured store.
+    Workspaces {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: WorkspacesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Issue a key; its plaintext is printed once, on stdout.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        /// chat, webhook, full or admin.
+        #[arg(long, default_value = "chat", value_parser = parse_scope)]
+        scope: Scope,
+        /// Expiry as Unix seconds.
+        #[arg(long)]
+        expires_at: Option<i64>,
+        #[arg(long)]
+        rpm: Option<u32>,
+        #[arg(long)]
+        tpm: Option<u32>,
+        /// Comma-separated agents and model aliases the key may use (default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+    },
+    /// List a workspace's keys (never their plaintext or hash).
+    List {
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Revoke a key by id (`key_...`).
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum WorkspacesCommand {
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "default")]
+        plan: String,
+    },
+    List,
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| format!("{s:?} is not one of chat, webhook, full, admin"))
 }
 
 fn main() -> ExitCode {
@@ -55,6 +118,8 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Keys { config, command } => operate(config.as_deref(), |stores| keys(stores, command)),
+        Command::Workspaces { config, command } => operate(config.as_deref(), |stores| workspaces(stores, command)),
         Command::HashKey { key } => {
             let key = key.unwrap_or_else(|| {
                 let mut s = String::new();
@@ -69,6 +134,93 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Loads the config, opens its store and runs one operator command on it.
+fn operate<F, Fut>(config: Option<&Path>, command: F) -> ExitCode
+where
+    F: FnOnce(Stores) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let config = match load(config) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let stores = Stores::open(&config.store).await.map_err(|e| format!("store: {e}"))?;
+        command(stores).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn keys(stores: Stores, command: KeysCommand) -> Result<(), String> {
+    match command {
+        KeysCommand::Create { workspace, name, scope, expires_at, rpm, tpm, models } => {
+            let new = NewKey { name, workspace, scope, expires_at, rpm, tpm, models };
+            let issued = admin::create_key(&stores, new).await.map_err(|e| e.to_string())?;
+            eprintln!(
+                "created {} ({} scope) in workspace {}; the key is shown once, below — store it now:",
+                issued.record.id,
+                issued.record.scope.as_str(),
+                issued.record.workspace
+            );
+            println!("{}", issued.plaintext.expose());
+        }
+        KeysCommand::List { workspace } => {
+            let keys = admin::list_keys(&stores, &workspace).await.map_err(|e| e.to_string())?;
+            println!(
+                "{:<28}  {:<11}  {:<7}  {:<10}  {:<10}  name",
+                "id", "prefix", "scope", "expires_at", "revoked_at"
+            );
+            for k in keys {
+                let time = |t: Option<i64>| t.map_or("-".to_string(), |t| t.to_string());
+                println!(
+                    "{:<28}  {:<11}  {:<7}  {:<10}  {:<10}  {}",
+                    k.id,
+                    k.prefix,
+                    k.scope.as_str(),
+                    time(k.expires_at),
+                    time(k.revoked_at),
+                    k.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let record = admin::revoke_key(&stores, &id).await.map_err(|e| e.to_string())?;
+            eprintln!("revoked {} ({}) in workspace {}", record.id, record.name, record.workspace);
+        }
+    }
+    Ok(())
+}
+
+async fn workspaces(stores: Stores, command: WorkspacesCommand) -> Result<(), String> {
+    match command {
+        WorkspacesCommand::Create { id, name, plan } => {
+            let ws = admin::create_workspace(&stores, &id, name.as_deref(), &plan).await.map_err(|e| e.to_string())?;
+            eprintln!("created workspace {} ({}, plan {})", ws.id, ws.name, ws.plan);
+        }
+        WorkspacesCommand::List => {
+            let all = stores.workspaces.list_workspaces().await.map_err(|e| e.to_string())?;
+            println!("{:<24}  {:<12}  name", "id", "plan");
+            for ws in all {
+                println!("{:<24}  {:<12}  {}", ws.id, ws.plan, ws.name);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn fail(e: &ConfigError) -> ExitCode {

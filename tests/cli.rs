@@ -121,39 +121,61 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test]
-async fn serve_with_no_config_file_answers_healthz_and_the_demo_agent() {
-    let dir = temp_dir("serve");
+/// A running `tollgate serve` child, its base URL and its log.
+struct Served {
+    child: KillOnDrop,
+    base: String,
+    log_path: PathBuf,
+}
+
+impl Served {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+/// Starts `tollgate serve <args>` in `dir` and waits until it answers /healthz.
+async fn serve_in(dir: &Path, args: &[&str]) -> Served {
     let log_path = dir.join("tollgate.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = closed_port().await;
     let child = tollgate()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(&dir) // no config/tollgate.toml here: the embedded default applies
+        .arg("serve")
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .expect("the tollgate binary starts");
-    let mut child = KillOnDrop(child);
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut served = Served { child: KillOnDrop(child), base: format!("http://127.0.0.1:{port}"), log_path };
     let http = client();
-    let base = format!("http://127.0.0.1:{port}");
-
-    // Wait until it listens (or fail fast if it exited).
     within("tollgate serve to answer /healthz", async {
         loop {
-            if let Ok(response) = http.get(format!("{base}/healthz")).send().await {
-                assert_eq!(response.status(), 200, "log:\n{}", log());
+            if let Ok(response) = http.get(format!("{}/healthz", served.base)).send().await {
+                assert_eq!(response.status(), 200, "log:\n{}", served.log());
                 return;
             }
-            if let Some(status) = child.0.try_wait().unwrap() {
-                panic!("tollgate serve exited with {status}; log:\n{}", log());
+            if let Some(status) = served.child.0.try_wait().unwrap() {
+                panic!("tollgate serve exited with {status}; log:\n{}", served.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
+    served
+}
+
+#[tokio::test]
+async fn serve_with_no_config_file_answers_healthz_and_the_demo_agent() {
+    let dir = temp_dir("serve");
+    // No config/tollgate.toml in `dir`: the embedded default applies.
+    let served = serve_in(&dir, &[]).await;
+    let log = || served.log();
+    let http = client();
+    let base = served.base.clone();
+    assert!(dir.join("data/tollgate.db").exists(), "the embedded store file is created on start");
 
     let body = json!({"model": "demo", "messages": [{"role": "user", "content": "ping from the cli test"}]});
     let request = http.post(format!("{base}/v1/chat/completions")).bearer_auth(DEMO_KEY).json(&body);
@@ -163,4 +185,61 @@ async fn serve_with_no_config_file_answers_healthz_and_the_demo_agent() {
     assert_eq!(answer["model"], "demo");
     let content = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
     assert!(content.contains("ping from the cli test"), "the built-in mock echoes the message: {answer}");
+}
+
+#[tokio::test]
+async fn operator_commands_issue_a_key_the_gateway_accepts_until_it_is_revoked() {
+    let dir = temp_dir("keys");
+    // The shipped config with a short key cache, so the revocation shows quickly.
+    let shipped = std::fs::read_to_string(SHIPPED_CONFIG).unwrap();
+    let config = dir.join("tollgate.toml");
+    std::fs::write(&config, shipped.replace("key_cache_ttl_ms = 5000", "key_cache_ttl_ms = 200")).unwrap();
+    let config = config.to_str().unwrap();
+    let cli = |args: &[&str]| run(tollgate().args(args).args(["--config", config]).current_dir(&dir));
+
+    let created = cli(&["workspaces", "create", "acme", "--name", "Acme Inc"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert_eq!(cli(&["workspaces", "create", "acme"]).status.code(), Some(1), "ids are unique");
+    let unknown = cli(&["keys", "create", "--workspace", "nope", "--name", "x"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("no workspace"), "{}", text(&unknown.stderr));
+    assert_ne!(
+        cli(&["keys", "create", "--workspace", "acme", "--name", "x", "--scope", "root"]).status.code(),
+        Some(0)
+    );
+
+    let issued = cli(&["keys", "create", "--workspace", "acme", "--name", "ci", "--models", "demo"]);
+    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let key = text(&issued.stdout).trim().to_owned();
+    assert!(key.starts_with("tg_") && key.len() == 67, "stdout is the key alone: {key:?}");
+    assert!(text(&issued.stderr).contains("shown once"));
+
+    let listed = cli(&["keys", "list", "--workspace", "acme"]);
+    let listing = text(&listed.stdout);
+    assert!(listing.contains(&key[..11]), "the display prefix is listed: {listing}");
+    assert!(!listing.contains(&key[11..]) && !listing.contains(&sha256_hex(&key)), "never the key or its hash");
+    let id = listing.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_owned();
+
+    let served = serve_in(&dir, &["--config", config]).await;
+    let http = client();
+    let models = || http.get(format!("{}/v1/models", served.base)).bearer_auth(&key).send();
+    let response = within("models", models()).await.unwrap();
+    assert_eq!(response.status(), 200, "log:\n{}", served.log());
+    let ids: Vec<String> = within("body", response.json::<serde_json::Value>()).await.unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, vec!["demo".to_string()], "the key's allow-list applies");
+
+    let revoked = cli(&["keys", "revoke", &id]);
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    assert_eq!(cli(&["keys", "revoke", &id]).status.code(), Some(1), "a key is revoked once");
+    within("the revocation to reach the running gateway", async {
+        while within("models", models()).await.unwrap().status() != 401 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }

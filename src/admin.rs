@@ -1,0 +1,74 @@
+//! Operations on keys and workspaces, shared by the `tollgate keys` /
+//! `tollgate workspaces` commands and (next) the management API, so both
+//! validate the same way.
+
+use crate::auth::keys::{self, IssuedKey, KeyError, NewKey};
+use crate::store::{now, KeyRecord, StoreError, Stores, Workspace};
+
+/// Longest workspace id and name accepted.
+pub const MAX_WORKSPACE_ID_LEN: usize = 64;
+const MAX_WORKSPACE_NAME_LEN: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("no workspace {0:?}")]
+    NoSuchWorkspace(String),
+    #[error("no key {0:?}, or it is already revoked")]
+    NoSuchKey(String),
+    #[error("workspace ids are 1 to {MAX_WORKSPACE_ID_LEN} characters of a-z, 0-9, '-' and '_'")]
+    BadWorkspaceId,
+    #[error("workspace names are 1 to {MAX_WORKSPACE_NAME_LEN} characters without control characters")]
+    BadWorkspaceName,
+}
+
+pub async fn create_workspace(
+    stores: &Stores,
+    id: &str,
+    name: Option<&str>,
+    plan: &str,
+) -> Result<Workspace, AdminError> {
+    if id.is_empty()
+        || id.len() > MAX_WORKSPACE_ID_LEN
+        || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(AdminError::BadWorkspaceId);
+    }
+    let name = name.unwrap_or(id).trim();
+    if name.is_empty() || name.chars().count() > MAX_WORKSPACE_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(AdminError::BadWorkspaceName);
+    }
+    let workspace =
+        Workspace { id: id.into(), name: name.into(), plan: plan.into(), time_zone: None, created_at: now() };
+    stores.workspaces.insert_workspace(&workspace).await?;
+    Ok(workspace)
+}
+
+/// Issues a key into an existing workspace; the plaintext is in the result only.
+pub async fn create_key(stores: &Stores, new: NewKey) -> Result<IssuedKey, AdminError> {
+    if stores.workspaces.workspace(&new.workspace).await?.is_none() {
+        return Err(AdminError::NoSuchWorkspace(new.workspace));
+    }
+    let issued = keys::issue(new, now())?;
+    stores.keys.insert_key(&issued.record).await?;
+    Ok(issued)
+}
+
+pub async fn list_keys(stores: &Stores, workspace: &str) -> Result<Vec<KeyRecord>, AdminError> {
+    if stores.workspaces.workspace(workspace).await?.is_none() {
+        return Err(AdminError::NoSuchWorkspace(workspace.into()));
+    }
+    Ok(stores.keys.list_keys(workspace).await?)
+}
+
+/// Revokes a key; returns its record as it was before.
+pub async fn revoke_key(stores: &Stores, id: &str) -> Result<KeyRecord, AdminError> {
+    let record = stores.keys.key_by_id(id).await?.ok_or_else(|| AdminError::NoSuchKey(id.into()))?;
+    if !stores.keys.revoke_key(id, now()).await? {
+        return Err(AdminError::NoSuchKey(id.into()));
+    }
+    Ok(record)
+}
