@@ -2,6 +2,7 @@
 //! caller, the request id) and returns a response or a typed error.
 
 pub mod health;
+pub mod management;
 pub mod models;
 pub mod openai;
 pub mod request;

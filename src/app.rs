@@ -24,13 +24,14 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::agents::Catalog;
+use crate::api::management::{self, ManagementError};
 use crate::api::{self, request::Endpoint};
 use crate::auth::{Authenticator, Principal};
 use crate::body::Body;
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, Origin};
 use crate::router::{self, Route};
-use crate::store::KeyStore;
+use crate::store::{KeyStore, Scope, Stores};
 use crate::upstream::Provider;
 use crate::usage::{LogUsageSink, UsageSink};
 
@@ -40,6 +41,9 @@ pub struct App {
     pub catalog: Catalog,
     /// Static keys, then the key store through its cache.
     pub auth: Authenticator,
+    /// Keys and workspaces, for the management API; `None` serves static
+    /// keys only (embedding, tests).
+    pub stores: Option<Stores>,
     /// Where usage records go (a log line now; credits and events later).
     pub usage: Arc<dyn UsageSink>,
     request_ids: RequestIds,
@@ -62,6 +66,7 @@ impl App {
             server: config.server.clone(),
             catalog: Catalog::new(config, &providers),
             auth: Authenticator::new(&config.keys, config.store.key_cache_ttl),
+            stores: None,
             usage: Arc::new(LogUsageSink),
             request_ids: RequestIds::new(),
         })
@@ -71,6 +76,13 @@ impl App {
     pub fn with_key_store(mut self, store: Arc<dyn KeyStore>) -> App {
         self.auth = self.auth.with_store(store);
         self
+    }
+
+    /// Adds the stores: store-backed keys and the management API.
+    pub fn with_stores(self, stores: Stores) -> App {
+        let mut app = self.with_key_store(stores.keys.clone());
+        app.stores = Some(stores);
+        app
     }
 
     /// Replaces the usage sink (credits, events, or a test's recorder).
@@ -120,12 +132,30 @@ impl App {
         }
         let principal = self.auth.authenticate(req.headers(), crate::store::now()).await?;
         let ctx = RequestContext { request_id, started, principal };
+        let model_api = matches!(
+            route,
+            Route::ChatCompletions | Route::Completions | Route::Embeddings | Route::ListModels | Route::GetModel(_)
+        );
+        if model_api && ctx.principal.scope == Scope::Webhook {
+            return Err(ManagementError::InsufficientScope("call the model API").into());
+        }
         match route {
             Route::ChatCompletions => api::openai::model_call(self, &ctx, Endpoint::Chat, req).await,
             Route::Completions => api::openai::model_call(self, &ctx, Endpoint::Completions, req).await,
             Route::Embeddings => api::openai::model_call(self, &ctx, Endpoint::Embeddings, req).await,
             Route::ListModels => Ok(api::models::list(&self.catalog, &ctx.principal)),
             Route::GetModel(id) => api::models::get(&self.catalog, &ctx.principal, &id),
+            Route::CreateKey => {
+                let body = api::openai::read_body(self, req).await?;
+                management::create_key(self, &ctx, &body).await
+            }
+            Route::ListKeys => management::list_keys(self, &ctx, req.uri().query()).await,
+            Route::RevokeKey(id) => management::revoke_key(self, &ctx, &id).await,
+            Route::CreateWorkspace => {
+                let body = api::openai::read_body(self, req).await?;
+                management::create_workspace(self, &ctx, &body).await
+            }
+            Route::GetWorkspace(id) => management::get_workspace(self, &ctx, &id).await,
             Route::Health => Ok(api::health::healthz()),
         }
     }

@@ -11,6 +11,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::agents::CatalogError;
+use crate::api::management::ManagementError;
 use crate::api::RequestError;
 use crate::auth::AuthError;
 use crate::body::Body;
@@ -29,6 +30,8 @@ pub enum Error {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Management(#[from] ManagementError),
 }
 
 /// Who caused a failure.
@@ -66,7 +69,7 @@ struct Parts<'a> {
 impl Error {
     pub fn origin(&self) -> Origin {
         match self {
-            Error::Auth(AuthError::Unavailable) => Origin::Internal,
+            Error::Auth(AuthError::Unavailable) | Error::Management(ManagementError::Unavailable) => Origin::Internal,
             Error::Upstream(e) if e.is_client_fault() => Origin::Client,
             Error::Upstream(_) => Origin::Upstream,
             _ => Origin::Client,
@@ -92,6 +95,18 @@ impl Error {
             Error::Catalog(CatalogError::NotAllowed(_)) => {
                 Parts { param: Some("model"), ..p(StatusCode::FORBIDDEN, "permission_error", "model_not_allowed") }
             }
+            Error::Management(e) => match e {
+                ManagementError::InsufficientScope(_) => {
+                    p(StatusCode::FORBIDDEN, "permission_error", "insufficient_scope")
+                }
+                ManagementError::NotFound(_) => p(StatusCode::NOT_FOUND, "not_found_error", "not_found"),
+                ManagementError::Conflict(_) => p(StatusCode::CONFLICT, INVALID, "conflict"),
+                ManagementError::Invalid { param, .. } => {
+                    Parts { param: Some(param), ..p(StatusCode::BAD_REQUEST, INVALID, "invalid_value") }
+                }
+                ManagementError::BadBody(_) => p(StatusCode::BAD_REQUEST, INVALID, "invalid_json"),
+                ManagementError::Unavailable => p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "store_unavailable"),
+            },
             // The upstream's own verdict on the request: its type, code and param.
             Error::Upstream(e @ UpstreamError::Rejected { kind, param, .. }) => {
                 Parts { param: param.as_deref(), ..p(e.status(), kind, e.code()) }

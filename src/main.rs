@@ -287,7 +287,7 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
         let stores = control.block_on(Stores::open(&config.store)).map_err(|e| format!("store: {e}"))?;
-        let app = Arc::new(App::new(&config)?.with_key_store(stores.keys));
+        let app = Arc::new(App::new(&config)?.with_stores(stores));
         let workers = config.server.workers;
         let listeners = tollgate::runtime::bind(config.server.listen, workers)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;

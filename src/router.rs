@@ -1,7 +1,8 @@
 //! Method + path → route: the one table of what the gateway serves.
 //!
-//! `/v1/api/...` is an alias root for `/v1/...`, so a client configured with the
-//! `https://host/v1/api` base URL of seed 002 reaches the same handlers.
+//! `/v1/api/...` and `/api/v1/...` are alias roots for `/v1/...`, so a client
+//! configured with the `https://host/v1/api` base URL of seed 002, or using the
+//! `/api/v1/...` paths of seed 001, reaches the same handlers.
 
 use http::Method;
 
@@ -13,6 +14,11 @@ pub enum Route {
     Embeddings,
     ListModels,
     GetModel(String),
+    CreateKey,
+    ListKeys,
+    RevokeKey(String),
+    CreateWorkspace,
+    GetWorkspace(String),
 }
 
 impl Route {
@@ -33,31 +39,33 @@ pub enum RouteError {
 pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let under = |root: &str| path.strip_prefix(root).filter(|rest| rest.starts_with('/'));
-    let path = match (path, under("/v1/api"), under("/v1")) {
+    let path = match (path, under("/v1/api").or_else(|| under("/api/v1")), under("/v1")) {
         ("/healthz", _, _) => path,
         (_, Some(rest), _) | (_, None, Some(rest)) => rest,
         _ => return Err(RouteError::NotFound),
     };
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    let id = |prefix: &str| path.strip_prefix(prefix).filter(|id| !id.is_empty() && !id.contains('/'));
     let (route, allow) = match path {
-        "/healthz" => (Route::Health, "GET"),
-        "/chat/completions" => (Route::ChatCompletions, "POST"),
-        "/completions" => (Route::Completions, "POST"),
-        "/embeddings" => (Route::Embeddings, "POST"),
-        "/models" => (Route::ListModels, "GET"),
-        p => match p.strip_prefix("/models/") {
-            Some(id) if !id.is_empty() => (Route::GetModel(id.to_owned()), "GET"),
+        "/healthz" => (get.then_some(Route::Health), "GET"),
+        "/chat/completions" => (post.then_some(Route::ChatCompletions), "POST"),
+        "/completions" => (post.then_some(Route::Completions), "POST"),
+        "/embeddings" => (post.then_some(Route::Embeddings), "POST"),
+        "/models" => (get.then_some(Route::ListModels), "GET"),
+        "/keys" if post => (Some(Route::CreateKey), ""),
+        "/keys" => (get.then_some(Route::ListKeys), "GET, POST"),
+        // Seed 001's path for creating a key.
+        "/keys/create" => (post.then_some(Route::CreateKey), "POST"),
+        "/workspaces" => (post.then_some(Route::CreateWorkspace), "POST"),
+        p => match (p.strip_prefix("/models/").filter(|id| !id.is_empty()), id("/keys/"), id("/workspaces/")) {
+            (Some(model), _, _) => (get.then(|| Route::GetModel(model.to_owned())), "GET"),
+            (_, Some(key), _) => ((method == Method::DELETE).then(|| Route::RevokeKey(key.to_owned())), "DELETE"),
+            (_, _, Some(ws)) => (get.then(|| Route::GetWorkspace(ws.to_owned())), "GET"),
             _ => return Err(RouteError::NotFound),
         },
     };
-    let method_ok = match allow {
-        "GET" => method == Method::GET || method == Method::HEAD,
-        _ => method == Method::POST,
-    };
-    if method_ok {
-        Ok(route)
-    } else {
-        Err(RouteError::MethodNotAllowed { allow })
-    }
+    route.ok_or(RouteError::MethodNotAllowed { allow })
 }
 
 #[cfg(test)]
@@ -75,5 +83,13 @@ mod tests {
         assert_eq!(route(&Method::POST, "/v1/nope"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::POST, "/chat/completions"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::POST, "/v1x/chat/completions"), Err(RouteError::NotFound));
+        assert_eq!(route(&Method::POST, "/v1/keys"), Ok(Route::CreateKey));
+        assert_eq!(route(&Method::POST, "/api/v1/keys/create"), Ok(Route::CreateKey));
+        assert_eq!(route(&Method::GET, "/v1/keys"), Ok(Route::ListKeys));
+        assert_eq!(route(&Method::DELETE, "/v1/keys/key_1"), Ok(Route::RevokeKey("key_1".into())));
+        assert_eq!(route(&Method::GET, "/v1/keys/key_1"), Err(RouteError::MethodNotAllowed { allow: "DELETE" }));
+        assert_eq!(route(&Method::POST, "/v1/workspaces"), Ok(Route::CreateWorkspace));
+        assert_eq!(route(&Method::GET, "/v1/workspaces/acme"), Ok(Route::GetWorkspace("acme".into())));
+        assert_eq!(route(&Method::PUT, "/v1/keys"), Err(RouteError::MethodNotAllowed { allow: "GET, POST" }));
     }
 }

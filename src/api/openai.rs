@@ -105,7 +105,7 @@ fn fail(accounting: &mut Accounting, error: &UpstreamError) {
 
 /// Reads the request body within the size limit and the body timeout. A
 /// declared `Content-Length` over the limit is refused before reading.
-async fn read_body(app: &App, req: http::Request<Incoming>) -> Result<Bytes, RequestError> {
+pub(crate) async fn read_body(app: &App, req: http::Request<Incoming>) -> Result<Bytes, RequestError> {
     let limit = app.server.max_body_bytes;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {

@@ -1,0 +1,253 @@
+//! The management API for keys and workspaces (DESIGN.md, "Keys, scopes,
+//! workspaces"), at `/v1/...` with seed 001's `/api/v1/keys/create` alias.
+//!
+//! Scopes: `full` manages keys of its own workspace (not `admin` keys);
+//! `admin` manages keys of any workspace and workspaces themselves; `chat`
+//! and `webhook` keys, and the config's static keys, manage nothing.
+//! A key of another workspace is reported as not found, never as forbidden,
+//! so a caller cannot probe which ids exist elsewhere.
+
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{self, AdminError};
+use crate::app::{App, RequestContext};
+use crate::auth::keys::NewKey;
+use crate::body::Body;
+use crate::error::{json_response, Error};
+use crate::store::{KeyRecord, Scope, StoreError, Stores, Workspace};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagementError {
+    #[error("This API key's scope may not {0}.")]
+    InsufficientScope(&'static str),
+    #[error("No {0}.")]
+    NotFound(String),
+    #[error("{0} already exists.")]
+    Conflict(String),
+    #[error("Invalid value for '{param}': {message}")]
+    Invalid { param: &'static str, message: String },
+    #[error("The request body is not valid: {0}")]
+    BadBody(String),
+    #[error("The store is unavailable; retry shortly.")]
+    Unavailable,
+}
+
+impl From<AdminError> for ManagementError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Store(StoreError::Conflict(what)) => ManagementError::Conflict(what),
+            AdminError::Store(e) => {
+                tracing::warn!(error = %e, "store call failed");
+                ManagementError::Unavailable
+            }
+            AdminError::Key(e) => ManagementError::Invalid { param: "key", message: e.to_string() },
+            AdminError::NoSuchWorkspace(id) => ManagementError::NotFound(format!("workspace {id:?}")),
+            AdminError::NoSuchKey(id) => ManagementError::NotFound(format!("key {id:?}")),
+            e @ AdminError::BadWorkspaceId => ManagementError::Invalid { param: "id", message: e.to_string() },
+            e @ AdminError::BadWorkspaceName => ManagementError::Invalid { param: "name", message: e.to_string() },
+        }
+    }
+}
+
+impl From<StoreError> for ManagementError {
+    fn from(e: StoreError) -> Self {
+        AdminError::Store(e).into()
+    }
+}
+
+/// A key as the API shows it: never the plaintext (except once, at creation)
+/// and never the hash.
+#[derive(Serialize)]
+struct KeyView<'a> {
+    id: &'a str,
+    object: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    prefix: &'a str,
+    name: &'a str,
+    workspace: &'a str,
+    scope: Scope,
+    expires_at: Option<i64>,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    models: &'a Option<Vec<String>>,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl<'a> KeyView<'a> {
+    fn of(r: &'a KeyRecord, key: Option<&'a str>) -> Self {
+        KeyView {
+            id: &r.id,
+            object: "api_key",
+            key,
+            prefix: &r.prefix,
+            name: &r.name,
+            workspace: &r.workspace,
+            scope: r.scope,
+            expires_at: r.expires_at,
+            rpm: r.rpm,
+            tpm: r.tpm,
+            models: &r.models,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    json_response(status, serde_json::to_vec(value).expect("JSON serialises"))
+}
+
+fn stores(app: &App) -> Result<&Stores, ManagementError> {
+    app.stores.as_ref().ok_or(ManagementError::Unavailable)
+}
+
+/// The caller's workspace and scope, if it may manage keys at all.
+fn manager(ctx: &RequestContext) -> Result<(&str, Scope), ManagementError> {
+    match (ctx.principal.scope, ctx.principal.workspace.as_deref()) {
+        (scope @ (Scope::Full | Scope::Admin), Some(ws)) => Ok((ws, scope)),
+        _ => Err(ManagementError::InsufficientScope("manage keys")),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ManagementError> {
+    serde_json::from_slice(body).map_err(|e| ManagementError::BadBody(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    scope: Option<String>,
+    workspace: Option<String>,
+    expires_at: Option<i64>,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    models: Option<Vec<String>>,
+}
+
+pub async fn create_key(app: &App, ctx: &RequestContext, body: &[u8]) -> Result<Response<Body>, Error> {
+    let (own, scope) = manager(ctx)?;
+    let req: CreateKey = parse(body)?;
+    let key_scope = match req.scope.as_deref() {
+        None => Scope::Chat,
+        Some(s) => Scope::parse(s).ok_or_else(|| ManagementError::Invalid {
+            param: "scope",
+            message: format!("{s:?} is not one of chat, webhook, full, admin"),
+        })?,
+    };
+    let workspace = match (scope, req.workspace) {
+        (Scope::Admin, Some(ws)) => ws,
+        (_, Some(ws)) if ws != own => {
+            return Err(ManagementError::InsufficientScope("create keys in another workspace").into())
+        }
+        (_, _) => own.to_owned(),
+    };
+    if key_scope == Scope::Admin && scope != Scope::Admin {
+        return Err(ManagementError::InsufficientScope("create admin keys").into());
+    }
+    if let Some(unknown) = req.models.iter().flatten().find(|m| app.catalog.get(m).is_none()) {
+        let message = format!("{unknown:?} is neither an agent nor a model alias");
+        return Err(ManagementError::Invalid { param: "models", message }.into());
+    }
+    let new = NewKey {
+        name: req.name,
+        workspace,
+        scope: key_scope,
+        expires_at: req.expires_at,
+        rpm: req.rpm,
+        tpm: req.tpm,
+        models: req.models,
+    };
+    let issued = admin::create_key(stores(app)?, new).await.map_err(ManagementError::from)?;
+    tracing::info!(key = %issued.record.id, workspace = %issued.record.workspace, by = %ctx.principal.name, "key created");
+    Ok(json(StatusCode::CREATED, &KeyView::of(&issued.record, Some(issued.plaintext.expose()))))
+}
+
+pub async fn list_keys(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
+    let (own, scope) = manager(ctx)?;
+    let asked = query.and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("workspace=")));
+    let workspace = match (scope, asked) {
+        (Scope::Admin, Some(ws)) => ws,
+        (_, Some(ws)) if ws != own => {
+            return Err(ManagementError::InsufficientScope("list another workspace's keys").into())
+        }
+        (_, _) => own,
+    };
+    let keys = admin::list_keys(stores(app)?, workspace).await.map_err(ManagementError::from)?;
+    #[derive(Serialize)]
+    struct List<'a> {
+        object: &'static str,
+        data: Vec<KeyView<'a>>,
+    }
+    Ok(json(StatusCode::OK, &List { object: "list", data: keys.iter().map(|k| KeyView::of(k, None)).collect() }))
+}
+
+pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+    let (own, scope) = manager(ctx)?;
+    let stores = stores(app)?;
+    let not_found = || ManagementError::NotFound(format!("key {id:?}"));
+    let record = stores.keys.key_by_id(id).await.map_err(ManagementError::from)?.ok_or_else(not_found)?;
+    if scope != Scope::Admin && record.workspace != own {
+        return Err(not_found().into());
+    }
+    admin::revoke_key(stores, id).await.map_err(ManagementError::from)?;
+    app.auth.forget(&record.hash).await;
+    tracing::info!(key = %record.id, workspace = %record.workspace, by = %ctx.principal.name, "key revoked");
+    #[derive(Serialize)]
+    struct Revoked<'a> {
+        id: &'a str,
+        object: &'static str,
+        revoked: bool,
+    }
+    Ok(json(StatusCode::OK, &Revoked { id, object: "api_key", revoked: true }))
+}
+
+fn admin_only(ctx: &RequestContext) -> Result<(), ManagementError> {
+    match (ctx.principal.scope, &ctx.principal.workspace) {
+        (Scope::Admin, Some(_)) => Ok(()),
+        _ => Err(ManagementError::InsufficientScope("manage workspaces")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateWorkspace {
+    id: String,
+    name: Option<String>,
+    plan: Option<String>,
+}
+
+pub async fn create_workspace(app: &App, ctx: &RequestContext, body: &[u8]) -> Result<Response<Body>, Error> {
+    admin_only(ctx)?;
+    let req: CreateWorkspace = parse(body)?;
+    let plan = req.plan.as_deref().unwrap_or("default");
+    let ws: Workspace = admin::create_workspace(stores(app)?, &req.id, req.name.as_deref(), plan)
+        .await
+        .map_err(ManagementError::from)?;
+    Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))
+}
+
+pub async fn get_workspace(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+    admin_only(ctx)?;
+    let ws = stores(app)?.workspaces.workspace(id).await.map_err(ManagementError::from)?;
+    let ws = ws.ok_or_else(|| ManagementError::NotFound(format!("workspace {id:?}")))?;
+    Ok(json(StatusCode::OK, &WorkspaceView::of(&ws)))
+}
+
+#[derive(Serialize)]
+struct WorkspaceView<'a> {
+    #[serde(flatten)]
+    workspace: &'a Workspace,
+    object: &'static str,
+}
+
+impl<'a> WorkspaceView<'a> {
+    fn of(workspace: &'a Workspace) -> Self {
+        WorkspaceView { workspace, object: "workspace" }
+    }
+}

@@ -1,0 +1,175 @@
+//! The management API end to end: workspaces and keys, scopes enforced on every
+//! route, plaintext shown once, bad input refused with clear 400s.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use serde_json::{json, Value};
+use tollgate::auth::keys::NewKey;
+use tollgate::store::embedded::EmbeddedStore;
+use tollgate::store::{Scope, Stores};
+
+struct Env {
+    _mock: MockUpstream,
+    base: String,
+    admin_key: String,
+    http: reqwest::Client,
+}
+
+/// A gateway with an embedded store holding one admin key (workspace `ops`).
+async fn start(name: &str) -> Env {
+    let dir = std::env::temp_dir().join(format!("tollgate-mgmt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
+    let stores = Stores { keys: store.clone(), workspaces: store };
+    tollgate::admin::create_workspace(&stores, "ops", None, "default").await.unwrap();
+    let new = NewKey {
+        name: "root".into(),
+        workspace: "ops".into(),
+        scope: Scope::Admin,
+        expires_at: None,
+        rpm: None,
+        tpm: None,
+        models: None,
+    };
+    let admin_key = tollgate::admin::create_key(&stores, new).await.unwrap().plaintext.expose().clone();
+    let mock = MockUpstream::start().await;
+    let config =
+        tollgate::config::Config::from_toml(&config_toml(&Settings::default(), &mock.base_url()), "t.toml").unwrap();
+    let app = tollgate::app::App::new(&config).unwrap().with_stores(stores);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), std::future::pending()));
+    Env { _mock: mock, base, admin_key, http: client() }
+}
+
+impl Env {
+    async fn call(&self, method: reqwest::Method, key: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = within(path, request.send()).await.unwrap();
+        let status = response.status().as_u16();
+        (status, within("body", response.json::<Value>()).await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, key, path, Some(body)).await
+    }
+
+    async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, key, path, None).await
+    }
+
+    /// Creates a key with `by` and returns (id, plaintext).
+    async fn key(&self, by: &str, body: Value) -> (String, String) {
+        let (status, created) = self.post(by, "/v1/keys", body).await;
+        assert_eq!(status, 201, "{created}");
+        (created["id"].as_str().unwrap().into(), created["key"].as_str().unwrap().into())
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn create_use_list_revoke_refused() {
+    let env = start("flow").await;
+    let (status, ws) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "acme", "name": "Acme"})).await;
+    assert_eq!((status, ws["id"].as_str()), (201, Some("acme")), "{ws}");
+    assert_eq!(env.get(&env.admin_key, "/v1/workspaces/acme").await.1["name"], "Acme");
+
+    let (_, full) = env.key(&env.admin_key, json!({"name": "acme owner", "workspace": "acme", "scope": "full"})).await;
+    let (chat_id, chat) = env.key(&full, json!({"name": "app", "models": [AGENT]})).await;
+    assert!(chat.starts_with("tg_") && chat.len() == 67);
+
+    let (status, answer) = env.post(&chat, "/v1/chat/completions", chat_body(AGENT, "hi")).await;
+    assert_eq!((status, answer["model"].as_str()), (200, Some(AGENT)), "{answer}");
+
+    let (status, list) = env.get(&full, "/v1/keys").await;
+    assert_eq!(status, 200);
+    let text = list.to_string();
+    assert!(!text.contains(&chat) && !text.contains(&sha256_hex(&chat)), "no plaintext or hash in lists: {text}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+    assert!(list["data"].as_array().unwrap().iter().all(|k| k["workspace"] == "acme"));
+
+    let (status, revoked) = env.call(reqwest::Method::DELETE, &full, &format!("/v1/keys/{chat_id}"), None).await;
+    assert_eq!((status, revoked["revoked"].as_bool()), (200, Some(true)), "{revoked}");
+    let (status, refused) = env.post(&chat, "/v1/chat/completions", chat_body(AGENT, "hi")).await;
+    assert_eq!((status, code(&refused)), (401, "invalid_api_key"), "refused at once on the revoking replica");
+    let (status, _) = env.call(reqwest::Method::DELETE, &full, &format!("/v1/keys/{chat_id}"), None).await;
+    assert_eq!(status, 404, "a key is revoked once");
+}
+
+#[tokio::test]
+async fn scopes_are_enforced_on_every_route() {
+    let env = start("scopes").await;
+    for ws in ["acme", "other"] {
+        assert_eq!(env.post(&env.admin_key, "/v1/workspaces", json!({"id": ws})).await.0, 201);
+    }
+    let (_, full) = env.key(&env.admin_key, json!({"name": "o", "workspace": "acme", "scope": "full"})).await;
+    let (_, chat) = env.key(&full, json!({"name": "c"})).await;
+    let (_, webhook) = env.key(&full, json!({"name": "w", "scope": "webhook"})).await;
+    let (other_id, _) = env.key(&env.admin_key, json!({"name": "x", "workspace": "other"})).await;
+
+    let forbidden =
+        |(status, body): (u16, Value)| assert_eq!((status, code(&body)), (403, "insufficient_scope"), "{body}");
+    forbidden(env.post(&chat, "/v1/keys", json!({"name": "n"})).await);
+    forbidden(env.get(&chat, "/v1/keys").await);
+    forbidden(env.get(&webhook, "/v1/keys").await);
+    forbidden(env.post(&webhook, "/v1/chat/completions", chat_body(AGENT, "hi")).await);
+    forbidden(env.post(&full, "/v1/keys", json!({"name": "n", "workspace": "other"})).await);
+    forbidden(env.post(&full, "/v1/keys", json!({"name": "n", "scope": "admin"})).await);
+    forbidden(env.get(&full, "/v1/keys?workspace=other").await);
+    forbidden(env.post(&full, "/v1/workspaces", json!({"id": "mine"})).await);
+    forbidden(env.get(&full, "/v1/workspaces/acme").await);
+    forbidden(env.post(KEY, "/v1/keys", json!({"name": "n"})).await); // a static config key manages nothing
+
+    let (status, _) = env.call(reqwest::Method::DELETE, &full, &format!("/v1/keys/{other_id}"), None).await;
+    assert_eq!(status, 404, "another workspace's key is not found, not forbidden");
+    let (status, listed) = env.get(&env.admin_key, "/v1/keys?workspace=other").await;
+    assert_eq!((status, listed["data"].as_array().map(Vec::len)), (200, Some(1)));
+    let (status, _) = env.call(reqwest::Method::DELETE, &env.admin_key, &format!("/v1/keys/{other_id}"), None).await;
+    assert_eq!(status, 200, "admin reaches every workspace");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_400s() {
+    let env = start("bad").await;
+    assert_eq!(env.post(&env.admin_key, "/v1/workspaces", json!({"id": "acme"})).await.0, 201);
+    let (status, dup) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "acme"})).await;
+    assert_eq!((status, code(&dup)), (409, "conflict"));
+    let bad = |body: Value, param: &'static str| {
+        let env = &env;
+        async move {
+            let (status, error) = env.post(&env.admin_key, "/v1/keys", body).await;
+            assert_eq!(status, 400, "{error}");
+            if !param.is_empty() {
+                assert_eq!(error["error"]["param"], param, "{error}");
+            }
+        }
+    };
+    bad(json!({"name": "n", "workspace": "acme", "scope": "root"}), "scope").await;
+    bad(json!({"name": "n", "workspace": "acme", "expires_at": 1}), "key").await;
+    bad(json!({"name": "x".repeat(500), "workspace": "acme"}), "key").await;
+    bad(json!({"name": "n", "workspace": "acme", "models": ["no-such-agent"]}), "models").await;
+    bad(json!({"name": "n", "workspace": "acme", "colour": "red"}), "").await;
+    bad(json!({"workspace": "acme"}), "").await;
+    bad(json!({"name": 5, "workspace": "acme"}), "").await;
+    let (status, _) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "Not Valid!"})).await;
+    assert_eq!(status, 400);
+    let (status, missing) = env.post(&env.admin_key, "/v1/keys", json!({"name": "n", "workspace": "nope"})).await;
+    assert_eq!((status, code(&missing)), (404, "not_found"), "{missing}");
+
+    let raw = env.http.post(format!("{}/v1/keys", env.base)).bearer_auth(&env.admin_key).body("{not json");
+    let response = within("malformed", raw.send()).await.unwrap();
+    assert_eq!(response.status(), 400);
+    // The alias of seed 001 creates keys too.
+    let (status, created) =
+        env.post(&env.admin_key, "/api/v1/keys/create", json!({"name": "alias", "workspace": "acme"})).await;
+    assert_eq!((status, created["object"].as_str()), (201, Some("api_key")), "{created}");
+}
