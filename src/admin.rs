@@ -72,3 +72,31 @@ pub async fn revoke_key(stores: &Stores, id: &str) -> Result<KeyRecord, AdminErr
     }
     Ok(record)
 }
+
+/// The workspace that holds the bootstrap admin key.
+pub const ADMIN_WORKSPACE: &str = "admin";
+
+/// On a store's first start, creates the `admin` workspace and an admin key in
+/// it, returning the key (its plaintext is shown once by the caller). Later
+/// starts return `None`. Creating the workspace is the lock: of several
+/// replicas starting at once on one Redis, only the one that created it
+/// issues the key.
+pub async fn bootstrap_admin(stores: &Stores) -> Result<Option<IssuedKey>, AdminError> {
+    if stores.workspaces.workspace(ADMIN_WORKSPACE).await?.is_some() {
+        return Ok(None);
+    }
+    match create_workspace(stores, ADMIN_WORKSPACE, Some("Administration"), "default").await {
+        Err(AdminError::Store(StoreError::Conflict(_))) => return Ok(None),
+        other => other?,
+    };
+    let new = NewKey {
+        name: "bootstrap admin".into(),
+        workspace: ADMIN_WORKSPACE.into(),
+        scope: crate::store::Scope::Admin,
+        expires_at: None,
+        rpm: None,
+        tpm: None,
+        models: None,
+    };
+    Ok(Some(create_key(stores, new).await?))
+}

@@ -287,6 +287,16 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
         let stores = control.block_on(Stores::open(&config.store)).map_err(|e| format!("store: {e}"))?;
+        if let Some(admin) = control.block_on(admin::bootstrap_admin(&stores)).map_err(|e| format!("store: {e}"))? {
+            // Straight to stderr, never through the log: the key must not be stored anywhere.
+            eprintln!(
+                "tollgate: first start: created the admin key {} (workspace \"{}\"). It is shown once, here; \
+                 store it now:\n{}",
+                admin.record.id,
+                admin::ADMIN_WORKSPACE,
+                admin.plaintext.expose()
+            );
+        }
         let app = Arc::new(App::new(&config)?.with_stores(stores));
         let workers = config.server.workers;
         let listeners = tollgate::runtime::bind(config.server.listen, workers)

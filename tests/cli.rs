@@ -243,3 +243,27 @@ async fn operator_commands_issue_a_key_the_gateway_accepts_until_it_is_revoked()
     })
     .await;
 }
+
+#[tokio::test]
+async fn first_start_prints_an_admin_key_once_and_it_manages_keys() {
+    let dir = temp_dir("bootstrap");
+    let first = serve_in(&dir, &[]).await;
+    let log = first.log();
+    let key = log
+        .lines()
+        .skip_while(|l| !l.contains("first start: created the admin key"))
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no admin key printed on first start; log:\n{log}"))
+        .to_owned();
+    assert!(key.starts_with("tg_") && key.len() == 67, "{key:?}");
+    assert_eq!(log.matches(&key).count(), 1, "the key is printed once and logged nowhere else");
+
+    let http = client();
+    let response = within("keys", http.get(format!("{}/v1/keys", first.base)).bearer_auth(&key).send()).await.unwrap();
+    assert_eq!(response.status(), 200, "the bootstrap key is an admin key");
+    drop(first);
+
+    let second = serve_in(&dir, &[]).await;
+    assert!(!second.log().contains("first start"), "only the first start creates a key");
+}
