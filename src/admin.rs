@@ -2,7 +2,10 @@
 //! `tollgate workspaces` commands and (next) the management API, so both
 //! validate the same way.
 
+use std::collections::BTreeMap;
+
 use crate::auth::keys::{self, IssuedKey, KeyError, NewKey};
+use crate::config::{Config, PlanConfig};
 use crate::store::{now, KeyRecord, StoreError, Stores, Workspace};
 
 /// Longest workspace id and name accepted.
@@ -23,14 +26,21 @@ pub enum AdminError {
     BadWorkspaceId,
     #[error("workspace names are 1 to {MAX_WORKSPACE_NAME_LEN} characters without control characters")]
     BadWorkspaceName,
+    #[error("no plan {0:?} (plans are defined in the config)")]
+    NoSuchPlan(String),
 }
 
+/// Creates a workspace on one of the config's `plans`.
 pub async fn create_workspace(
     stores: &Stores,
+    plans: &BTreeMap<String, PlanConfig>,
     id: &str,
     name: Option<&str>,
     plan: &str,
 ) -> Result<Workspace, AdminError> {
+    if !plans.contains_key(plan) {
+        return Err(AdminError::NoSuchPlan(plan.into()));
+    }
     if id.is_empty()
         || id.len() > MAX_WORKSPACE_ID_LEN
         || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
@@ -81,11 +91,12 @@ pub const ADMIN_WORKSPACE: &str = "admin";
 /// starts return `None`. Creating the workspace is the lock: of several
 /// replicas starting at once on one Redis, only the one that created it
 /// issues the key.
-pub async fn bootstrap_admin(stores: &Stores) -> Result<Option<IssuedKey>, AdminError> {
+pub async fn bootstrap_admin(stores: &Stores, config: &Config) -> Result<Option<IssuedKey>, AdminError> {
     if stores.workspaces.workspace(ADMIN_WORKSPACE).await?.is_some() {
         return Ok(None);
     }
-    match create_workspace(stores, ADMIN_WORKSPACE, Some("Administration"), "default").await {
+    let plan = crate::config::DEFAULT_PLAN;
+    match create_workspace(stores, &config.plans, ADMIN_WORKSPACE, Some("Administration"), plan).await {
         Err(AdminError::Store(StoreError::Conflict(_))) => return Ok(None),
         other => other?,
     };
@@ -99,4 +110,22 @@ pub async fn bootstrap_admin(stores: &Stores) -> Result<Option<IssuedKey>, Admin
         models: None,
     };
     Ok(Some(create_key(stores, new).await?))
+}
+
+/// Creates the config's `[workspaces.*]` that the store does not have yet.
+/// Existing workspaces are left as they are (the store is the source of truth
+/// once a workspace exists); returns the ids created.
+pub async fn seed_workspaces(stores: &Stores, config: &Config) -> Result<Vec<String>, AdminError> {
+    let mut created = Vec::new();
+    for (id, ws) in &config.workspaces {
+        if stores.workspaces.workspace(id).await?.is_some() {
+            continue;
+        }
+        match create_workspace(stores, &config.plans, id, ws.name.as_deref(), &ws.plan).await {
+            Ok(_) => created.push(id.clone()),
+            Err(AdminError::Store(StoreError::Conflict(_))) => {} // another replica was first
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
 }

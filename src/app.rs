@@ -44,6 +44,8 @@ pub struct App {
     /// Keys and workspaces, for the management API; `None` serves static
     /// keys only (embedding, tests).
     pub stores: Option<Stores>,
+    /// The config's plans, for workspaces created through the API.
+    pub plans: std::collections::BTreeMap<String, crate::config::PlanConfig>,
     /// Where usage records go (a log line now; credits and events later).
     pub usage: Arc<dyn UsageSink>,
     request_ids: RequestIds,
@@ -67,6 +69,7 @@ impl App {
             catalog: Catalog::new(config, &providers),
             auth: Authenticator::new(&config.keys, config.store.key_cache_ttl),
             stores: None,
+            plans: config.plans.clone(),
             usage: Arc::new(LogUsageSink),
             request_ids: RequestIds::new(),
         })

@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::secret::Secret;
-use raw::{RawAgent, RawConfig, RawKey, RawModel, RawProvider, RawStore};
+use raw::{RawAgent, RawConfig, RawKey, RawModel, RawPlan, RawProvider, RawStore};
 
 /// The config shipped in `config/tollgate.toml`, compiled in so `tollgate serve`
 /// works from any directory with no file at all.
@@ -43,7 +43,30 @@ pub struct Config {
     pub agents: BTreeMap<String, AgentConfig>,
     pub keys: Vec<KeyConfig>,
     pub store: StoreConfig,
+    /// Plans by name; `default` always exists.
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// Workspaces created in the store at start when missing.
+    pub workspaces: BTreeMap<String, WorkspaceConfig>,
 }
+
+/// What a workspace's plan grants: monthly credit allowances (seed 000's two
+/// kinds) and default rate limits for its keys. `None` means not metered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanConfig {
+    pub message_credits: Option<u64>,
+    pub integration_credits: Option<u64>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    pub name: Option<String>,
+    pub plan: String,
+}
+
+/// The plan every workspace gets unless told otherwise.
+pub const DEFAULT_PLAN: &str = "default";
 
 /// Where durable state lives (see `store`).
 #[derive(Debug, Clone)]
@@ -251,7 +274,44 @@ impl Validator<'_> {
             .map(|(i, k)| self.key(i, k, &models, &agents))
             .collect::<Result<Vec<_>, _>>()?;
         let store = self.store(raw.store)?;
-        Ok(Config { origin: self.origin.into(), server, log, providers, models, agents, keys, store })
+        let mut plans = BTreeMap::new();
+        plans.insert(DEFAULT_PLAN.to_owned(), PlanConfig::default());
+        for (name, plan) in raw.plans {
+            plans.insert(name.clone(), self.plan(&name, plan)?);
+        }
+        let mut workspaces = BTreeMap::new();
+        for (id, ws) in raw.workspaces {
+            let plan = ws.plan.unwrap_or_else(|| DEFAULT_PLAN.into());
+            if !plans.contains_key(&plan) {
+                return Err(self.err(format!("workspaces.{id}.plan"), format!("unknown plan {plan:?}")));
+            }
+            workspaces.insert(id, WorkspaceConfig { name: ws.name, plan });
+        }
+        Ok(Config {
+            origin: self.origin.into(),
+            server,
+            log,
+            providers,
+            models,
+            agents,
+            keys,
+            store,
+            plans,
+            workspaces,
+        })
+    }
+
+    fn plan(&self, name: &str, p: RawPlan) -> Result<PlanConfig, ConfigError> {
+        self.id(&format!("plans.{name}"), name)?;
+        if p.rpm == Some(0) || p.tpm == Some(0) {
+            return Err(self.err(format!("plans.{name}"), "rpm and tpm must be greater than 0"));
+        }
+        Ok(PlanConfig {
+            message_credits: p.message_credits,
+            integration_credits: p.integration_credits,
+            rpm: p.rpm,
+            tpm: p.tpm,
+        })
     }
 
     fn store(&self, s: RawStore) -> Result<StoreConfig, ConfigError> {
@@ -507,6 +567,8 @@ mod tests {
         assert!(e.contains("store.urls: needs at least one"), "{e}");
         let e = load(&format!("{BASE}\n[store]\nbackend = \"redis\"\nurls = [\"http://x\"]")).unwrap_err().to_string();
         assert!(e.contains("store.urls.0"), "{e}");
+        let e = load(&format!("{BASE}\n[workspaces.acme]\nplan = \"gold\"")).unwrap_err().to_string();
+        assert!(e.contains("workspaces.acme.plan: unknown plan \"gold\""), "{e}");
         let e = load(&format!("{BASE}\n[store]\nbackend = \"sqlite\"")).unwrap_err().to_string();
         assert!(e.contains("store.backend"), "{e}");
         let e = load("[server\n").unwrap_err().to_string();

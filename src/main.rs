@@ -118,8 +118,10 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Keys { config, command } => operate(config.as_deref(), |stores| keys(stores, command)),
-        Command::Workspaces { config, command } => operate(config.as_deref(), |stores| workspaces(stores, command)),
+        Command::Keys { config, command } => operate(config.as_deref(), |stores, _| keys(stores, command)),
+        Command::Workspaces { config, command } => {
+            operate(config.as_deref(), |stores, config| workspaces(stores, config, command))
+        }
         Command::HashKey { key } => {
             let key = key.unwrap_or_else(|| {
                 let mut s = String::new();
@@ -139,7 +141,7 @@ fn main() -> ExitCode {
 /// Loads the config, opens its store and runs one operator command on it.
 fn operate<F, Fut>(config: Option<&Path>, command: F) -> ExitCode
 where
-    F: FnOnce(Stores) -> Fut,
+    F: FnOnce(Stores, Config) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let config = match load(config) {
@@ -153,9 +155,9 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result = runtime.block_on(async move {
         let stores = Stores::open(&config.store).await.map_err(|e| format!("store: {e}"))?;
-        command(stores).await
+        command(stores, config).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,10 +208,12 @@ async fn keys(stores: Stores, command: KeysCommand) -> Result<(), String> {
     Ok(())
 }
 
-async fn workspaces(stores: Stores, command: WorkspacesCommand) -> Result<(), String> {
+async fn workspaces(stores: Stores, config: Config, command: WorkspacesCommand) -> Result<(), String> {
     match command {
         WorkspacesCommand::Create { id, name, plan } => {
-            let ws = admin::create_workspace(&stores, &id, name.as_deref(), &plan).await.map_err(|e| e.to_string())?;
+            let ws = admin::create_workspace(&stores, &config.plans, &id, name.as_deref(), &plan)
+                .await
+                .map_err(|e| e.to_string())?;
             eprintln!("created workspace {} ({}, plan {})", ws.id, ws.name, ws.plan);
         }
         WorkspacesCommand::List => {
@@ -287,7 +291,13 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
         let stores = control.block_on(Stores::open(&config.store)).map_err(|e| format!("store: {e}"))?;
-        if let Some(admin) = control.block_on(admin::bootstrap_admin(&stores)).map_err(|e| format!("store: {e}"))? {
+        let seeded = control.block_on(admin::seed_workspaces(&stores, &config)).map_err(|e| format!("store: {e}"))?;
+        if !seeded.is_empty() {
+            tracing::info!(workspaces = ?seeded, "created the config's workspaces in the store");
+        }
+        if let Some(admin) =
+            control.block_on(admin::bootstrap_admin(&stores, &config)).map_err(|e| format!("store: {e}"))?
+        {
             // Straight to stderr, never through the log: the key must not be stored anywhere.
             eprintln!(
                 "tollgate: first start: created the admin key {} (workspace \"{}\"). It is shown once, here; \

@@ -24,7 +24,15 @@ async fn start(name: &str) -> Env {
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
     let stores = Stores { keys: store.clone(), workspaces: store };
-    tollgate::admin::create_workspace(&stores, "ops", None, "default").await.unwrap();
+    let mock = MockUpstream::start().await;
+    let toml = format!(
+        "{}\n[plans.gold]\nmessage_credits = 100000\nrpm = 600\n[workspaces.seeded]\nname = \"From config\"\nplan = \"gold\"\n",
+        config_toml(&Settings::default(), &mock.base_url())
+    );
+    let config = tollgate::config::Config::from_toml(&toml, "t.toml").unwrap();
+    assert_eq!(tollgate::admin::seed_workspaces(&stores, &config).await.unwrap(), vec!["seeded".to_string()]);
+    assert!(tollgate::admin::seed_workspaces(&stores, &config).await.unwrap().is_empty(), "seeding is idempotent");
+    tollgate::admin::create_workspace(&stores, &config.plans, "ops", None, "default").await.unwrap();
     let new = NewKey {
         name: "root".into(),
         workspace: "ops".into(),
@@ -35,9 +43,6 @@ async fn start(name: &str) -> Env {
         models: None,
     };
     let admin_key = tollgate::admin::create_key(&stores, new).await.unwrap().plaintext.expose().clone();
-    let mock = MockUpstream::start().await;
-    let config =
-        tollgate::config::Config::from_toml(&config_toml(&Settings::default(), &mock.base_url()), "t.toml").unwrap();
     let app = tollgate::app::App::new(&config).unwrap().with_stores(stores);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -162,6 +167,12 @@ async fn bad_input_gets_clear_400s() {
     bad(json!({"name": 5, "workspace": "acme"}), "").await;
     let (status, _) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "Not Valid!"})).await;
     assert_eq!(status, 400);
+    let (status, error) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "x", "plan": "platinum"})).await;
+    assert_eq!((status, error["error"]["param"].as_str()), (400, Some("plan")), "{error}");
+    let (status, gold) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "y", "plan": "gold"})).await;
+    assert_eq!((status, gold["plan"].as_str()), (201, Some("gold")), "{gold}");
+    let (status, seeded) = env.get(&env.admin_key, "/v1/workspaces/seeded").await;
+    assert_eq!((status, seeded["name"].as_str()), (200, Some("From config")), "config workspaces are seeded");
     let (status, missing) = env.post(&env.admin_key, "/v1/keys", json!({"name": "n", "workspace": "nope"})).await;
     assert_eq!((status, code(&missing)), (404, "not_found"), "{missing}");
 

@@ -46,6 +46,7 @@ impl From<AdminError> for ManagementError {
             AdminError::NoSuchKey(id) => ManagementError::NotFound(format!("key {id:?}")),
             e @ AdminError::BadWorkspaceId => ManagementError::Invalid { param: "id", message: e.to_string() },
             e @ AdminError::BadWorkspaceName => ManagementError::Invalid { param: "name", message: e.to_string() },
+            e @ AdminError::NoSuchPlan(_) => ManagementError::Invalid { param: "plan", message: e.to_string() },
         }
     }
 }
@@ -226,7 +227,7 @@ pub async fn create_workspace(app: &App, ctx: &RequestContext, body: &[u8]) -> R
     admin_only(ctx)?;
     let req: CreateWorkspace = parse(body)?;
     let plan = req.plan.as_deref().unwrap_or("default");
-    let ws: Workspace = admin::create_workspace(stores(app)?, &req.id, req.name.as_deref(), plan)
+    let ws: Workspace = admin::create_workspace(stores(app)?, &app.plans, &req.id, req.name.as_deref(), plan)
         .await
         .map_err(ManagementError::from)?;
     Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))

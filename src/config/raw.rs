@@ -22,6 +22,26 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub plans: BTreeMap<String, RawPlan>,
+    #[serde(default)]
+    pub workspaces: BTreeMap<String, RawWorkspace>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub message_credits: Option<u64>,
+    pub integration_credits: Option<u64>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkspace {
+    pub name: Option<String>,
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
