@@ -1,6 +1,8 @@
 //! The `tollgate` binary: check-config, hash-key, and serve with no config file.
 
 mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -249,13 +251,7 @@ async fn first_start_prints_an_admin_key_once_and_it_manages_keys() {
     let dir = temp_dir("bootstrap");
     let first = serve_in(&dir, &[]).await;
     let log = first.log();
-    let key = log
-        .lines()
-        .skip_while(|l| !l.contains("first start: created the admin key"))
-        .nth(1)
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no admin key printed on first start; log:\n{log}"))
-        .to_owned();
+    let key = bootstrap_key(&log);
     assert!(key.starts_with("tg_") && key.len() == 67, "{key:?}");
     assert_eq!(log.matches(&key).count(), 1, "the key is printed once and logged nowhere else");
 
@@ -266,4 +262,72 @@ async fn first_start_prints_an_admin_key_once_and_it_manages_keys() {
 
     let second = serve_in(&dir, &[]).await;
     assert!(!second.log().contains("first start"), "only the first start creates a key");
+}
+
+/// The admin key `serve` printed on a store's first start.
+fn bootstrap_key(log: &str) -> String {
+    log.lines()
+        .skip_while(|l| !l.contains("first start: created the admin key"))
+        .nth(1)
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_else(|| panic!("no admin key printed on first start; log:\n{log}"))
+}
+
+/// Creates keys through the API, kills the gateway with SIGKILL, starts it
+/// again on the same store, and checks every key still works.
+async fn keys_survive_kill_9(name: &str, store_toml: &str) {
+    let dir = temp_dir(name);
+    let shipped = std::fs::read_to_string(SHIPPED_CONFIG).unwrap();
+    let start = shipped.find("[store]").unwrap();
+    let end = start + shipped[start..].find("\n\n").unwrap();
+    let config = dir.join("tollgate.toml");
+    std::fs::write(&config, format!("{}{}{}", &shipped[..start], store_toml, &shipped[end..])).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let http = client();
+
+    let first = serve_in(&dir, &["--config", &config]).await;
+    let admin = bootstrap_key(&first.log());
+    let post = |base: String, key: String, path: &'static str, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let response = within(path, http.post(format!("{base}{path}")).bearer_auth(key).json(&body).send()).await;
+            let response = response.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, _) = post(first.base.clone(), admin.clone(), "/v1/workspaces", json!({"id": "acme"})).await;
+    assert_eq!(status, 201);
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let body = json!({"name": format!("k{i}"), "workspace": "acme"});
+        let (status, created) = post(first.base.clone(), admin.clone(), "/v1/keys", body).await;
+        assert_eq!(status, 201, "{created}");
+        keys.push(created["key"].as_str().unwrap().to_owned());
+    }
+    drop(first); // SIGKILL: no graceful shutdown, no flush
+
+    let second = serve_in(&dir, &["--config", &config]).await;
+    assert!(!second.log().contains("first start"), "the store kept the admin key: no new one");
+    for key in keys.iter().chain([&admin]) {
+        let response =
+            within("models", http.get(format!("{}/v1/models", second.base)).bearer_auth(key).send()).await.unwrap();
+        assert_eq!(response.status(), 200, "a key created before kill -9 works after the restart");
+    }
+}
+
+#[tokio::test]
+async fn keys_survive_kill_9_on_the_embedded_store() {
+    keys_survive_kill_9("kill9-embedded", "[store]\nbackend = \"embedded\"\npath = \"data/t.db\"").await;
+}
+
+#[tokio::test]
+async fn keys_survive_kill_9_on_redis() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "*** SKIPPED keys_survive_kill_9_on_redis: redis-server not installed ***");
+        return;
+    };
+    let store = format!("[store]\nbackend = \"redis\"\nurls = [\"{}\"]\nprefix = \"kill9\"", server.url());
+    keys_survive_kill_9("kill9-redis", &store).await;
 }
