@@ -100,14 +100,21 @@ pub struct Authenticator {
     store: Option<Arc<dyn KeyStore>>,
     /// hash → the key as last read from the store (`None`: no such key).
     cache: moka::future::Cache<KeyHash, Option<Arc<Principal>>>,
+    /// Store keys used since the last flush, with the latest time. A mutex,
+    /// not a lock-free map: one short insert per request, never held across
+    /// an await, and emptied in one swap by [`flush_last_used`](Self::flush_last_used).
+    used: std::sync::Mutex<HashMap<Arc<str>, i64>>,
 }
+
+/// How often last-used times are written to the store.
+pub const LAST_USED_FLUSH: Duration = Duration::from_secs(10);
 
 impl Authenticator {
     /// Static keys only, until [`with_store`](Self::with_store) adds a store.
     pub fn new(keys: &[KeyConfig], cache_ttl: Duration) -> Authenticator {
         let static_keys = keys.iter().map(|k| (k.sha256, Arc::new(Principal::from_config(k)))).collect();
         let cache = moka::future::Cache::builder().max_capacity(KEY_CACHE_CAPACITY).time_to_live(cache_ttl).build();
-        Authenticator { static_keys, store: None, cache }
+        Authenticator { static_keys, store: None, cache, used: Default::default() }
     }
 
     pub fn with_store(mut self, store: Arc<dyn KeyStore>) -> Authenticator {
@@ -146,7 +153,32 @@ impl Authenticator {
             None => Err(AuthError::Invalid),
             Some(p) if p.revoked => Err(AuthError::Invalid),
             Some(p) if p.expires_at.is_some_and(|at| at <= now) => Err(AuthError::Expired),
-            Some(p) => Ok(p),
+            Some(p) => {
+                if let Some(id) = &p.key_id {
+                    self.used.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), now);
+                }
+                Ok(p)
+            }
+        }
+    }
+
+    /// Writes the last-used times gathered since the previous flush, in one
+    /// batch (never one store write per request). On failure they are kept
+    /// for the next flush.
+    pub async fn flush_last_used(&self) {
+        let Some(store) = &self.store else { return };
+        let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        if used.is_empty() {
+            return;
+        }
+        let batch: Vec<(String, i64)> = used.iter().map(|(id, at)| (id.to_string(), *at)).collect();
+        if let Err(e) = store.touch_keys(&batch).await {
+            tracing::warn!(error = %e, keys = batch.len(), "could not record last-used times; will retry");
+            let mut pending = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, at) in used {
+                let entry = pending.entry(id).or_insert(at);
+                *entry = (*entry).max(at);
+            }
         }
     }
 
@@ -258,5 +290,10 @@ mod tests {
         assert_eq!(check(&auth, "x-api-key", live.plaintext.expose()).await.unwrap_err(), AuthError::Invalid);
         let unknown = format!("tg_{}", "0".repeat(64));
         assert_eq!(check(&auth, "x-api-key", &unknown).await.unwrap_err(), AuthError::Invalid);
+
+        // Last-used times reach the store in a batch, at flush time only.
+        assert_eq!(store.key_by_id(&live.record.id).await.unwrap().unwrap().last_used_at, None);
+        auth.flush_last_used().await;
+        assert_eq!(store.key_by_id(&live.record.id).await.unwrap().unwrap().last_used_at, Some(1_000));
     }
 }

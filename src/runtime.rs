@@ -92,10 +92,18 @@ pub fn run(
         })?;
         threads.push(thread);
     }
+    let flushing = async {
+        let mut every = tokio::time::interval(crate::auth::LAST_USED_FLUSH);
+        loop {
+            every.tick().await;
+            app.auth.flush_last_used().await;
+        }
+    };
     control.block_on(async {
         tokio::select! {
             _ = shutdown => {}
             _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),
+            never = flushing => never,
         }
     });
     let _ = stop.send(true);
@@ -105,5 +113,7 @@ pub fn run(
             Err(_) => return Err(std::io::Error::other("a worker thread panicked")),
         }
     }
+    // What the drained requests used, written before the process ends.
+    control.block_on(app.auth.flush_last_used());
     Ok(())
 }
