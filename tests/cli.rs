@@ -305,6 +305,10 @@ async fn keys_survive_kill_9(name: &str, store_toml: &str) {
         assert_eq!(status, 201, "{created}");
         keys.push(created["key"].as_str().unwrap().to_owned());
     }
+    let log = first.log();
+    for key in &keys {
+        assert!(!log.contains(key.as_str()) && !log.contains(&sha256_hex(key)), "keys never reach the log:\n{log}");
+    }
     drop(first); // SIGKILL: no graceful shutdown, no flush
 
     let second = serve_in(&dir, &["--config", &config]).await;
