@@ -7,8 +7,14 @@
 //! - `gateway` — load generator → `tollgate serve` → mock upstream,
 //! - `nginx`   — load generator → nginx reverse proxy → mock upstream (if nginx is installed),
 //!
+//! and, for non-streaming requests only, the gateway authenticating with a store-backed key
+//! instead of a static one (the only difference in their configs):
+//!
+//! - `gw-embedded` — the key in the embedded store (SQLite),
+//! - `gw-redis`    — the key in Redis, on a private `redis-server` (if installed),
+//!
 //! and prints a Markdown report with throughput, latency percentiles, server CPU per request,
-//! peak RSS and a PASS/MISS budget for the gateway.
+//! peak RSS and PASS/MISS budgets for the gateway and for the cached key lookup.
 //!
 //! Environment: `BENCH_SECS` (measured seconds per run, default 5), `BENCH_WARMUP_SECS`
 //! (default 1), `BENCH_CONCURRENCY` (default `1,16,64`), `BENCH_STREAM_CONCURRENCY`
@@ -22,6 +28,8 @@ mod loadgen;
 mod mock;
 #[path = "load/procs.rs"]
 mod procs;
+#[path = "load/redis.rs"]
+mod redis;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/sys.rs"]
@@ -36,8 +44,8 @@ use hyper::header::HeaderValue;
 
 use loadgen::{Spec, Target};
 use mock::UPSTREAM_MODEL;
-use procs::{Harness, Server, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
-use report::{Header, Record, Usage, DIRECT, GATEWAY, NGINX};
+use procs::{Harness, Server, Store, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
+use report::{Header, Record, Usage, DIRECT, GATEWAY, GW_EMBEDDED, GW_REDIS, NGINX};
 use sys::{Machine, ProcSample};
 
 fn main() {
@@ -78,10 +86,14 @@ fn start_paths(harness: &mut Harness, header: &mut Header) -> Vec<Path> {
     let mut paths = vec![Path::direct(upstream)];
 
     eprintln!("starting gateway ({})", env!("CARGO_BIN_EXE_tollgate"));
-    match harness.start_gateway(upstream) {
+    let static_gateway = harness
+        .write_gateway_config(GATEWAY, upstream, &Store::Unused)
+        .and_then(|config| harness.start_gateway(GATEWAY, &config));
+    match static_gateway {
         Ok(server) => paths.push(Path::through(GATEWAY, server, AGENT_MODEL, BENCH_KEY)),
         Err(err) => skip(header, "gateway did not start", &err),
     }
+    paths.extend(start_store_paths(harness, header, upstream));
 
     match procs::find_nginx() {
         None => skip(header, "nginx is not installed", "looked in $PATH and the usual sbin directories"),
@@ -98,6 +110,59 @@ fn start_paths(harness: &mut Harness, header: &mut Header) -> Vec<Path> {
         },
     }
     paths
+}
+
+/// Starts the gateways whose bench key lives in a store: embedded, and Redis if
+/// `redis-server` is installed. Like any other path, one that does not start is skipped loudly.
+fn start_store_paths(harness: &mut Harness, header: &mut Header, upstream: SocketAddr) -> Vec<Path> {
+    header.setup.push(format!(
+        "{GW_EMBEDDED} / {GW_REDIS}: the gateway's config plus a `[store]` (embedded: SQLite in the temp dir; \
+         redis) with `key_cache_ttl_ms = 60000`, called with a key made by `tollgate keys create` instead of the \
+         static key; non-streaming only; the warm-up fills the key cache"
+    ));
+    let mut paths = Vec::new();
+    match start_store_gateway(harness, GW_EMBEDDED, upstream, &Store::Embedded) {
+        Ok(path) => paths.push(path),
+        Err(err) => skip(header, "gw-embedded did not start", &err),
+    }
+    let Some(bin) = procs::find_redis_server() else {
+        skip(header, "redis-server is not installed", "looked in $PATH and the usual sbin directories");
+        return paths;
+    };
+    let redis = match harness.start_redis(&bin) {
+        Ok(addr) => addr,
+        Err(err) => {
+            skip(header, "redis-server did not start", &err);
+            return paths;
+        }
+    };
+    match start_store_gateway(harness, GW_REDIS, upstream, &Store::Redis(redis)) {
+        Ok(path) => {
+            paths.push(Path { redis: Some(redis), ..path });
+            header.setup.push(format!(
+                "{GW_REDIS}: a private {} on loopback (no persistence), used by nothing else, so its \
+                 `total_commands_processed` before and after each window counts the gateway's Redis commands",
+                redis::version(&bin)
+            ));
+        }
+        Err(err) => skip(header, "gw-redis did not start", &err),
+    }
+    paths
+}
+
+/// Creates a store-backed key with the gateway's CLI on the config the gateway will use, then
+/// starts that gateway; the path authenticates with the new key.
+fn start_store_gateway(
+    harness: &mut Harness,
+    name: &'static str,
+    upstream: SocketAddr,
+    store: &Store,
+) -> Result<Path, String> {
+    eprintln!("starting {name}");
+    let config = harness.write_gateway_config(name, upstream, store)?;
+    let key = procs::create_store_key(&config)?;
+    let server = harness.start_gateway(name, &config)?;
+    Ok(Path { streams: false, ..Path::through(name, server, AGENT_MODEL, &key) })
 }
 
 /// Says that a path is not measured, now on stderr (with details) and in the report.
@@ -187,18 +252,39 @@ struct Path {
     addr: SocketAddr,
     /// The model name this path expects in requests.
     model: &'static str,
-    api_key: &'static str,
+    api_key: String,
     /// The process(es) in front of the mock, if any: their CPU and memory are reported.
     server: Option<Server>,
+    /// Whether the streaming case is measured too (the store-backed paths only differ from
+    /// `gateway` in authentication, which the non-streaming case shows best).
+    streams: bool,
+    /// The Redis server this path's gateway uses, whose commands are counted per window.
+    redis: Option<SocketAddr>,
 }
 
 impl Path {
     fn direct(upstream: SocketAddr) -> Self {
-        Self { name: DIRECT, addr: upstream, model: UPSTREAM_MODEL, api_key: UPSTREAM_KEY, server: None }
+        Self {
+            name: DIRECT,
+            addr: upstream,
+            model: UPSTREAM_MODEL,
+            api_key: UPSTREAM_KEY.to_owned(),
+            server: None,
+            streams: true,
+            redis: None,
+        }
     }
 
-    fn through(name: &'static str, server: Server, model: &'static str, api_key: &'static str) -> Self {
-        Self { name, addr: server.addr, model, api_key, server: Some(server) }
+    fn through(name: &'static str, server: Server, model: &'static str, api_key: &str) -> Self {
+        Self {
+            name,
+            addr: server.addr,
+            model,
+            api_key: api_key.to_owned(),
+            server: Some(server),
+            streams: true,
+            redis: None,
+        }
     }
 
     /// The same client request for every path; only the model name and key differ.
@@ -223,11 +309,21 @@ impl Path {
 struct Snapshot {
     procs: ProcSample,
     log_bytes: u64,
+    /// Commands the path's Redis server has processed so far (`None`: no Redis, or it did not
+    /// answer).
+    redis_commands: Option<u64>,
 }
 
 impl Snapshot {
-    fn take(server: &Server) -> Self {
-        Self { procs: ProcSample::take(server.procs), log_bytes: std::fs::metadata(&server.log).map_or(0, |m| m.len()) }
+    fn take(server: &Server, redis: Option<SocketAddr>) -> Self {
+        let redis_commands = redis.and_then(|addr| {
+            redis::commands_processed(addr).map_err(|err| eprintln!("  !! redis INFO stats: {err}")).ok()
+        });
+        Self {
+            procs: ProcSample::take(server.procs),
+            log_bytes: std::fs::metadata(&server.log).map_or(0, |m| m.len()),
+            redis_commands,
+        }
     }
 }
 
@@ -239,10 +335,10 @@ fn run_matrix(runtime: &tokio::runtime::Runtime, settings: &Settings, paths: &[P
     let mut records = Vec::new();
     for (stream, concurrencies) in cases {
         for &concurrency in concurrencies {
-            for path in paths {
+            for path in paths.iter().filter(|path| path.streams || !stream) {
                 let spec = Spec { concurrency, warmup: settings.warmup, measure: settings.measure };
                 eprintln!(
-                    "running {:<7} {:<10} c={concurrency:<3} ...",
+                    "running {:<11} {:<10} c={concurrency:<3} ...",
                     path.name,
                     if stream { "stream" } else { "non-stream" }
                 );
@@ -256,7 +352,7 @@ fn run_matrix(runtime: &tokio::runtime::Runtime, settings: &Settings, paths: &[P
 
 async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> Record {
     let target = Arc::new(path.target(stream));
-    let sample = || path.server.as_ref().map(Snapshot::take);
+    let sample = || path.server.as_ref().map(|server| Snapshot::take(server, path.redis));
     let (load, before, after) = loadgen::run(target, spec, sample).await;
     let usage = match (before, after) {
         (Some(before), Some(after)) if load.completed > 0 => {
@@ -268,6 +364,7 @@ async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> R
                 peak_rss_mb: after.procs.peak_rss_kb as f64 / 1024.0,
                 // nginx's access log is off; only the gateway's log volume is of interest.
                 log_bytes_per_req: (path.name == GATEWAY).then(|| log_bytes as f64 / requests),
+                redis_commands: redis_commands(before.redis_commands, after.redis_commands),
             })
         }
         _ => None,
@@ -276,4 +373,10 @@ async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> R
         eprintln!("  !! {} errors, e.g. {}", load.errors, load.error_samples.first().map_or("", String::as_str));
     }
     Record { path: path.name, stream, concurrency: spec.concurrency, load, usage }
+}
+
+/// Commands the gateway sent Redis between two readings: the difference, less the first
+/// reading's own `INFO` (counted once it has answered).
+fn redis_commands(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?).saturating_sub(redis::PROBE_COMMANDS))
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::mock::UPSTREAM_MODEL;
+use crate::redis;
 use crate::sys::{self, ProcSet};
 
 /// Client key the gateway is configured with (only its SHA-256 goes into the config).
@@ -21,6 +22,11 @@ pub const AGENT_MODEL: &str = "bench-agent";
 /// Key the gateway presents upstream, and direct/nginx clients too (the mock ignores it).
 pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
 
+/// Workspace and key name of the store-backed bench keys.
+const STORE_WORKSPACE: &str = "bench";
+/// Longer than the whole benchmark's gap between two rows of a path, so a measured window
+/// sees (almost) only cache hits; the warm-up fills the cache.
+const KEY_CACHE_TTL_MS: u64 = 60_000;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -31,6 +37,74 @@ pub struct Server {
     pub procs: ProcSet,
     /// Where its stdout/stderr go.
     pub log: PathBuf,
+}
+
+/// The `[store]` of a gateway config: the one section in which the gateways differ.
+pub enum Store {
+    /// The static-key gateway never asks its store about the bench key, but `serve` always
+    /// opens one; it goes to the temp dir instead of the default `data/` in the working tree.
+    Unused,
+    /// SQLite in the temp dir.
+    Embedded,
+    /// The benchmark's own `redis-server`.
+    Redis(SocketAddr),
+}
+
+impl Store {
+    /// The `[store]` section, appended to the shared gateway config.
+    fn section(&self, dir: &Path) -> String {
+        let path = |file: &str| toml_string(&dir.join(file).display().to_string());
+        match self {
+            Store::Unused => format!("\n[store]\nbackend = \"embedded\"\npath = {}\n", path("gateway.db")),
+            Store::Embedded => format!(
+                "\n[store]\nbackend = \"embedded\"\npath = {}\nkey_cache_ttl_ms = {KEY_CACHE_TTL_MS}\n",
+                path("store.db")
+            ),
+            Store::Redis(addr) => format!(
+                "\n[store]\nbackend = \"redis\"\nurls = [\"redis://{addr}\"]\nprefix = \"bench\"\n\
+                 key_cache_ttl_ms = {KEY_CACHE_TTL_MS}\n"
+            ),
+        }
+    }
+}
+
+/// A TOML basic string. Rust's `Debug` escapes `"` and `\` the way TOML does, and a temp
+/// path has nothing else that would need escaping.
+fn toml_string(text: &str) -> String {
+    format!("{text:?}")
+}
+
+/// Creates the workspace and a `chat` key in the store of `config` with the gateway's own CLI,
+/// as an operator would, and returns the key's plaintext (the only line `keys create` prints on
+/// stdout). Run before `serve` starts on the same config.
+pub fn create_store_key(config: &Path) -> Result<String, String> {
+    cli(config, &["workspaces", "create", STORE_WORKSPACE])?;
+    let stdout = cli(config, &["keys", "create", "--workspace", STORE_WORKSPACE, "--name", "bench"])?;
+    match stdout.lines().collect::<Vec<_>>().as_slice() {
+        [key] if key.starts_with("tg_") => Ok((*key).to_owned()),
+        _ => Err(format!("`tollgate keys create` printed {stdout:?} instead of one key")),
+    }
+}
+
+/// Runs `tollgate <args> --config config` to completion; its stdout, or the reason it failed.
+fn cli(config: &Path, args: &[&str]) -> Result<String, String> {
+    let shown = args.join(" ");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `tollgate {shown}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`tollgate {shown} --config {}` failed ({}): {}",
+            config.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("`tollgate {shown}` printed non-UTF-8: {e}"))
 }
 
 struct Managed {
@@ -82,25 +156,49 @@ impl Harness {
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
-    /// Starts `tollgate serve` against the mock with a config written to the temp dir.
-    pub fn start_gateway(&mut self, upstream: SocketAddr) -> Result<Server, String> {
-        let config = self.dir.join("tollgate.toml");
-        fs::write(&config, gateway_config(upstream)).map_err(|e| format!("writing {}: {e}", config.display()))?;
+    /// Writes `<name>.toml` to the temp dir: the benchmark's gateway config with `store` as its
+    /// `[store]`. Written before the gateway starts, so the key CLI can use the same file.
+    pub fn write_gateway_config(&self, name: &str, upstream: SocketAddr, store: &Store) -> Result<PathBuf, String> {
+        let config = self.dir.join(format!("{name}.toml"));
+        let text = gateway_config(upstream) + &store.section(&self.dir);
+        fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))?;
+        Ok(config)
+    }
+
+    /// Starts `tollgate serve --config config` against the mock, logging to `<name>.log`.
+    pub fn start_gateway(&mut self, name: &'static str, config: &Path) -> Result<Server, String> {
         let addr = free_port()?;
-        let log = self.dir.join("gateway.log");
+        let log = self.dir.join(format!("{name}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
         command
             .arg("serve")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--listen")
             .arg(addr.to_string())
             // The configured level (info) is part of what is measured; don't let the
             // caller's environment change it.
             .env_remove("RUST_LOG");
-        let pid = self.spawn_logged("gateway", command, &log)?;
-        self.wait_ready("gateway", addr, "/healthz", &log)?;
+        let pid = self.spawn_logged(name, command, &log)?;
+        self.wait_ready(name, addr, "/healthz", &log)?;
         Ok(Server { addr, procs: ProcSet::Single(pid), log })
+    }
+
+    /// Starts a private `redis-server` on a free loopback port, without persistence, for the
+    /// Redis-backed gateway. Never the machine's own Redis: the benchmark counts every command
+    /// the server processes, so nothing else may talk to it.
+    pub fn start_redis(&mut self, redis_server: &Path) -> Result<SocketAddr, String> {
+        let addr = free_port()?;
+        let log = self.dir.join("redis.log");
+        let mut command = Command::new(redis_server);
+        command
+            .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // Where it would put a dump if asked to; never the caller's working directory.
+            .arg("--dir")
+            .arg(&self.dir);
+        self.spawn_logged("redis-server", command, &log)?;
+        self.wait_for("redis-server", &log, || redis::ping(addr).map_err(|e| format!("not serving on {addr}: {e}")))?;
+        Ok(addr)
     }
 
     /// Starts nginx in the foreground with everything (pid, logs, temp paths) in the temp dir.
@@ -145,22 +243,33 @@ impl Harness {
         Ok(pid)
     }
 
-    /// Polls the newest child until `GET path` answers 200. On failure that child is stopped
-    /// and forgotten, and the error carries the tail of its log.
+    /// Polls the newest child until `GET path` answers 200.
     fn wait_ready(&mut self, name: &str, addr: SocketAddr, path: &str, log: &Path) -> Result<(), String> {
+        self.wait_for(name, log, || match http_get_status(addr, path) {
+            Ok(200) => Ok(()),
+            Ok(status) => Err(format!("GET {path} answers {status}")),
+            Err(err) => Err(format!("not serving on {addr}: {err}")),
+        })
+    }
+
+    /// Polls the newest child with `probe` until it succeeds. On failure that child is stopped
+    /// and forgotten, and the error carries the tail of its log.
+    fn wait_for(
+        &mut self,
+        name: &str,
+        log: &Path,
+        mut probe: impl FnMut() -> Result<(), String>,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let failure = loop {
             let managed = self.children.last_mut().expect("a child was just spawned");
             if let Ok(Some(status)) = managed.child.try_wait() {
                 break format!("{name} exited during start-up ({status})");
             }
-            match http_get_status(addr, path) {
-                Ok(200) => return Ok(()),
-                Ok(status) if Instant::now() >= deadline => break format!("{name}: GET {path} still answers {status}"),
-                Err(err) if Instant::now() >= deadline => {
-                    break format!("{name}: not serving on {addr} after {READY_TIMEOUT:?}: {err}")
-                }
-                _ => sleep(Duration::from_millis(50)),
+            match probe() {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() >= deadline => break format!("{name} after {READY_TIMEOUT:?}: {err}"),
+                Err(_) => sleep(Duration::from_millis(50)),
             }
         };
         if let Some(mut managed) = self.children.pop() {
@@ -280,15 +389,24 @@ fn nginx_config(prefix: &Path, listen: SocketAddr, upstream: SocketAddr) -> Stri
         .replace("{{UPSTREAM}}", &upstream.to_string())
 }
 
-/// The nginx binary, if installed: `$PATH` first, then the usual sbin locations (which are
-/// often not on a non-root `$PATH`).
+/// The nginx binary, if installed.
 pub fn find_nginx() -> Option<PathBuf> {
+    find_binary("nginx")
+}
+
+/// The redis-server binary, if installed.
+pub fn find_redis_server() -> Option<PathBuf> {
+    find_binary("redis-server")
+}
+
+/// `$PATH` first, then the usual sbin locations (which are often not on a non-root `$PATH`).
+fn find_binary(name: &str) -> Option<PathBuf> {
     let from_path =
         std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>()).unwrap_or_default();
     from_path
         .into_iter()
         .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("nginx"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
 

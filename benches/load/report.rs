@@ -1,5 +1,6 @@
 //! Turning raw run results into the Markdown report (pasteable into the README): one table
-//! per case, the gateway's overhead relative to direct and to nginx, and the budget check.
+//! per case, the gateway's overhead relative to direct and to nginx, the budget check, and what
+//! a store-backed key costs over a static one.
 
 use std::fmt::Write as _;
 
@@ -11,6 +12,10 @@ use crate::sys::Machine;
 pub const DIRECT: &str = "direct";
 pub const GATEWAY: &str = "gateway";
 pub const NGINX: &str = "nginx";
+/// The gateway authenticating with a key from its embedded store.
+pub const GW_EMBEDDED: &str = "gw-embedded";
+/// The gateway authenticating with a key from Redis.
+pub const GW_REDIS: &str = "gw-redis";
 
 /// What the gateway must achieve at the budget concurrency.
 const BUDGET_CONCURRENCY: usize = 64;
@@ -19,6 +24,14 @@ const BUDGET_ADDED_P99_MS: f64 = 1.0;
 const BUDGET_CPU_VS_NGINX: f64 = 2.0;
 const BUDGET_RSS_MB: f64 = 30.0;
 
+/// What a cached store-backed key may add over a static key, judged at concurrency 1: with
+/// one client the machine is least loaded, so a few µs are not lost in scheduling noise.
+const STORE_BUDGET_CONCURRENCY: usize = 1;
+const BUDGET_LOOKUP_ADDED_P50_US: f64 = 5.0;
+/// "No Redis round trip per request" means ≈ 0 commands per request. A round trip per request
+/// would be ≥ 1; this leaves room for a rare cache expiry or a background command.
+const BUDGET_REDIS_COMMANDS_PER_REQ: f64 = 0.01;
+
 /// Server-side cost of one run, for the paths whose server process we started.
 #[derive(Clone, Copy, Debug)]
 pub struct Usage {
@@ -26,6 +39,8 @@ pub struct Usage {
     pub peak_rss_mb: f64,
     /// Bytes the server wrote to its log per request (gateway only).
     pub log_bytes_per_req: Option<f64>,
+    /// Commands its Redis server processed during the measured window (`gw-redis` only).
+    pub redis_commands: Option<u64>,
 }
 
 /// One (path, case, concurrency) measurement.
@@ -53,6 +68,7 @@ pub fn render(header: &Header, records: &[Record]) -> String {
     render_errors(&mut out, records);
     render_comparison(&mut out, records);
     render_budget(&mut out, records);
+    render_store_keys(&mut out, records);
     out
 }
 
@@ -286,6 +302,143 @@ fn render_budget(out: &mut String, records: &[Record]) {
         );
     }
     out.push('\n');
+}
+
+/// The store-backed paths against `gateway` (static key), one table per concurrency, and their
+/// two budgets: the added p50 of a cached lookup and Redis commands per request.
+fn render_store_keys(out: &mut String, records: &[Record]) {
+    let store_rows = || records.iter().filter(|r| !r.stream && (r.path == GW_EMBEDDED || r.path == GW_REDIS));
+    if store_rows().next().is_none() {
+        let _ = writeln!(out, "### Store-backed keys (non-stream)\n\nNot measured (see warnings above).\n");
+        return;
+    }
+    let _ =
+        writeln!(out, "### Store-backed keys (non-stream; added p50 = path − `gateway` with a static key, same run)\n");
+    let mut concurrencies: Vec<usize> = store_rows().map(|r| r.concurrency).collect();
+    concurrencies.dedup();
+    for &c in &concurrencies {
+        render_store_table(out, records, c);
+    }
+    render_store_budget(out, records, &concurrencies);
+}
+
+fn render_store_table(out: &mut String, records: &[Record], concurrency: usize) {
+    let gateway = find(records, GATEWAY, false, concurrency);
+    let _ = writeln!(out, "#### Concurrency {concurrency}\n");
+    let _ = writeln!(
+        out,
+        "| path | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | added p50 vs gateway µs | Redis cmds/req |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    for path in [GATEWAY, GW_EMBEDDED, GW_REDIS] {
+        let Some(r) = find(records, path, false, concurrency) else {
+            continue;
+        };
+        let added = match gateway {
+            Some(g) if path != GATEWAY => format!("{:+.0}", added_p50_us(r, g)),
+            _ => "–".to_owned(),
+        };
+        let commands = redis_per_request(r).map_or("–".to_owned(), |(per_req, _)| format!("{per_req:.4}"));
+        let _ = writeln!(
+            out,
+            "| {path} | {:.0} | {} | {} | {} | {} | {added} | {commands} |",
+            r.load.rps(),
+            ms(&r.load.total, 50.0),
+            ms(&r.load.total, 99.0),
+            cpu_cell(r),
+            rss_cell(r),
+        );
+    }
+    out.push('\n');
+}
+
+fn render_store_budget(out: &mut String, records: &[Record], concurrencies: &[usize]) {
+    let mut line = |ok: Option<bool>, what: &str, detail: String| {
+        let verdict = match ok {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "n/a ",
+        };
+        let _ = writeln!(out, "- **{verdict}** {what}: {detail}");
+    };
+
+    // Concurrency 1, or the lowest measured if 1 was not.
+    let c = concurrencies.iter().copied().min_by_key(|&c| (c != STORE_BUDGET_CONCURRENCY, c)).unwrap_or(1);
+    let what = format!(
+        "cached key lookup adds ≤ {BUDGET_LOOKUP_ADDED_P50_US} µs at p50 (embedded / redis), judged as \
+         p50(path) − p50(gateway) at concurrency {c}, the least noisy point"
+    );
+    match find(records, GATEWAY, false, c) {
+        None => line(None, &what, "gateway (static key) not measured".to_owned()),
+        Some(gateway) => {
+            let (ok, detail) = lookup_verdict(records, gateway, c);
+            line(ok, &what, detail);
+        }
+    }
+
+    let what = "Redis round trips per request for a cached key: 0";
+    let redis: Vec<(usize, f64, u64, u64)> = concurrencies
+        .iter()
+        .filter_map(|&c| {
+            let r = find(records, GW_REDIS, false, c)?;
+            let (per_req, commands) = redis_per_request(r)?;
+            Some((c, per_req, commands, r.load.completed))
+        })
+        .collect();
+    if redis.is_empty() {
+        line(None, what, "gw-redis not measured".to_owned());
+    } else {
+        let ok = redis.iter().all(|&(_, per_req, ..)| per_req < BUDGET_REDIS_COMMANDS_PER_REQ);
+        let detail = redis
+            .iter()
+            .map(|(c, per_req, commands, requests)| format!("c={c}: {per_req:.4} ({commands} in {requests} requests)"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        line(Some(ok), what, format!("commands/request = {detail} (≈ 0 means < {BUDGET_REDIS_COMMANDS_PER_REQ})"));
+    }
+
+    let with_errors: Vec<String> = records
+        .iter()
+        .filter(|r| !r.stream && [GATEWAY, GW_EMBEDDED, GW_REDIS].contains(&r.path) && r.load.errors > 0)
+        .map(|r| format!("{} c={}", r.path, r.concurrency))
+        .collect();
+    if !with_errors.is_empty() {
+        let _ = writeln!(out, "- **⚠ errors in {}; the numbers above are not valid**", with_errors.join(", "));
+    }
+    out.push('\n');
+}
+
+/// The lookup budget over every measured store path at concurrency `c`: PASS only if each one
+/// is within it; n/a if none was measured.
+fn lookup_verdict(records: &[Record], gateway: &Record, c: usize) -> (Option<bool>, String) {
+    let mut ok = None;
+    let mut parts = Vec::new();
+    for (path, label) in [(GW_EMBEDDED, "embedded"), (GW_REDIS, "redis")] {
+        match find(records, path, false, c) {
+            Some(r) => {
+                let added = added_p50_us(r, gateway);
+                ok = Some(ok.unwrap_or(true) && added <= BUDGET_LOOKUP_ADDED_P50_US);
+                parts.push(format!(
+                    "{label} {:.3} − {:.3} ms = {added:+.0} µs",
+                    pct_ms(&r.load.total, 50.0),
+                    pct_ms(&gateway.load.total, 50.0)
+                ));
+            }
+            None => parts.push(format!("{label} not measured")),
+        }
+    }
+    (ok, parts.join("; "))
+}
+
+/// p50 of `r` minus p50 of the static-key `gateway`, in µs.
+fn added_p50_us(r: &Record, gateway: &Record) -> f64 {
+    (pct_ms(&r.load.total, 50.0) - pct_ms(&gateway.load.total, 50.0)) * 1000.0
+}
+
+/// Redis commands per completed request in the measured window, and the command count.
+fn redis_per_request(r: &Record) -> Option<(f64, u64)> {
+    let commands = r.usage?.redis_commands?;
+    (r.load.completed > 0).then(|| (commands as f64 / r.load.completed as f64, commands))
 }
 
 fn find<'a>(records: &'a [Record], path: &str, stream: bool, concurrency: usize) -> Option<&'a Record> {
