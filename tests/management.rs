@@ -136,6 +136,8 @@ async fn scopes_are_enforced_on_every_route() {
 
     let (status, _) = env.call(reqwest::Method::DELETE, &full, &format!("/v1/keys/{other_id}"), None).await;
     assert_eq!(status, 404, "another workspace's key is not found, not forbidden");
+    let (acme_admin, _) = env.key(&env.admin_key, json!({"name": "a", "workspace": "acme", "scope": "admin"})).await;
+    forbidden(env.call(reqwest::Method::DELETE, &full, &format!("/v1/keys/{acme_admin}"), None).await);
     let (status, listed) = env.get(&env.admin_key, "/v1/keys?workspace=other").await;
     assert_eq!((status, listed["data"].as_array().map(Vec::len)), (200, Some(1)));
     let (status, _) = env.call(reqwest::Method::DELETE, &env.admin_key, &format!("/v1/keys/{other_id}"), None).await;

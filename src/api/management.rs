@@ -196,6 +196,9 @@ pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Res
     if scope != Scope::Admin && record.workspace != own {
         return Err(not_found().into());
     }
+    if scope != Scope::Admin && record.scope == Scope::Admin {
+        return Err(ManagementError::InsufficientScope("revoke admin keys").into());
+    }
     admin::revoke_key(stores, id).await.map_err(ManagementError::from)?;
     app.auth.forget(&record.hash).await;
     tracing::info!(key = %record.id, workspace = %record.workspace, by = %ctx.principal.name, "key revoked");
