@@ -244,14 +244,7 @@ fn render_budget(out: &mut String, records: &[Record]) {
     };
     let direct = find(records, DIRECT, false, c);
     let nginx = find(records, NGINX, false, c);
-    let mut line = |ok: Option<bool>, what: &str, detail: String| {
-        let verdict = match ok {
-            Some(true) => "PASS",
-            Some(false) => "MISS",
-            None => "n/a ",
-        };
-        let _ = writeln!(out, "- **{verdict}** {what}: {detail}");
-    };
+    let mut line = |ok: Option<bool>, what: &str, detail: String| budget_line(out, ok, what, &detail);
 
     match nginx {
         Some(n) => {
@@ -353,14 +346,7 @@ fn render_store_table(out: &mut String, records: &[Record], concurrency: usize) 
 }
 
 fn render_store_budget(out: &mut String, records: &[Record], concurrencies: &[usize]) {
-    let mut line = |ok: Option<bool>, what: &str, detail: String| {
-        let verdict = match ok {
-            Some(true) => "PASS",
-            Some(false) => "MISS",
-            None => "n/a ",
-        };
-        let _ = writeln!(out, "- **{verdict}** {what}: {detail}");
-    };
+    let mut line = |ok: Option<bool>, what: &str, detail: String| budget_line(out, ok, what, &detail);
 
     // Concurrency 1, or the lowest measured if 1 was not.
     let c = concurrencies.iter().copied().min_by_key(|&c| (c != STORE_BUDGET_CONCURRENCY, c)).unwrap_or(1);
@@ -477,4 +463,14 @@ fn error_cell(r: &Record) -> String {
         0 => "0".to_owned(),
         n => format!("**⚠ {n}**"),
     }
+}
+
+/// One budget line: `- **PASS** what: detail` (MISS, or n/a when not measured).
+fn budget_line(out: &mut String, ok: Option<bool>, what: &str, detail: &str) {
+    let verdict = match ok {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "n/a ",
+    };
+    let _ = writeln!(out, "- **{verdict}** {what}: {detail}");
 }
