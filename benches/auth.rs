@@ -43,7 +43,12 @@ fn bench(c: &mut Criterion) {
     runtime.block_on(store.insert_key(&issued.record)).expect("insert");
     let static_key = "tg_static_bench_key";
     let auth = Authenticator::new(
-        &[KeyConfig { name: "static".into(), sha256: hash_key(static_key.as_bytes()), models: None }],
+        &[KeyConfig {
+            name: "static".into(),
+            sha256: hash_key(static_key.as_bytes()),
+            scope: Scope::Chat,
+            models: None,
+        }],
         Duration::from_secs(3600),
     )
     .with_store(store);

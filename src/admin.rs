@@ -86,14 +86,22 @@ pub async fn revoke_key(stores: &Stores, id: &str) -> Result<KeyRecord, AdminErr
 /// The workspace that holds the bootstrap admin key.
 pub const ADMIN_WORKSPACE: &str = "admin";
 
-/// On a store's first start, creates the `admin` workspace and an admin key in
-/// it, returning the key (its plaintext is shown once by the caller). Later
-/// starts return `None`. Creating the workspace is the lock: of several
+/// On a store's first start, creates the `admin` workspace and — unless the
+/// config names an admin key — an admin key in it, returning the key (its
+/// plaintext is shown once by the caller). Later starts return `None`. Creating the workspace is the lock: of several
 /// replicas starting at once on one Redis, only the one that created it
 /// issues the key.
 pub async fn bootstrap_admin(stores: &Stores, config: &Config) -> Result<Option<IssuedKey>, AdminError> {
+    let configured = config.keys.iter().any(|k| k.scope == crate::store::Scope::Admin);
     if stores.workspaces.workspace(ADMIN_WORKSPACE).await?.is_some() {
         return Ok(None);
+    }
+    if configured {
+        // An admin key is configured: its workspace must exist, no key is issued.
+        return match create_workspace(stores, &config.plans, ADMIN_WORKSPACE, Some("Administration"), "default").await {
+            Ok(_) | Err(AdminError::Store(StoreError::Conflict(_))) => Ok(None),
+            Err(e) => Err(e),
+        };
     }
     let plan = crate::config::DEFAULT_PLAN;
     match create_workspace(stores, &config.plans, ADMIN_WORKSPACE, Some("Administration"), plan).await {

@@ -80,13 +80,14 @@ impl Principal {
         }
     }
 
-    /// Static config keys are read-only: they may call the model API.
+    /// Static config keys cannot be changed through the API; a `chat` one has
+    /// no workspace, an `admin` one acts in the `admin` workspace.
     fn from_config(k: &KeyConfig) -> Principal {
         Principal {
             key_id: None,
             name: k.name.as_str().into(),
-            workspace: None,
-            scope: Scope::Chat,
+            workspace: (k.scope == Scope::Admin).then(|| crate::admin::ADMIN_WORKSPACE.into()),
+            scope: k.scope,
             expires_at: None,
             revoked: false,
             models: k.models.clone(),
@@ -220,7 +221,7 @@ mod tests {
 
     fn static_only() -> Authenticator {
         Authenticator::new(
-            &[KeyConfig { name: "k".into(), sha256: hash_key(b"tg_secret"), models: None }],
+            &[KeyConfig { name: "k".into(), sha256: hash_key(b"tg_secret"), scope: Scope::Chat, models: None }],
             Duration::from_secs(60),
         )
     }

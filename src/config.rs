@@ -168,6 +168,9 @@ pub struct AgentConfig {
 pub struct KeyConfig {
     pub name: String,
     pub sha256: [u8; 32],
+    /// `chat` (the model API) or `admin` (everything, acting in the `admin`
+    /// workspace). Either way the key itself cannot be changed through the API.
+    pub scope: crate::store::Scope,
     /// Models and agents the key may use; `None` means all.
     pub models: Option<Vec<String>>,
 }
@@ -481,7 +484,18 @@ impl Validator<'_> {
         if k.name.trim().is_empty() {
             return Err(self.err(at("name"), "must not be empty"));
         }
-        Ok(KeyConfig { name: k.name, sha256, models: k.models })
+        let scope =
+            match k.scope.as_deref() {
+                None | Some("chat") => crate::store::Scope::Chat,
+                Some("admin") => crate::store::Scope::Admin,
+                Some(other) => return Err(self.err(
+                    at("scope"),
+                    format!(
+                        "{other:?}: config keys are \"chat\" or \"admin\" (create other scopes with the API or CLI)"
+                    ),
+                )),
+            };
+        Ok(KeyConfig { name: k.name, sha256, scope, models: k.models })
     }
 
     fn id(&self, path: &str, id: &str) -> Result<(), ConfigError> {

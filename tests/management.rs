@@ -186,3 +186,39 @@ async fn bad_input_gets_clear_400s() {
         env.post(&env.admin_key, "/api/v1/keys/create", json!({"name": "alias", "workspace": "acme"})).await;
     assert_eq!((status, created["object"].as_str()), (201, Some("api_key")), "{created}");
 }
+
+#[tokio::test]
+async fn a_config_admin_key_manages_workspaces_and_suppresses_the_bootstrap_key() {
+    let dir = std::env::temp_dir().join(format!("tollgate-mgmt-config-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
+    let stores = Stores { keys: store.clone(), workspaces: store };
+    let mock = MockUpstream::start().await;
+    let admin_key = "ops-admin-key-from-the-environment";
+    let toml = format!(
+        "{}\n[[keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscope = \"admin\"\n",
+        config_toml(&Settings::default(), &mock.base_url()),
+        sha256_hex(admin_key)
+    );
+    let config = tollgate::config::Config::from_toml(&toml, "t.toml").unwrap();
+    assert!(tollgate::admin::bootstrap_admin(&stores, &config).await.unwrap().is_none(), "no key issued");
+    let app = tollgate::app::App::new(&config).unwrap().with_stores(stores);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), std::future::pending()));
+
+    let http = client();
+    let created = within(
+        "create",
+        http.post(format!("{base}/v1/workspaces")).bearer_auth(admin_key).json(&json!({"id": "acme"})).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let listed = within("list", http.get(format!("{base}/v1/keys")).bearer_auth(admin_key).send()).await.unwrap();
+    assert_eq!(listed.status(), 200, "the admin workspace exists for the configured admin key");
+
+    let bad = format!("{toml}\n[[keys]]\nname = \"x\"\nsha256 = \"{}\"\nscope = \"full\"\n", sha256_hex("x"));
+    let e = tollgate::config::Config::from_toml(&bad, "t.toml").unwrap_err().to_string();
+    assert!(e.contains("keys.") && e.contains(".scope"), "{e}");
+}

@@ -138,5 +138,6 @@ pub struct RawCaps {
 pub struct RawKey {
     pub name: String,
     pub sha256: String,
+    pub scope: Option<String>,
     pub models: Option<Vec<String>>,
 }
