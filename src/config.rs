@@ -484,17 +484,18 @@ impl Validator<'_> {
         if k.name.trim().is_empty() {
             return Err(self.err(at("name"), "must not be empty"));
         }
-        let scope =
-            match k.scope.as_deref() {
-                None | Some("chat") => crate::store::Scope::Chat,
-                Some("admin") => crate::store::Scope::Admin,
-                Some(other) => return Err(self.err(
+        let scope = match k.scope.as_deref() {
+            None | Some("chat") => crate::store::Scope::Chat,
+            Some("admin") => crate::store::Scope::Admin,
+            Some(other) => {
+                return Err(self.err(
                     at("scope"),
                     format!(
                         "{other:?}: config keys are \"chat\" or \"admin\" (create other scopes with the API or CLI)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(KeyConfig { name: k.name, sha256, scope, models: k.models })
     }
 
