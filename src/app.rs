@@ -148,16 +148,10 @@ impl App {
             Route::Embeddings => api::openai::model_call(self, &ctx, Endpoint::Embeddings, req).await,
             Route::ListModels => Ok(api::models::list(&self.catalog, &ctx.principal)),
             Route::GetModel(id) => api::models::get(&self.catalog, &ctx.principal, &id),
-            Route::CreateKey => {
-                let body = api::openai::read_body(self, req).await?;
-                management::create_key(self, &ctx, &body).await
-            }
+            Route::CreateKey => management::create_key(self, &ctx, req).await,
             Route::ListKeys => management::list_keys(self, &ctx, req.uri().query()).await,
             Route::RevokeKey(id) => management::revoke_key(self, &ctx, &id).await,
-            Route::CreateWorkspace => {
-                let body = api::openai::read_body(self, req).await?;
-                management::create_workspace(self, &ctx, &body).await
-            }
+            Route::CreateWorkspace => management::create_workspace(self, &ctx, req).await,
             Route::GetWorkspace(id) => management::get_workspace(self, &ctx, &id).await,
             Route::Health => Ok(api::health::healthz()),
         }

@@ -1,6 +1,6 @@
 //! Typed configuration: TOML in, validated types out.
 //!
-//! Loading goes file → TOML tree → `${VAR}` interpolation → [`raw`] serde types
+//! Loading goes file → TOML tree → `${VAR}` interpolation → `raw` serde types
 //! (unknown fields rejected) → [`Config`]. Every error names the file, the field
 //! path and the reason, so `tollgate check-config` points at the line to fix.
 

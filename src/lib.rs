@@ -12,7 +12,7 @@
 //! | [`server`] | one listener's accept loop (HTTP/1.1 + h2c) and graceful shutdown |
 //! | [`app`] | shared state and the request pipeline, in order, in one doc comment |
 //! | [`router`] | method + path → route; the one table of public routes |
-//! | [`auth`] | credential extraction, key hashing, the [`auth::KeySource`] seam |
+//! | [`auth`] | credential extraction, key hashing, static and store keys behind a cache, key issuing |
 //! | [`admin`] | key and workspace operations shared by the CLI and the management API |
 //! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
 //! | [`api`] | handlers: the model API, models list, health; request parsing |

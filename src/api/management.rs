@@ -7,9 +7,11 @@
 //! A key of another workspace is reported as not found, never as forbidden,
 //! so a caller cannot probe which ids exist elsewhere.
 
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use super::openai::read_body;
 use crate::admin::{self, AdminError};
 use crate::app::{App, RequestContext};
 use crate::auth::keys::NewKey;
@@ -131,9 +133,12 @@ struct CreateKey {
     models: Option<Vec<String>>,
 }
 
-pub async fn create_key(app: &App, ctx: &RequestContext, body: &[u8]) -> Result<Response<Body>, Error> {
+/// Scope is checked before the body is read: a caller without the scope
+/// cannot make the gateway buffer a body for nothing.
+pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     let (own, scope) = manager(ctx)?;
-    let req: CreateKey = parse(body)?;
+    let body = read_body(app, req).await?;
+    let req: CreateKey = parse(&body)?;
     let key_scope = match req.scope.as_deref() {
         None => Scope::Chat,
         Some(s) => Scope::parse(s).ok_or_else(|| ManagementError::Invalid {
@@ -226,9 +231,14 @@ struct CreateWorkspace {
     plan: Option<String>,
 }
 
-pub async fn create_workspace(app: &App, ctx: &RequestContext, body: &[u8]) -> Result<Response<Body>, Error> {
+pub async fn create_workspace(
+    app: &App,
+    ctx: &RequestContext,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
     admin_only(ctx)?;
-    let req: CreateWorkspace = parse(body)?;
+    let body = read_body(app, req).await?;
+    let req: CreateWorkspace = parse(&body)?;
     let plan = req.plan.as_deref().unwrap_or("default");
     let ws: Workspace = admin::create_workspace(stores(app)?, &app.plans, &req.id, req.name.as_deref(), plan)
         .await
