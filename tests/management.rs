@@ -124,6 +124,8 @@ async fn scopes_are_enforced_on_every_route() {
     let forbidden =
         |(status, body): (u16, Value)| assert_eq!((status, code(&body)), (403, "insufficient_scope"), "{body}");
     forbidden(env.post(&chat, "/v1/keys", json!({"name": "n"})).await);
+    // The scope is checked before the body is read: no 413 for a caller who may not post here.
+    forbidden(env.post(&chat, "/v1/keys", json!({"name": "x".repeat(5 << 20)})).await);
     forbidden(env.get(&chat, "/v1/keys").await);
     forbidden(env.get(&webhook, "/v1/keys").await);
     forbidden(env.post(&webhook, "/v1/chat/completions", chat_body(AGENT, "hi")).await);
