@@ -40,6 +40,8 @@ fn bench(c: &mut Criterion) {
         expires_at: None,
         revoked: false,
         models: None,
+        rpm: None,
+        tpm: None,
     };
     let mut group = c.benchmark_group("rewrite");
     group.throughput(Throughput::Bytes(REQUEST.len() as u64));

@@ -28,9 +28,12 @@ pub enum AdminError {
     BadWorkspaceName,
     #[error("no plan {0:?} (plans are defined in the config)")]
     NoSuchPlan(String),
+    #[error("{0:?} is not an IANA time zone name (like \"Europe/Berlin\")")]
+    BadTimeZone(String),
 }
 
-/// Creates a workspace on one of the config's `plans`.
+/// Creates a workspace on one of the config's `plans`, its credits refreshed
+/// on UTC months.
 pub async fn create_workspace(
     stores: &Stores,
     plans: &BTreeMap<String, PlanConfig>,
@@ -38,6 +41,22 @@ pub async fn create_workspace(
     name: Option<&str>,
     plan: &str,
 ) -> Result<Workspace, AdminError> {
+    create_workspace_in_zone(stores, plans, id, name, plan, None).await
+}
+
+/// Creates a workspace whose monthly refresh follows `time_zone` (IANA name;
+/// `None` is UTC).
+pub async fn create_workspace_in_zone(
+    stores: &Stores,
+    plans: &BTreeMap<String, PlanConfig>,
+    id: &str,
+    name: Option<&str>,
+    plan: &str,
+    time_zone: Option<&str>,
+) -> Result<Workspace, AdminError> {
+    if let Some(tz) = time_zone.filter(|tz| crate::credits::parse_time_zone(tz).is_none()) {
+        return Err(AdminError::BadTimeZone(tz.into()));
+    }
     if !plans.contains_key(plan) {
         return Err(AdminError::NoSuchPlan(plan.into()));
     }
@@ -51,8 +70,13 @@ pub async fn create_workspace(
     if name.is_empty() || name.chars().count() > MAX_WORKSPACE_NAME_LEN || name.chars().any(char::is_control) {
         return Err(AdminError::BadWorkspaceName);
     }
-    let workspace =
-        Workspace { id: id.into(), name: name.into(), plan: plan.into(), time_zone: None, created_at: now() };
+    let workspace = Workspace {
+        id: id.into(),
+        name: name.into(),
+        plan: plan.into(),
+        time_zone: time_zone.map(Into::into),
+        created_at: now(),
+    };
     stores.workspaces.insert_workspace(&workspace).await?;
     Ok(workspace)
 }
@@ -129,7 +153,9 @@ pub async fn seed_workspaces(stores: &Stores, config: &Config) -> Result<Vec<Str
         if stores.workspaces.workspace(id).await?.is_some() {
             continue;
         }
-        match create_workspace(stores, &config.plans, id, ws.name.as_deref(), &ws.plan).await {
+        match create_workspace_in_zone(stores, &config.plans, id, ws.name.as_deref(), &ws.plan, ws.time_zone.as_deref())
+            .await
+        {
             Ok(_) => created.push(id.clone()),
             Err(AdminError::Store(StoreError::Conflict(_))) => {} // another replica was first
             Err(e) => return Err(e),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::auth::Principal;
-use crate::config::Config;
+use crate::config::{Config, Price};
 use crate::json::push_json_string;
 use crate::upstream::Provider;
 
@@ -44,6 +44,8 @@ pub struct Target {
     /// Default parameters as (JSON key literal, raw JSON value).
     pub defaults: Vec<(String, Vec<u8>)>,
     pub max_tokens_cap: Option<u64>,
+    /// What a call costs (micro-credits).
+    pub price: Price,
 }
 
 pub struct Catalog {
@@ -56,7 +58,8 @@ impl Catalog {
     pub fn new(config: &Config, providers: &HashMap<String, Arc<Provider>>) -> Catalog {
         let mut order = Vec::new();
         for (id, m) in &config.models {
-            order.push(target(id, false, &m.provider, &m.upstream_model, providers, None, &Default::default(), None));
+            let no_defaults = Default::default();
+            order.push(target(id, false, &m.provider, &m.upstream_model, providers, None, &no_defaults, None, m.price));
         }
         for (id, a) in &config.agents {
             order.push(target(
@@ -68,6 +71,7 @@ impl Catalog {
                 a.instructions.as_deref(),
                 &a.defaults,
                 a.max_tokens_cap,
+                a.price,
             ));
         }
         let targets = order.iter().map(|t| (t.id.to_string(), t.clone())).collect();
@@ -103,6 +107,7 @@ fn target(
     instructions: Option<&str>,
     defaults: &serde_json::Map<String, serde_json::Value>,
     max_tokens_cap: Option<u64>,
+    price: Price,
 ) -> Arc<Target> {
     let json_string = |s: &str| {
         let mut out = Vec::with_capacity(s.len() + 2);
@@ -123,5 +128,6 @@ fn target(
         instructions: instructions.map(str::to_owned),
         defaults: defaults.iter().map(|(k, v)| (k.clone(), serde_json::to_vec(v).expect("JSON serialises"))).collect(),
         max_tokens_cap,
+        price,
     })
 }

@@ -11,8 +11,10 @@
 //!    trip for a known key); 401 otherwise, 503 if the store cannot answer.
 //! 4. **handler** — for the model API ([`crate::api::openai`]): read the body
 //!    (bounded in size and time, 413/408), parse and validate it (400), resolve the
-//!    model for the caller (404/403), rewrite it for the agent, send it upstream
-//!    with retries, relay the answer (SSE as it arrives), record its usage.
+//!    model for the caller (404/403), rewrite it for the agent, check the rate
+//!    limits and reserve the worst-case credits in one ledger step (429), send
+//!    it upstream with retries, relay the answer (SSE as it arrives), record
+//!    its usage and settle its credits (never blocking the response).
 //! 5. **errors** — any typed error becomes the OpenAI error JSON here, once.
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ use crate::api::{self, request::Endpoint};
 use crate::auth::{Authenticator, Principal};
 use crate::body::Body;
 use crate::config::{Config, ServerConfig};
+use crate::credits::Meter;
 use crate::error::{Error, Origin};
 use crate::router::{self, Route};
 use crate::store::{KeyStore, Scope, Stores};
@@ -46,8 +49,10 @@ pub struct App {
     pub stores: Option<Stores>,
     /// The config's plans, for workspaces created through the API.
     pub plans: std::collections::BTreeMap<String, crate::config::PlanConfig>,
-    /// Where usage records go (a log line now; credits and events later).
+    /// Where usage records go (a log line now; events later).
     pub usage: Arc<dyn UsageSink>,
+    /// Rate limits and credits; `None` meters nothing (no store).
+    pub meter: Option<Arc<Meter>>,
     request_ids: RequestIds,
 }
 
@@ -71,6 +76,7 @@ impl App {
             stores: None,
             plans: config.plans.clone(),
             usage: Arc::new(LogUsageSink),
+            meter: None,
             request_ids: RequestIds::new(),
         })
     }
@@ -86,6 +92,12 @@ impl App {
         let mut app = self.with_key_store(stores.keys.clone());
         app.stores = Some(stores);
         app
+    }
+
+    /// Adds rate limits and credits (see [`crate::credits`]).
+    pub fn with_meter(mut self, meter: Arc<Meter>) -> App {
+        self.meter = Some(meter);
+        self
     }
 
     /// Replaces the usage sink (credits, events, or a test's recorder).
@@ -153,6 +165,9 @@ impl App {
             Route::RevokeKey(id) => management::revoke_key(self, &ctx, &id).await,
             Route::CreateWorkspace => management::create_workspace(self, &ctx, req).await,
             Route::GetWorkspace(id) => management::get_workspace(self, &ctx, &id).await,
+            Route::GetCredits => api::credits::get_credits(self, &ctx, req.uri().query()).await,
+            Route::TopUpCredits => api::credits::top_up(self, &ctx, req).await,
+            Route::GetUsage => api::credits::get_usage(self, &ctx, req.uri().query()).await,
             Route::Health => Ok(api::health::healthz()),
         }
     }

@@ -61,6 +61,9 @@ pub struct Principal {
     pub revoked: bool,
     /// Models and agents the key may use; `None` means all.
     pub models: Option<Vec<String>>,
+    /// The key's own rate limits; `None` takes its workspace plan's.
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
 }
 
 impl Principal {
@@ -77,6 +80,8 @@ impl Principal {
             expires_at: r.expires_at,
             revoked: r.revoked_at.is_some(),
             models: r.models,
+            rpm: r.rpm,
+            tpm: r.tpm,
         }
     }
 
@@ -91,6 +96,8 @@ impl Principal {
             expires_at: None,
             revoked: false,
             models: k.models.clone(),
+            rpm: None,
+            tpm: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::secret::Secret;
-use raw::{RawAgent, RawConfig, RawKey, RawModel, RawPlan, RawProvider, RawStore};
+use raw::{RawAgent, RawConfig, RawCredits, RawKey, RawModel, RawPlan, RawPrice, RawProvider, RawStore};
 
 /// The config shipped in `config/tollgate.toml`, compiled in so `tollgate serve`
 /// works from any directory with no file at all.
@@ -47,26 +47,83 @@ pub struct Config {
     pub plans: BTreeMap<String, PlanConfig>,
     /// Workspaces created in the store at start when missing.
     pub workspaces: BTreeMap<String, WorkspaceConfig>,
+    pub credits: CreditsConfig,
+}
+
+/// How the credit ledger runs (see `credits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditsConfig {
+    /// Embedded store: how often balances and usage are written behind; the
+    /// most a kill -9 can lose.
+    pub flush_interval: Duration,
+    /// A reservation whose settle never comes (its replica died) is released
+    /// after this long.
+    pub reservation_ttl: Duration,
+    /// How often expired reservations are looked for.
+    pub reaper_interval: Duration,
+    /// Output tokens reserved when neither the request nor the agent bounds
+    /// them (`max_tokens`); the settle charges what was really used.
+    pub reserve_output_tokens: u64,
+}
+
+impl Default for CreditsConfig {
+    fn default() -> Self {
+        CreditsConfig {
+            flush_interval: Duration::from_secs(1),
+            reservation_ttl: Duration::from_secs(600),
+            reaper_interval: Duration::from_secs(10),
+            reserve_output_tokens: 4096,
+        }
+    }
+}
+
+/// What a call to an agent or model costs, in micro-credits (1 credit =
+/// 1,000,000 micro-credits): integers, so no float ever touches money.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price {
+    pub request: u64,
+    pub input_per_1k: u64,
+    pub output_per_1k: u64,
+}
+
+impl Price {
+    pub fn is_free(&self) -> bool {
+        *self == Price::default()
+    }
 }
 
 /// What a workspace's plan grants: monthly credit allowances (seed 000's two
-/// kinds) and default rate limits for its keys. `None` means not metered.
+/// kinds, in whole credits) and rate limits. `None` means not metered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanConfig {
     pub message_credits: Option<u64>,
     pub integration_credits: Option<u64>,
+    /// Requests and tokens per minute for the whole workspace.
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
+    /// Per-key limits for keys that set none of their own.
+    pub key_rpm: Option<u32>,
+    pub key_tpm: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
 pub struct WorkspaceConfig {
     pub name: Option<String>,
     pub plan: String,
+    /// IANA name for the monthly refresh; `None` is UTC.
+    pub time_zone: Option<String>,
 }
 
 /// The plan every workspace gets unless told otherwise.
 pub const DEFAULT_PLAN: &str = "default";
+
+fn price(p: RawPrice) -> Price {
+    Price {
+        request: p.request.unwrap_or(0),
+        input_per_1k: p.input_per_1k.unwrap_or(0),
+        output_per_1k: p.output_per_1k.unwrap_or(0),
+    }
+}
 
 /// Where durable state lives (see `store`).
 #[derive(Debug, Clone)]
@@ -151,6 +208,7 @@ pub struct MockConfig {
 pub struct ModelConfig {
     pub provider: String,
     pub upstream_model: String,
+    pub price: Price,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +220,7 @@ pub struct AgentConfig {
     pub defaults: serde_json::Map<String, serde_json::Value>,
     /// Ceiling on `max_tokens` / `max_completion_tokens`.
     pub max_tokens_cap: Option<u64>,
+    pub price: Price,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +336,7 @@ impl Validator<'_> {
             .map(|(i, k)| self.key(i, k, &models, &agents))
             .collect::<Result<Vec<_>, _>>()?;
         let store = self.store(raw.store)?;
+        let credits = self.credits(raw.credits)?;
         let mut plans = BTreeMap::new();
         plans.insert(DEFAULT_PLAN.to_owned(), PlanConfig::default());
         for (name, plan) in raw.plans {
@@ -288,7 +348,10 @@ impl Validator<'_> {
             if !plans.contains_key(&plan) {
                 return Err(self.err(format!("workspaces.{id}.plan"), format!("unknown plan {plan:?}")));
             }
-            workspaces.insert(id, WorkspaceConfig { name: ws.name, plan });
+            if let Some(tz) = ws.time_zone.as_deref().filter(|tz| crate::credits::parse_time_zone(tz).is_none()) {
+                return Err(self.err(format!("workspaces.{id}.time_zone"), format!("{tz:?} is not an IANA time zone")));
+            }
+            workspaces.insert(id, WorkspaceConfig { name: ws.name, plan, time_zone: ws.time_zone });
         }
         Ok(Config {
             origin: self.origin.into(),
@@ -301,19 +364,42 @@ impl Validator<'_> {
             store,
             plans,
             workspaces,
+            credits,
         })
     }
 
     fn plan(&self, name: &str, p: RawPlan) -> Result<PlanConfig, ConfigError> {
         self.id(&format!("plans.{name}"), name)?;
-        if p.rpm == Some(0) || p.tpm == Some(0) {
-            return Err(self.err(format!("plans.{name}"), "rpm and tpm must be greater than 0"));
+        if [p.rpm, p.tpm, p.key_rpm, p.key_tpm].contains(&Some(0)) {
+            return Err(self.err(format!("plans.{name}"), "rpm, tpm, key_rpm and key_tpm must be greater than 0"));
+        }
+        // Whole credits, stored as micro-credits within what Lua counts exactly.
+        const MAX_CREDITS: u64 = crate::credits::MAX_BALANCE / crate::credits::MICRO;
+        if p.message_credits.max(p.integration_credits).is_some_and(|c| c > MAX_CREDITS) {
+            return Err(self.err(format!("plans.{name}"), format!("credit allowances must be at most {MAX_CREDITS}")));
         }
         Ok(PlanConfig {
             message_credits: p.message_credits,
             integration_credits: p.integration_credits,
             rpm: p.rpm,
             tpm: p.tpm,
+            key_rpm: p.key_rpm,
+            key_tpm: p.key_tpm,
+        })
+    }
+
+    fn credits(&self, c: RawCredits) -> Result<CreditsConfig, ConfigError> {
+        let d = CreditsConfig::default();
+        let ms = |d: Duration| d.as_millis() as u64;
+        Ok(CreditsConfig {
+            flush_interval: self.millis("credits.flush_interval_ms", c.flush_interval_ms, ms(d.flush_interval))?,
+            reservation_ttl: self.millis("credits.reservation_ttl_ms", c.reservation_ttl_ms, ms(d.reservation_ttl))?,
+            reaper_interval: self.millis("credits.reaper_interval_ms", c.reaper_interval_ms, ms(d.reaper_interval))?,
+            reserve_output_tokens: self.positive(
+                "credits.reserve_output_tokens",
+                c.reserve_output_tokens,
+                d.reserve_output_tokens,
+            )?,
         })
     }
 
@@ -431,7 +517,7 @@ impl Validator<'_> {
         self.id(&format!("models.{id}"), id)?;
         self.provider_ref(&format!("models.{id}.provider"), &m.provider, providers)?;
         self.upstream_model(&format!("models.{id}.upstream_model"), &m.upstream_model)?;
-        Ok(ModelConfig { provider: m.provider, upstream_model: m.upstream_model })
+        Ok(ModelConfig { provider: m.provider, upstream_model: m.upstream_model, price: price(m.price) })
     }
 
     fn agent(
@@ -459,6 +545,7 @@ impl Validator<'_> {
             instructions: a.instructions.filter(|i| !i.trim().is_empty()),
             defaults,
             max_tokens_cap: a.caps.max_tokens,
+            price: price(a.price),
         })
     }
 

@@ -15,6 +15,8 @@ use crate::api::management::ManagementError;
 use crate::api::RequestError;
 use crate::auth::AuthError;
 use crate::body::Body;
+use crate::credits::MeterError;
+use crate::limits::{LimitError, RateHeaders};
 use crate::router::RouteError;
 use crate::upstream::UpstreamError;
 
@@ -32,6 +34,8 @@ pub enum Error {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Management(#[from] ManagementError),
+    #[error(transparent)]
+    Meter(#[from] MeterError),
 }
 
 /// Who caused a failure.
@@ -64,12 +68,17 @@ struct Parts<'a> {
     code: &'a str,
     param: Option<&'a str>,
     retry_after: Option<Duration>,
+    /// `x-should-retry: false`: a permanent condition SDKs must not retry.
+    final_: bool,
+    rate: Option<&'a RateHeaders>,
 }
 
 impl Error {
     pub fn origin(&self) -> Origin {
         match self {
-            Error::Auth(AuthError::Unavailable) | Error::Management(ManagementError::Unavailable) => Origin::Internal,
+            Error::Auth(AuthError::Unavailable)
+            | Error::Management(ManagementError::Unavailable)
+            | Error::Meter(MeterError::Unavailable(_)) => Origin::Internal,
             Error::Upstream(e) if e.is_client_fault() => Origin::Client,
             Error::Upstream(_) => Origin::Upstream,
             _ => Origin::Client,
@@ -77,7 +86,15 @@ impl Error {
     }
 
     fn parts(&self) -> Parts<'_> {
-        let p = |status, kind, code| Parts { status, kind, code, param: None, retry_after: None };
+        let p = |status, kind, code| Parts {
+            status,
+            kind,
+            code,
+            param: None,
+            retry_after: None,
+            final_: false,
+            rate: None,
+        };
         const INVALID: &str = "invalid_request_error";
         match self {
             Error::Route(RouteError::NotFound) => p(StatusCode::NOT_FOUND, "not_found_error", "not_found"),
@@ -112,6 +129,26 @@ impl Error {
                 Parts { param: param.as_deref(), ..p(e.status(), kind, e.code()) }
             }
             Error::Upstream(e) => Parts { retry_after: e.retry_after(), ..p(e.status(), "upstream_error", e.code()) },
+            Error::Meter(e) => match e {
+                MeterError::Limit(LimitError::Exceeded { dimension, retry_after, headers, .. }) => Parts {
+                    retry_after: Some(*retry_after),
+                    rate: Some(headers),
+                    ..p(StatusCode::TOO_MANY_REQUESTS, dimension.as_str(), "rate_limit_exceeded")
+                },
+                MeterError::Limit(LimitError::TooLarge { .. }) => {
+                    Parts { final_: true, ..p(StatusCode::TOO_MANY_REQUESTS, "tokens", "rate_limit_exceeded") }
+                }
+                MeterError::InsufficientQuota { headers, .. } => Parts {
+                    final_: true,
+                    rate: Some(headers),
+                    ..p(StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", "insufficient_quota")
+                },
+                MeterError::UnknownWorkspace(_) => p(StatusCode::NOT_FOUND, "not_found_error", "not_found"),
+                MeterError::TopUpTooLarge => {
+                    Parts { param: Some("amount"), ..p(StatusCode::BAD_REQUEST, INVALID, "invalid_value") }
+                }
+                MeterError::Unavailable(_) => p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "store_unavailable"),
+            },
         }
     }
 
@@ -130,6 +167,12 @@ impl Error {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             headers.insert("retry-after-ms", HeaderValue::from(after.as_millis() as u64));
+        }
+        if parts.final_ {
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let Some(rate) = parts.rate {
+            rate.apply(headers);
         }
         response
     }

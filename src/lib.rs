@@ -14,6 +14,9 @@
 //! | [`router`] | method + path → route; the one table of public routes |
 //! | [`auth`] | credential extraction, key hashing, static and store keys behind a cache, key issuing |
 //! | [`admin`] | key and workspace operations shared by the CLI and the management API |
+//! | [`limits`] | rate limits: GCRA per key and workspace (governor embedded, Lua on Redis), `x-ratelimit-*` headers |
+//! | [`credits`] | balances, plans, monthly refresh, reserve/settle ledger (embedded write-behind, Redis Lua), usage totals |
+//! | [`clock`] | wall-clock time behind a trait, so tests can cross a month boundary |
 //! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
 //! | [`api`] | handlers: the model API, models list, health; request parsing |
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
@@ -26,7 +29,8 @@
 //!
 //! ## The request path
 //! `server` accepts → [`app::App::handle`]: request id → route → auth →
-//! handler (body read → parse → resolve → rewrite → upstream → relay → usage)
+//! handler (body read → parse → resolve → rewrite → limits + reservation →
+//! upstream → relay → usage and settle)
 //! → error JSON. See [`app`] for what each step reads and adds.
 
 pub mod admin;
@@ -35,9 +39,13 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod clock;
 pub mod config;
+pub mod credits;
 pub mod error;
+pub mod ids;
 pub mod json;
+pub mod limits;
 pub mod relay;
 pub mod router;
 pub mod runtime;

@@ -96,6 +96,9 @@ enum WorkspacesCommand {
         name: Option<String>,
         #[arg(long, default_value = "default")]
         plan: String,
+        /// IANA time zone for the monthly credit refresh (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
     },
     List,
 }
@@ -210,8 +213,9 @@ async fn keys(stores: Stores, command: KeysCommand) -> Result<(), String> {
 
 async fn workspaces(stores: Stores, config: Config, command: WorkspacesCommand) -> Result<(), String> {
     match command {
-        WorkspacesCommand::Create { id, name, plan } => {
-            let ws = admin::create_workspace(&stores, &config.plans, &id, name.as_deref(), &plan)
+        WorkspacesCommand::Create { id, name, plan, time_zone } => {
+            let (name, time_zone) = (name.as_deref(), time_zone.as_deref());
+            let ws = admin::create_workspace_in_zone(&stores, &config.plans, &id, name, &plan, time_zone)
                 .await
                 .map_err(|e| e.to_string())?;
             eprintln!("created workspace {} ({}, plan {})", ws.id, ws.name, ws.plan);
@@ -307,7 +311,11 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
                 admin.plaintext.expose()
             );
         }
-        let app = Arc::new(App::new(&config)?.with_stores(stores));
+        let meter = {
+            let _runtime = control.enter();
+            Arc::new(tollgate::credits::Meter::open(&stores, &config, Arc::new(tollgate::clock::SystemClock)))
+        };
+        let app = Arc::new(App::new(&config)?.with_stores(stores).with_meter(meter));
         let workers = config.server.workers;
         let listeners = tollgate::runtime::bind(config.server.listen, workers)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;

@@ -19,23 +19,40 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame};
 use tokio::time::Sleep;
 
+use crate::config::Price;
+use crate::credits::{Meter, Ticket};
 use crate::json::{find_fields, is_null};
 use crate::sse::{error_event, SseRewriter};
 use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::usage::{Outcome, Usage, UsageRecord, UsageSink};
 
-/// Hands one usage record to the sink, exactly once.
+/// Hands one usage record to the sink and settles the call's credits,
+/// exactly once.
 pub struct Accounting {
     sink: Arc<dyn UsageSink>,
     /// Filled in as the request goes; `None` once recorded.
     record: Option<UsageRecord>,
     started: Instant,
     prompt_estimate: u64,
+    settle: Option<Settle>,
+}
+
+/// What settling a metered call needs.
+pub struct Settle {
+    pub meter: Arc<Meter>,
+    pub ticket: Ticket,
+    pub price: Price,
 }
 
 impl Accounting {
     pub fn new(sink: Arc<dyn UsageSink>, record: UsageRecord, started: Instant, prompt_estimate: u64) -> Self {
-        Accounting { sink, record: Some(record), started, prompt_estimate }
+        Accounting { sink, record: Some(record), started, prompt_estimate, settle: None }
+    }
+
+    /// Settles the call's reservation when it ends.
+    pub fn with_settle(mut self, settle: Option<Settle>) -> Self {
+        self.settle = settle;
+        self
     }
 
     /// Usage when the upstream reported none: the prompt estimate and the
@@ -50,6 +67,9 @@ impl Accounting {
             record.outcome = outcome;
             record.usage = usage;
             record.latency = self.started.elapsed();
+            if let Some(Settle { meter, ticket, price }) = self.settle.take() {
+                meter.settle(ticket, record.model.clone(), &price, outcome, &usage);
+            }
             self.sink.record(record);
         }
     }

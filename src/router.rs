@@ -19,6 +19,9 @@ pub enum Route {
     RevokeKey(String),
     CreateWorkspace,
     GetWorkspace(String),
+    GetCredits,
+    TopUpCredits,
+    GetUsage,
 }
 
 impl Route {
@@ -58,6 +61,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         // Seed 001's path for creating a key.
         "/keys/create" => (post.then_some(Route::CreateKey), "POST"),
         "/workspaces" => (post.then_some(Route::CreateWorkspace), "POST"),
+        "/credits" => (get.then_some(Route::GetCredits), "GET"),
+        "/credits/topup" => (post.then_some(Route::TopUpCredits), "POST"),
+        "/usage" => (get.then_some(Route::GetUsage), "GET"),
         p => match (p.strip_prefix("/models/").filter(|id| !id.is_empty()), id("/keys/"), id("/workspaces/")) {
             (Some(model), _, _) => (get.then(|| Route::GetModel(model.to_owned())), "GET"),
             (_, Some(key), _) => ((method == Method::DELETE).then(|| Route::RevokeKey(key.to_owned())), "DELETE"),
@@ -91,5 +97,8 @@ mod tests {
         assert_eq!(route(&Method::POST, "/v1/workspaces"), Ok(Route::CreateWorkspace));
         assert_eq!(route(&Method::GET, "/v1/workspaces/acme"), Ok(Route::GetWorkspace("acme".into())));
         assert_eq!(route(&Method::PUT, "/v1/keys"), Err(RouteError::MethodNotAllowed { allow: "GET, POST" }));
+        assert_eq!(route(&Method::GET, "/api/v1/credits"), Ok(Route::GetCredits));
+        assert_eq!(route(&Method::POST, "/v1/credits/topup"), Ok(Route::TopUpCredits));
+        assert_eq!(route(&Method::GET, "/v1/usage"), Ok(Route::GetUsage));
     }
 }

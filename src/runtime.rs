@@ -99,11 +99,18 @@ pub fn run(
             app.auth.flush_last_used().await;
         }
     };
+    let metering = async {
+        match &app.meter {
+            Some(meter) => crate::credits::upkeep(meter).await,
+            None => std::future::pending::<std::convert::Infallible>().await,
+        }
+    };
     control.block_on(async {
         tokio::select! {
             _ = shutdown => {}
             _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),
             never = flushing => never,
+            never = metering => match never {},
         }
     });
     let _ = stop.send(true);
@@ -115,5 +122,8 @@ pub fn run(
     }
     // What the drained requests used, written before the process ends.
     control.block_on(app.auth.flush_last_used());
+    if let Some(meter) = &app.meter {
+        control.block_on(crate::credits::final_flush(meter));
+    }
     Ok(())
 }

@@ -129,6 +129,16 @@ pub trait WorkspaceStore: Send + Sync + 'static {
 pub struct Stores {
     pub keys: std::sync::Arc<dyn KeyStore>,
     pub workspaces: std::sync::Arc<dyn WorkspaceStore>,
+    /// The backend itself, for subsystems whose hot path is backend-specific
+    /// (the credit ledger's one-script admission on Redis).
+    pub backend: Backend,
+}
+
+/// The concrete backend behind [`Stores`].
+#[derive(Clone)]
+pub enum Backend {
+    Embedded(std::sync::Arc<embedded::EmbeddedStore>),
+    Redis(std::sync::Arc<redis::RedisStore>),
 }
 
 impl Stores {
@@ -140,12 +150,12 @@ impl Stores {
         match &config.backend {
             StoreBackend::Embedded { path } => {
                 let store = Arc::new(embedded::EmbeddedStore::open(path)?);
-                Ok(Stores { keys: store.clone(), workspaces: store })
+                Ok(Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Embedded(store) })
             }
             StoreBackend::Redis { urls, cluster, prefix, connect_timeout, command_timeout } => {
                 let timeouts = redis::Timeouts { connect: *connect_timeout, response: *command_timeout };
                 let store = Arc::new(redis::RedisStore::connect(urls, *cluster, prefix, timeouts).await?);
-                Ok(Stores { keys: store.clone(), workspaces: store })
+                Ok(Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Redis(store) })
             }
         }
     }

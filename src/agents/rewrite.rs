@@ -167,6 +167,7 @@ mod tests {
             instructions: instructions.map(str::to_owned),
             defaults: defaults.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
             max_tokens_cap: cap,
+            price: Default::default(),
         }
     }
 

@@ -49,6 +49,7 @@ impl From<AdminError> for ManagementError {
             e @ AdminError::BadWorkspaceId => ManagementError::Invalid { param: "id", message: e.to_string() },
             e @ AdminError::BadWorkspaceName => ManagementError::Invalid { param: "name", message: e.to_string() },
             e @ AdminError::NoSuchPlan(_) => ManagementError::Invalid { param: "plan", message: e.to_string() },
+            e @ AdminError::BadTimeZone(_) => ManagementError::Invalid { param: "time_zone", message: e.to_string() },
         }
     }
 }
@@ -176,7 +177,7 @@ pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>)
 
 pub async fn list_keys(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
     let (own, scope) = manager(ctx)?;
-    let asked = query.and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("workspace=")));
+    let asked = super::query_param(query, "workspace");
     let workspace = match (scope, asked) {
         (Scope::Admin, Some(ws)) => ws,
         (_, Some(ws)) if ws != own => {
@@ -229,6 +230,8 @@ struct CreateWorkspace {
     id: String,
     name: Option<String>,
     plan: Option<String>,
+    /// IANA name; the monthly credit refresh follows it (default UTC).
+    time_zone: Option<String>,
 }
 
 pub async fn create_workspace(
@@ -240,7 +243,8 @@ pub async fn create_workspace(
     let body = read_body(app, req).await?;
     let req: CreateWorkspace = parse(&body)?;
     let plan = req.plan.as_deref().unwrap_or("default");
-    let ws: Workspace = admin::create_workspace(stores(app)?, &app.plans, &req.id, req.name.as_deref(), plan)
+    let (name, time_zone) = (req.name.as_deref(), req.time_zone.as_deref());
+    let ws: Workspace = admin::create_workspace_in_zone(stores(app)?, &app.plans, &req.id, name, plan, time_zone)
         .await
         .map_err(ManagementError::from)?;
     Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))

@@ -9,11 +9,14 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use super::request::{self, Endpoint, RequestError};
-use crate::agents::rewrite::rewrite;
+use crate::agents::rewrite::{rewrite, Rewritten};
+use crate::agents::Target;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
+use crate::credits;
 use crate::error::Error;
-use crate::relay::{collect, rewrite_json, Accounting, RelayBody};
+use crate::limits::RateHeaders;
+use crate::relay::{collect, rewrite_json, Accounting, RelayBody, Settle};
 use crate::sse::SseRewriter;
 use crate::upstream::{UpstreamError, UpstreamRequest};
 use crate::usage::{Outcome, Usage, UsageRecord};
@@ -29,6 +32,8 @@ pub async fn model_call(
     let target = app.catalog.resolve(&parsed.model, &ctx.principal)?;
     let rewritten = rewrite(&parsed, &target);
     let (stream, strip_usage) = (parsed.stream, !parsed.include_usage);
+    // Limits and the credit reservation, before anything goes upstream.
+    let (settle, rate_headers) = admit(app, ctx, endpoint, &target, &rewritten).await?;
     let upstream_request = UpstreamRequest {
         endpoint,
         body: Bytes::from(rewritten.body),
@@ -50,7 +55,8 @@ pub async fn model_call(
         usage: Usage::default(),
         latency: Default::default(),
     };
-    let mut accounting = Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate);
+    let mut accounting =
+        Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate).with_settle(settle);
 
     let upstream = match target.provider.send(&upstream_request).await {
         // A stream answer must be SSE before the gateway commits to a 200; a
@@ -77,6 +83,7 @@ pub async fn model_call(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // Tells nginx-style proxies in front of the gateway not to buffer.
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        rate_headers.apply(h);
         return Ok(response);
     }
 
@@ -89,6 +96,7 @@ pub async fn model_call(
             let mut response = Response::new(Body::full(json));
             *response.status_mut() = upstream.status;
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            rate_headers.apply(response.headers_mut());
             Ok(response)
         }
         Err(e) => {
@@ -96,6 +104,34 @@ pub async fn model_call(
             Err(e.into())
         }
     }
+}
+
+/// Checks the caller's rate limits and reserves the call's worst case. Keys
+/// outside a workspace (static config keys) and gateways without a store are
+/// not metered.
+async fn admit(
+    app: &App,
+    ctx: &RequestContext,
+    endpoint: Endpoint,
+    target: &Target,
+    rewritten: &Rewritten,
+) -> Result<(Option<Settle>, RateHeaders), Error> {
+    let p = &ctx.principal;
+    let (Some(meter), Some(key_id), Some(workspace)) = (&app.meter, &p.key_id, &p.workspace) else {
+        return Ok((None, RateHeaders::default()));
+    };
+    let request = credits::Request {
+        key_id,
+        workspace,
+        key_rpm: p.rpm,
+        key_tpm: p.tpm,
+        price: &target.price,
+        prompt_estimate: rewritten.prompt_estimate,
+        // Embeddings produce no output tokens.
+        max_tokens: if endpoint == Endpoint::Embeddings { Some(0) } else { rewritten.max_tokens },
+    };
+    let (ticket, headers) = meter.admit(request).await?;
+    Ok((Some(Settle { meter: meter.clone(), ticket, price: target.price }), headers))
 }
 
 fn fail(accounting: &mut Accounting, error: &UpstreamError) {

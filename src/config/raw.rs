@@ -26,6 +26,26 @@ pub struct RawConfig {
     pub plans: BTreeMap<String, RawPlan>,
     #[serde(default)]
     pub workspaces: BTreeMap<String, RawWorkspace>,
+    #[serde(default)]
+    pub credits: RawCredits,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredits {
+    pub flush_interval_ms: Option<u64>,
+    pub reservation_ttl_ms: Option<u64>,
+    pub reaper_interval_ms: Option<u64>,
+    pub reserve_output_tokens: Option<u64>,
+}
+
+/// Micro-credits; see `config::Price`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub request: Option<u64>,
+    pub input_per_1k: Option<u64>,
+    pub output_per_1k: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +55,8 @@ pub struct RawPlan {
     pub integration_credits: Option<u64>,
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
+    pub key_rpm: Option<u32>,
+    pub key_tpm: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +64,7 @@ pub struct RawPlan {
 pub struct RawWorkspace {
     pub name: Option<String>,
     pub plan: Option<String>,
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -113,6 +136,8 @@ pub struct RawMock {
 pub struct RawModel {
     pub provider: String,
     pub upstream_model: String,
+    #[serde(default)]
+    pub price: RawPrice,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +150,8 @@ pub struct RawAgent {
     pub defaults: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub caps: RawCaps,
+    #[serde(default)]
+    pub price: RawPrice,
 }
 
 #[derive(Debug, Deserialize, Default)]

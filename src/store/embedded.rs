@@ -26,7 +26,8 @@ use tokio::sync::oneshot;
 use super::{KeyRecord, KeyStore, Scope, StoreError, Workspace, WorkspaceStore};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE workspaces (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -50,11 +51,37 @@ const MIGRATIONS: &[&str] = &[r#"
         revoked_at INTEGER
     );
     CREATE INDEX api_keys_by_workspace ON api_keys (workspace, created_at);
-"#];
+"#,
+    r#"
+    CREATE TABLE credit_balances (
+        workspace TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        period TEXT NOT NULL,
+        plan INTEGER NOT NULL,
+        top_up INTEGER NOT NULL,
+        uncollected INTEGER NOT NULL,
+        PRIMARY KEY (workspace, kind)
+    );
+    CREATE TABLE usage_daily (
+        workspace TEXT NOT NULL,
+        day TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        credits INTEGER NOT NULL,
+        PRIMARY KEY (workspace, day, key_id, agent)
+    );
+"#,
+];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// A handle to the store's thread; cheap to share behind an `Arc`.
+mod ledger;
+pub use ledger::StoredBalance;
+
 pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
 }

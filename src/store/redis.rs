@@ -239,6 +239,35 @@ impl RedisStore {
         bounded(self.timeout, async move { script.key(key).arg(arg).invoke_async(&mut conn).await }).await
     }
 
+    /// The key-name prefix, for other subsystems' names on this Redis.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs a script (EVALSHA, loading it on a miss), bounded by the
+    /// response timeout. For the ledger and later subsystems' scripts.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// Runs one command, bounded by the response timeout.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StoreError> {
+        self.run(cmd).await
+    }
+
     /// The record of key `id` in workspace `ws`, if written.
     async fn key_record(&self, ws: &str, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let name = self.key_name(ws, id);

@@ -1,0 +1,401 @@
+//! The Redis ledger: balances, reservations and rate limits in Redis, shared
+//! by every replica, each operation one Lua script (`src/credits/redis/`).
+//!
+//! - **admit**: the four GCRA limits and the reservation in one call — the
+//!   request path's only round trip. Either everything passes and is written,
+//!   or nothing is.
+//! - **settle**: queued in memory and applied by a background task, so the
+//!   response never waits for it; retried with backoff until Redis answers and
+//!   idempotent by reservation id (a marker remembers settled ids for a day),
+//!   so a retry after a timeout never charges twice. A clean shutdown drains
+//!   the queue. The queue is bounded by the calls in flight: a settle follows
+//!   an admit, and admits fail while Redis is unreachable.
+//! - **reap**: every `credits.reaper_interval_ms`, each replica releases
+//!   reservations older than `credits.reservation_ttl_ms` whose settle never
+//!   came (their replica died). Reaping is one script per workspace, safe to
+//!   run on many replicas at once.
+//!
+//! All of a workspace's names share the hash tag `{<workspace>}`, so each
+//! script touches one Redis Cluster slot.
+//!
+//! When Redis is unreachable, admission fails with 503 (fail-closed: a balance
+//! that cannot be checked cannot be spent), bounded by the command timeout.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::Script;
+use async_trait::async_trait;
+use futures_util::{stream, StreamExt};
+use tokio::sync::{mpsc, Notify};
+
+use super::{Admit, Balance, Balances, Kind, Ledger, MeterError, Settlement, Terms, Ticket, UsageRow, MAX_BALANCE};
+use crate::credits::Period;
+use crate::limits::{Dimension, LimitError, RateHeaders, Window};
+use crate::store::redis::RedisStore;
+use crate::store::WorkspaceStore;
+
+const PRELUDE: &str = include_str!("redis/refresh.lua");
+/// Versions: each script's header comment.
+const ADMIT: &str = include_str!("redis/admit.lua");
+const SETTLE: &str = include_str!("redis/settle.lua");
+const REAP: &str = include_str!("redis/reap.lua");
+const BALANCES: &str = include_str!("redis/balances.lua");
+
+/// How long settled ids are remembered (a retry older than this would charge
+/// twice; retries stop long before).
+const SETTLED_MARKER_TTL_S: u64 = 86_400;
+/// Daily usage totals are kept this long.
+const USAGE_TTL_S: u64 = 400 * 86_400;
+/// Settles applied at once by the background task.
+const SETTLE_CONCURRENCY: usize = 256;
+/// Reservations released per workspace per reaper call.
+const REAP_BATCH: u64 = 1000;
+
+struct Scripts {
+    admit: Script,
+    settle: Script,
+    reap: Script,
+    balances: Script,
+}
+
+/// Settles queued or being applied; `flush` waits for zero.
+#[derive(Default)]
+struct Pending {
+    count: AtomicU64,
+    idle: Notify,
+}
+
+impl Pending {
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+pub struct RedisLedger {
+    store: Arc<RedisStore>,
+    scripts: Arc<Scripts>,
+    queue: mpsc::UnboundedSender<Settlement>,
+    pending: Arc<Pending>,
+}
+
+impl RedisLedger {
+    /// Creates the ledger and spawns its settle task on the current runtime
+    /// (call it on the runtime that lives as long as the process).
+    pub fn new(store: Arc<RedisStore>) -> RedisLedger {
+        let with_prelude = |s: &str| Script::new(&format!("{PRELUDE}\n{s}"));
+        let scripts = Arc::new(Scripts {
+            admit: with_prelude(ADMIT),
+            settle: with_prelude(SETTLE),
+            reap: with_prelude(REAP),
+            balances: with_prelude(BALANCES),
+        });
+        let (queue, settles) = mpsc::unbounded_channel();
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(settle_worker(store.clone(), scripts.clone(), settles, pending.clone()));
+        RedisLedger { store, scripts, queue, pending }
+    }
+
+    fn name(&self, what: &str, workspace: &str) -> String {
+        format!("{}:{what}:{{{workspace}}}", self.store.prefix())
+    }
+}
+
+/// Names of one workspace's ledger keys.
+fn names(store: &RedisStore, workspace: &str) -> [String; 3] {
+    let p = store.prefix();
+    [
+        format!("{p}:credits:{{{workspace}}}"),
+        format!("{p}:resv:{{{workspace}}}"),
+        format!("{p}:resvexp:{{{workspace}}}"),
+    ]
+}
+
+fn limiter_names(store: &RedisStore, workspace: &str, key: &str) -> [String; 4] {
+    let base = format!("{}:rl:{{{workspace}}}", store.prefix());
+    [format!("{base}:k:{key}:r"), format!("{base}:w:r"), format!("{base}:k:{key}:t"), format!("{base}:w:t")]
+}
+
+fn allowance_arg(a: Option<u64>) -> String {
+    a.map_or("-1".into(), |a| a.to_string())
+}
+
+const SCOPES: [&str; 4] = ["key", "workspace", "key", "workspace"];
+const DIMENSIONS: [Dimension; 4] = [Dimension::Requests, Dimension::Requests, Dimension::Tokens, Dimension::Tokens];
+
+/// The four limiters' windows from the script's answer (`limit, remaining,
+/// reset µs` each, from offset 3), combined per dimension.
+fn headers(answer: &[i64]) -> RateHeaders {
+    let mut h = RateHeaders::default();
+    for (i, dimension) in DIMENSIONS.iter().enumerate() {
+        let at = 3 + i * 3;
+        let (limit, remaining, reset) = (answer[at], answer[at + 1], answer[at + 2]);
+        if limit <= 0 {
+            continue;
+        }
+        let w = Some(Window {
+            limit: limit as u32,
+            remaining: remaining.max(0) as u64,
+            reset: Duration::from_micros(reset.max(0) as u64),
+        });
+        match dimension {
+            Dimension::Requests => h.requests = Window::tighter(h.requests, w),
+            Dimension::Tokens => h.tokens = Window::tighter(h.tokens, w),
+        }
+    }
+    h
+}
+
+#[async_trait]
+impl Ledger for RedisLedger {
+    async fn admit(&self, a: Admit) -> Result<(Ticket, RateHeaders), MeterError> {
+        let [credits, resv, exp] = names(&self.store, &a.workspace);
+        let mut keys = vec![credits, resv, exp];
+        keys.extend(limiter_names(&self.store, &a.workspace, &a.key));
+        let l = &a.limits;
+        let limits = [l.key_rpm, l.workspace_rpm, l.key_tpm, l.workspace_tpm];
+        let mut args = vec![
+            a.id.to_string(),
+            a.kind.as_str().to_owned(),
+            a.amount.to_string(),
+            a.period.id.clone(),
+            allowance_arg(a.allowance[0]),
+            allowance_arg(a.allowance[1]),
+            a.expires_at_ms.to_string(),
+        ];
+        args.extend(limits.iter().map(|l| l.unwrap_or(0).to_string()));
+        args.push(a.tokens.to_string());
+        let answer: Vec<i64> = self.store.eval(&self.scripts.admit, &keys, &args).await?;
+        let field = |i: usize| answer.get(i).copied().unwrap_or(0);
+        let limiter = (field(1).clamp(1, 4) - 1) as usize;
+        match field(0) {
+            0 if answer.len() == 15 => {
+                let parts = (field(1) as u64, field(2) as u64);
+                Ok((Ticket { admit: a, parts, local: None }, headers(&answer)))
+            }
+            1 if answer.len() == 15 => Err(LimitError::Exceeded {
+                dimension: DIMENSIONS[limiter],
+                scope: SCOPES[limiter],
+                limit: limits[limiter].unwrap_or(0),
+                retry_after: Duration::from_micros(field(2).max(0) as u64),
+                headers: headers(&answer),
+            }
+            .into()),
+            2 => Err(LimitError::TooLarge {
+                scope: SCOPES[limiter],
+                limit: limits[limiter].unwrap_or(0),
+                requested: field(2) as u64,
+            }
+            .into()),
+            3 => Err(MeterError::InsufficientQuota {
+                kind: a.kind,
+                needed: a.amount,
+                available: field(1),
+                headers: RateHeaders::default(),
+            }),
+            _ => Err(MeterError::Unavailable(format!("unexpected admit answer {answer:?}"))),
+        }
+    }
+
+    fn settle(&self, s: Settlement) {
+        self.pending.count.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(s).is_err() {
+            // Only after the worker stopped, i.e. the runtime is going away.
+            self.pending.done();
+            tracing::error!("a settle arrived after the ledger stopped; it was not applied");
+        }
+    }
+
+    async fn balances(&self, terms: &Terms, now_ms: i64) -> Result<Balances, MeterError> {
+        self.balances_with_top_up(terms, Kind::Message, 0, now_ms).await
+    }
+
+    async fn top_up(&self, terms: &Terms, kind: Kind, amount: u64, now_ms: i64) -> Result<Balances, MeterError> {
+        self.balances_with_top_up(terms, kind, amount, now_ms).await
+    }
+
+    async fn usage(&self, workspace: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, MeterError> {
+        let days = super::days(from, to);
+        let answers = futures_util::future::try_join_all(days.iter().map(|day| {
+            let name = format!("{}:{day}", self.name("usage", workspace));
+            self.store.query::<HashMap<String, u64>>(::redis::cmd("HGETALL").arg(name).to_owned())
+        }))
+        .await?;
+        let mut rows = Vec::new();
+        for (day, fields) in days.iter().zip(answers) {
+            let mut by_pair: std::collections::BTreeMap<(String, String), UsageRow> = Default::default();
+            for (field, value) in fields {
+                let mut parts = field.split('\x1f');
+                let (Some(key), Some(agent), Some(metric)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                let row = by_pair.entry((key.to_owned(), agent.to_owned())).or_insert_with(|| UsageRow {
+                    day: day.clone(),
+                    key_id: key.to_owned(),
+                    agent: agent.to_owned(),
+                    ..Default::default()
+                });
+                match metric {
+                    "requests" => row.requests = value,
+                    "input_tokens" => row.input_tokens = value,
+                    "output_tokens" => row.output_tokens = value,
+                    "credits" => row.credits = value,
+                    _ => {}
+                }
+            }
+            rows.extend(by_pair.into_values());
+        }
+        Ok(rows)
+    }
+
+    async fn flush(&self) -> Result<(), MeterError> {
+        loop {
+            let idle = self.pending.idle.notified();
+            if self.pending.count.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            idle.await;
+        }
+    }
+
+    async fn reap(&self, now_ms: i64) -> Result<u64, MeterError> {
+        let workspaces = self.store.list_workspaces().await?;
+        let released = stream::iter(workspaces)
+            .map(|ws| {
+                let keys = names(&self.store, &ws.id).to_vec();
+                let args = [now_ms.to_string(), REAP_BATCH.to_string()];
+                async move { self.store.eval::<u64>(&self.scripts.reap, &keys, &args).await }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let mut total = 0;
+        for r in released {
+            total += r?;
+        }
+        Ok(total)
+    }
+}
+
+impl RedisLedger {
+    async fn balances_with_top_up(
+        &self,
+        terms: &Terms,
+        kind: Kind,
+        amount: u64,
+        now_ms: i64,
+    ) -> Result<Balances, MeterError> {
+        let period = Period::at(now_ms, terms.time_zone);
+        let keys = [names(&self.store, &terms.workspace)[0].clone()];
+        let args = [
+            period.id,
+            allowance_arg(terms.allowance[0]),
+            allowance_arg(terms.allowance[1]),
+            kind.as_str().to_owned(),
+            amount.to_string(),
+            MAX_BALANCE.to_string(),
+        ];
+        let answer: Vec<String> = self.store.eval(&self.scripts.balances, &keys, &args).await?;
+        if answer.len() == 1 {
+            return Err(MeterError::TopUpTooLarge);
+        }
+        let fields: HashMap<&str, i64> =
+            answer.chunks(2).filter_map(|kv| Some((kv[0].as_str(), kv.get(1)?.parse().ok()?))).collect();
+        let period = answer.chunks(2).find(|kv| kv[0] == "period").and_then(|kv| kv.get(1)).cloned();
+        let balance = |kind: Kind| {
+            let f = |name: &str| fields.get(format!("{}:{name}", kind.as_str()).as_str()).copied().unwrap_or(0);
+            let (plan, top_up) = (f("plan"), f("top_up"));
+            Balance {
+                metered: f("metered") == 1,
+                plan_allowance: terms.allowance[kind.index()],
+                plan_remaining: plan,
+                top_up,
+                reserved: f("held_plan") + f("held_top_up"),
+                available: plan + top_up,
+                uncollected: f("uncollected"),
+            }
+        };
+        Ok(Balances {
+            workspace: terms.workspace.to_string(),
+            period: period.unwrap_or_default(),
+            message: balance(Kind::Message),
+            integration: balance(Kind::Integration),
+        })
+    }
+}
+
+/// Applies queued settles, each retried until Redis takes it.
+async fn settle_worker(
+    store: Arc<RedisStore>,
+    scripts: Arc<Scripts>,
+    mut settles: mpsc::UnboundedReceiver<Settlement>,
+    pending: Arc<Pending>,
+) {
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            next = settles.recv() => {
+                let Some(s) = next else { break };
+                while running.len() >= SETTLE_CONCURRENCY {
+                    running.join_next().await;
+                }
+                let (store, scripts, pending) = (store.clone(), scripts.clone(), pending.clone());
+                running.spawn(async move {
+                    settle_until_applied(&store, &scripts, &s).await;
+                    pending.done();
+                });
+            }
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn settle_until_applied(store: &RedisStore, scripts: &Scripts, s: &Settlement) {
+    let [credits, resv, exp] = names(store, &s.workspace);
+    let p = store.prefix();
+    let ws = &s.workspace;
+    let [_, _, key_tpm, ws_tpm] = limiter_names(store, ws, &s.key);
+    let keys = [
+        credits,
+        resv,
+        exp,
+        format!("{p}:settled:{{{ws}}}:{}", s.ticket_id),
+        format!("{p}:usage:{{{ws}}}:{}", s.day),
+        key_tpm,
+        ws_tpm,
+    ];
+    let delta = s.tokens_used as i64 - s.tokens_charged as i64;
+    let args = [
+        s.ticket_id.to_string(),
+        s.kind.as_str().to_owned(),
+        s.cost.to_string(),
+        delta.to_string(),
+        s.limits.key_tpm.unwrap_or(0).to_string(),
+        s.limits.workspace_tpm.unwrap_or(0).to_string(),
+        format!("{}\x1f{}", s.key, s.agent),
+        s.input_tokens.to_string(),
+        s.output_tokens.to_string(),
+        SETTLED_MARKER_TTL_S.to_string(),
+        USAGE_TTL_S.to_string(),
+    ];
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0u32;
+    loop {
+        match store.eval::<i64>(&scripts.settle, &keys, &args).await {
+            Ok(_) => return,
+            Err(e) => {
+                attempt += 1;
+                if attempt == 1 || attempt.is_power_of_two() {
+                    tracing::warn!(ticket = %s.ticket_id, attempt, error = %e, "settle failed; retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+-- tollgate admit, version 1 (after the refresh.lua prelude).
+-- Loaded by src/credits/redis.rs; change both together and bump the version.
+--
+-- One request's rate limits and credit reservation, in one atomic call:
+-- either every limit passes and the reservation is recorded, or nothing is
+-- written. Rate limits are GCRA on Redis's own clock (TIME), so all replicas
+-- share one clock; a limiter key holds the theoretical arrival time in µs.
+--
+-- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] reservation expiry zset,
+-- KEYS[4..7] limiters: key rpm, workspace rpm, key tpm, workspace tpm.
+-- ARGV[1] reservation id, ARGV[2] kind, ARGV[3] amount (micro-credits),
+-- ARGV[4] period, ARGV[5] message allowance, ARGV[6] integration allowance (-1: not metered),
+-- ARGV[7] reservation expiry (Unix ms), ARGV[8..11] the four limits (0: none), ARGV[12] tokens.
+-- Returns {status, a, b, then limit, remaining, reset µs for each limiter}:
+-- status 0 admitted (a, b = plan and top-up parts); 1 limited (a = limiter index,
+-- b = retry after µs); 2 too large (a = limiter index, b = requested);
+-- 3 insufficient quota (a = available).
+local WINDOW = 60000000
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local tokens = tonumber(ARGV[12])
+local costs = { 1, 1, tokens, tokens }
+local windows = {}
+local writes = {}
+for i = 1, 4 do
+  local limit = tonumber(ARGV[7 + i])
+  if limit > 0 then
+    local per = WINDOW / limit
+    local n = costs[i]
+    if n > limit then
+      return { 2, i, n }
+    end
+    local tat = math.max(tonumber(redis.call('GET', KEYS[3 + i]) or '0'), now)
+    local next_tat = tat + n * per
+    local ahead = next_tat - now
+    if ahead > WINDOW then
+      local out = { 1, i, math.ceil(ahead - WINDOW) }
+      for j = 1, 4 do
+        if j == i then
+          table.insert(out, limit); table.insert(out, 0); table.insert(out, math.ceil(tat - now))
+        else
+          table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
+        end
+      end
+      return out
+    end
+    if n > 0 then
+      writes[i] = next_tat
+    end
+    windows[i] = { limit, math.floor((WINDOW - ahead) / per), math.ceil(ahead) }
+  else
+    windows[i] = { 0, 0, 0 }
+  end
+end
+
+refresh(KEYS[1], ARGV[4], ARGV[5], ARGV[6])
+local kind = ARGV[2]
+local amount = tonumber(ARGV[3])
+local from_plan, from_top_up = 0, 0
+if amount > 0 and num(KEYS[1], kind .. ':metered') == 1 then
+  local plan = math.max(num(KEYS[1], kind .. ':plan'), 0)
+  local top_up = math.max(num(KEYS[1], kind .. ':top_up'), 0)
+  if amount > plan + top_up then
+    return { 3, plan + top_up, 0 }
+  end
+  from_plan = math.min(amount, plan)
+  from_top_up = amount - from_plan
+  redis.call('HINCRBY', KEYS[1], kind .. ':plan', int(-from_plan))
+  redis.call('HINCRBY', KEYS[1], kind .. ':top_up', int(-from_top_up))
+  redis.call('HINCRBY', KEYS[1], kind .. ':held_plan', int(from_plan))
+  redis.call('HINCRBY', KEYS[1], kind .. ':held_top_up', int(from_top_up))
+  local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. ARGV[4]
+  redis.call('HSET', KEYS[2], ARGV[1], record)
+  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
+end
+
+for i, tat in pairs(writes) do
+  redis.call('SET', KEYS[3 + i], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+end
+local out = { 0, from_plan, from_top_up }
+for i = 1, 4 do
+  for _, v in ipairs(windows[i]) do
+    table.insert(out, v)
+  end
+end
+return out

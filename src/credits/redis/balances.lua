@@ -1,0 +1,19 @@
+-- tollgate balances, version 1 (after the refresh.lua prelude).
+-- Loaded by src/credits/redis.rs; change both together and bump the version.
+--
+-- Refreshes a workspace's credits if a new month began, optionally adds a
+-- top-up, and returns the credits hash as a flat field/value list.
+-- KEYS[1] credits hash. ARGV[1] period, ARGV[2] message allowance,
+-- ARGV[3] integration allowance (-1: not metered), ARGV[4] kind to top up,
+-- ARGV[5] top-up amount (0: none), ARGV[6] the largest a top-up part may hold.
+-- Returns the hash, or {'too_large'} when the top-up would pass the bound.
+refresh(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+local amount = tonumber(ARGV[5])
+if amount > 0 then
+  local field = ARGV[4] .. ':top_up'
+  if num(KEYS[1], field) + amount > tonumber(ARGV[6]) then
+    return { 'too_large' }
+  end
+  redis.call('HINCRBY', KEYS[1], field, int(amount))
+end
+return redis.call('HGETALL', KEYS[1])

@@ -1,0 +1,28 @@
+-- tollgate reap, version 1 (after the refresh.lua prelude).
+-- Loaded by src/credits/redis.rs; change both together and bump the version.
+--
+-- Releases a workspace's reservations that expired without a settle (their
+-- replica died mid-call): what each held goes back to the part it came from
+-- (the plan part only within the same period). A settle arriving later
+-- charges its cost directly (see settle.lua).
+--
+-- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] expiry zset.
+-- ARGV[1] now (Unix ms), ARGV[2] the most to release in this call.
+-- Returns how many were released.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local period = redis.call('HGET', KEYS[1], 'period')
+for _, id in ipairs(ids) do
+  local record = redis.call('HGET', KEYS[2], id)
+  if record then
+    local _, _, kind, p, t, at = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    if at == period then
+      redis.call('HINCRBY', KEYS[1], kind .. ':plan', p)
+      redis.call('HINCRBY', KEYS[1], kind .. ':held_plan', int(-tonumber(p)))
+    end
+    redis.call('HINCRBY', KEYS[1], kind .. ':top_up', t)
+    redis.call('HINCRBY', KEYS[1], kind .. ':held_top_up', int(-tonumber(t)))
+    redis.call('HDEL', KEYS[2], id)
+  end
+  redis.call('ZREM', KEYS[3], id)
+end
+return #ids
