@@ -6,8 +6,8 @@
 //!   or nothing is.
 //! - **settle**: queued in memory and applied by a background task, so the
 //!   response never waits for it; retried with backoff until Redis answers and
-//!   idempotent by reservation id (a marker remembers settled ids for a day),
-//!   so a retry after a timeout never charges twice. A clean shutdown drains
+//!   idempotent by reservation id (the reservation record is deleted by the
+//!   settle that applies it), so a retry after a timeout never charges twice. A clean shutdown drains
 //!   the queue. The queue is bounded by the calls in flight: a settle follows
 //!   an admit, and admits fail while Redis is unreachable.
 //! - **reap**: every `credits.reaper_interval_ms`, each replica releases
@@ -44,9 +44,6 @@ const SETTLE: &str = include_str!("redis/settle.lua");
 const REAP: &str = include_str!("redis/reap.lua");
 const BALANCES: &str = include_str!("redis/balances.lua");
 
-/// How long settled ids are remembered (a retry older than this would charge
-/// twice; retries stop long before).
-const SETTLED_MARKER_TTL_S: u64 = 86_400;
 /// Daily usage totals are kept this long.
 const USAGE_TTL_S: u64 = 400 * 86_400;
 /// Settles applied at once by the background task.
@@ -106,12 +103,13 @@ impl RedisLedger {
 }
 
 /// Names of one workspace's ledger keys.
-fn names(store: &RedisStore, workspace: &str) -> [String; 3] {
+fn names(store: &RedisStore, workspace: &str) -> [String; 4] {
     let p = store.prefix();
     [
         format!("{p}:credits:{{{workspace}}}"),
         format!("{p}:resv:{{{workspace}}}"),
         format!("{p}:resvexp:{{{workspace}}}"),
+        format!("{p}:reaped:{{{workspace}}}"),
     ]
 }
 
@@ -153,7 +151,7 @@ fn headers(answer: &[i64]) -> RateHeaders {
 #[async_trait]
 impl Ledger for RedisLedger {
     async fn admit(&self, a: Admit) -> Result<(Ticket, RateHeaders), MeterError> {
-        let [credits, resv, exp] = names(&self.store, &a.workspace);
+        let [credits, resv, exp, _] = names(&self.store, &a.workspace);
         let mut keys = vec![credits, resv, exp];
         keys.extend(limiter_names(&self.store, &a.workspace, &a.key));
         let l = &a.limits;
@@ -356,19 +354,11 @@ async fn settle_worker(
 }
 
 async fn settle_until_applied(store: &RedisStore, scripts: &Scripts, s: &Settlement) {
-    let [credits, resv, exp] = names(store, &s.workspace);
+    let [credits, resv, exp, reaped] = names(store, &s.workspace);
     let p = store.prefix();
     let ws = &s.workspace;
     let [_, _, key_tpm, ws_tpm] = limiter_names(store, ws, &s.key);
-    let keys = [
-        credits,
-        resv,
-        exp,
-        format!("{p}:settled:{{{ws}}}:{}", s.ticket_id),
-        format!("{p}:usage:{{{ws}}}:{}", s.day),
-        key_tpm,
-        ws_tpm,
-    ];
+    let keys = [credits, resv, exp, reaped, format!("{p}:usage:{{{ws}}}:{}", s.day), key_tpm, ws_tpm];
     let delta = s.tokens_used as i64 - s.tokens_charged as i64;
     let args = [
         s.ticket_id.to_string(),
@@ -380,7 +370,7 @@ async fn settle_until_applied(store: &RedisStore, scripts: &Scripts, s: &Settlem
         format!("{}\x1f{}", s.key, s.agent),
         s.input_tokens.to_string(),
         s.output_tokens.to_string(),
-        SETTLED_MARKER_TTL_S.to_string(),
+        "0".to_owned(),
         USAGE_TTL_S.to_string(),
     ];
     let mut backoff = Duration::from_millis(50);

@@ -69,10 +69,12 @@ if amount > 0 and num(KEYS[1], kind .. ':metered') == 1 then
   redis.call('HINCRBY', KEYS[1], kind .. ':top_up', int(-from_top_up))
   redis.call('HINCRBY', KEYS[1], kind .. ':held_plan', int(from_plan))
   redis.call('HINCRBY', KEYS[1], kind .. ':held_top_up', int(from_top_up))
-  local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. ARGV[4]
-  redis.call('HSET', KEYS[2], ARGV[1], record)
-  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 end
+-- Recorded even when nothing is held: the record is what makes the settle
+-- apply exactly once.
+local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. ARGV[4]
+redis.call('HSET', KEYS[2], ARGV[1], record)
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 
 for i, tat in pairs(writes) do
   redis.call('SET', KEYS[3 + i], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)

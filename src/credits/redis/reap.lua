@@ -3,10 +3,12 @@
 --
 -- Releases a workspace's reservations that expired without a settle (their
 -- replica died mid-call): what each held goes back to the part it came from
--- (the plan part only within the same period). A settle arriving later
--- charges its cost directly (see settle.lua).
+-- (the plan part only within the same period), and the id is remembered in
+-- the reaped hash, so a settle arriving later still charges its cost (see
+-- settle.lua). The reaped hash expires two days after the last reaping.
 --
--- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] expiry zset.
+-- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] expiry zset,
+-- KEYS[4] reaped ids hash.
 -- ARGV[1] now (Unix ms), ARGV[2] the most to release in this call.
 -- Returns how many were released.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -22,6 +24,8 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', KEYS[1], kind .. ':top_up', t)
     redis.call('HINCRBY', KEYS[1], kind .. ':held_top_up', int(-tonumber(t)))
     redis.call('HDEL', KEYS[2], id)
+    redis.call('HSET', KEYS[4], id, ARGV[1])
+    redis.call('EXPIRE', KEYS[4], 172800)
   end
   redis.call('ZREM', KEYS[3], id)
 end

@@ -2,28 +2,31 @@
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Charges a finished call and releases the rest of its reservation, at most
--- once per reservation id (a marker key remembers settled ids), so a settle
--- retried after a timeout never charges twice. If the reaper released the
--- reservation first, the cost is charged from the balance directly. Never
--- takes a balance below zero: what cannot be collected is added to
--- K:uncollected.
+-- once per reservation id: the reservation record is the proof the call is
+-- unsettled, and it is deleted here, so a settle retried after a timeout
+-- finds nothing and does nothing. If the reaper released the reservation
+-- first, it left the id in the reaped hash: the cost is then charged from the
+-- balance directly. Never takes a balance below zero: what cannot be
+-- collected is added to K:uncollected.
 --
 -- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] expiry zset,
--- KEYS[4] settled marker, KEYS[5] usage hash of the day,
+-- KEYS[4] reaped ids hash, KEYS[5] usage hash of the day,
 -- KEYS[6] key tpm limiter, KEYS[7] workspace tpm limiter.
 -- ARGV[1] reservation id, ARGV[2] kind, ARGV[3] cost (micro-credits),
 -- ARGV[4] tokens used minus tokens charged at admission,
 -- ARGV[5] key tpm limit, ARGV[6] workspace tpm limit (0: none),
 -- ARGV[7] usage field prefix (key id, agent), ARGV[8] input tokens,
--- ARGV[9] output tokens, ARGV[10] marker TTL s, ARGV[11] usage TTL s.
+-- ARGV[9] output tokens, ARGV[10] unused, ARGV[11] usage TTL s.
 -- Returns 1 when this call settled, 0 when the id was already settled.
-if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[10]) == false then
-  return 0
-end
 local credits, kind = KEYS[1], ARGV[2]
 local cost = tonumber(ARGV[3])
 local from_plan_part, from_top_up_part, same_period = 0, 0, false
 local record = redis.call('HGET', KEYS[2], ARGV[1])
+if not record then
+  if redis.call('HDEL', KEYS[4], ARGV[1]) == 0 then
+    return 0
+  end
+end
 if record then
   local _, _, _, p, t, period = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
   from_plan_part, from_top_up_part = tonumber(p), tonumber(t)
