@@ -179,7 +179,7 @@ impl Ledger for EmbeddedLedger {
             purse.held_plan += parts.0 as i64;
             purse.held_top_up += parts.1 as i64;
         }
-        Ok((Ticket { admit: a, parts, local: Some(consumed) }, headers))
+        Ok((Ticket { admit: a, parts, local: Some(consumed), recorded: true }, headers))
     }
 
     fn settle(&self, s: Settlement) {

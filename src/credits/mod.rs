@@ -141,6 +141,9 @@ pub struct Ticket {
     pub parts: (u64, u64),
     /// The embedded limiter's handle for token corrections.
     pub local: Option<crate::limits::local::Consumed>,
+    /// Whether the ledger recorded the admission (false when nothing was
+    /// limited or reserved: the settle then only adds the usage totals).
+    pub recorded: bool,
 }
 
 /// How a call ended, for its settle.
@@ -163,6 +166,8 @@ pub struct Settlement {
     /// UTC day the usage counts for, `YYYY-MM-DD`.
     pub day: String,
     pub expires_at_ms: i64,
+    /// See [`Ticket::recorded`].
+    pub recorded: bool,
 }
 
 /// One kind's balance.
@@ -296,6 +301,10 @@ impl Meter {
             now_ms,
             expires_at_ms: now_ms.saturating_add(self.config.reservation_ttl.as_millis() as i64),
         };
+        if admit.amount == 0 && admit.limits.is_unlimited() {
+            // Nothing to check or hold: no ledger call on the request path.
+            return Ok((Ticket { admit, parts: (0, 0), local: None, recorded: false }, RateHeaders::default()));
+        }
         self.ledger.admit(admit).await
     }
 
@@ -323,6 +332,7 @@ impl Meter {
             output_tokens: usage.completion_tokens,
             day,
             expires_at_ms: a.expires_at_ms,
+            recorded: ticket.recorded,
         });
     }
 

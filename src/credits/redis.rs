@@ -173,7 +173,7 @@ impl Ledger for RedisLedger {
         match field(0) {
             0 if answer.len() == 15 => {
                 let parts = (field(1) as u64, field(2) as u64);
-                Ok((Ticket { admit: a, parts, local: None }, headers(&answer)))
+                Ok((Ticket { admit: a, parts, local: None, recorded: true }, headers(&answer)))
             }
             1 if answer.len() == 15 => Err(LimitError::Exceeded {
                 dimension: DIMENSIONS[limiter],
@@ -370,7 +370,7 @@ async fn settle_until_applied(store: &RedisStore, scripts: &Scripts, s: &Settlem
         format!("{}\x1f{}", s.key, s.agent),
         s.input_tokens.to_string(),
         s.output_tokens.to_string(),
-        "0".to_owned(),
+        if s.recorded { "1" } else { "0" }.to_owned(),
         USAGE_TTL_S.to_string(),
     ];
     let mut backoff = Duration::from_millis(50);

@@ -16,8 +16,23 @@
 -- ARGV[4] tokens used minus tokens charged at admission,
 -- ARGV[5] key tpm limit, ARGV[6] workspace tpm limit (0: none),
 -- ARGV[7] usage field prefix (key id, agent), ARGV[8] input tokens,
--- ARGV[9] output tokens, ARGV[10] unused, ARGV[11] usage TTL s.
+-- ARGV[9] output tokens, ARGV[10] 1 if admit recorded the call (0: it was
+-- neither limited nor metered, so only the usage totals change),
+-- ARGV[11] usage TTL s.
 -- Returns 1 when this call settled, 0 when the id was already settled.
+local function add_usage()
+  local field = ARGV[7]
+  redis.call('HINCRBY', KEYS[5], field .. '\31requests', 1)
+  redis.call('HINCRBY', KEYS[5], field .. '\31input_tokens', ARGV[8])
+  redis.call('HINCRBY', KEYS[5], field .. '\31output_tokens', ARGV[9])
+  redis.call('HINCRBY', KEYS[5], field .. '\31credits', ARGV[3])
+  redis.call('EXPIRE', KEYS[5], ARGV[11])
+end
+if ARGV[10] == '0' then
+  add_usage()
+  return 1
+end
+
 local credits, kind = KEYS[1], ARGV[2]
 local cost = tonumber(ARGV[3])
 local from_plan_part, from_top_up_part, same_period = 0, 0, false
@@ -60,12 +75,7 @@ if redis.call('HGET', credits, kind .. ':metered') == '1' then
   end
 end
 
-local field = ARGV[7]
-redis.call('HINCRBY', KEYS[5], field .. '\31requests', 1)
-redis.call('HINCRBY', KEYS[5], field .. '\31input_tokens', ARGV[8])
-redis.call('HINCRBY', KEYS[5], field .. '\31output_tokens', ARGV[9])
-redis.call('HINCRBY', KEYS[5], field .. '\31credits', int(cost))
-redis.call('EXPIRE', KEYS[5], ARGV[11])
+add_usage()
 
 -- Token limits: move the arrival time by the difference between the tokens
 -- used and those charged at admission.
