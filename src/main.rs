@@ -261,10 +261,22 @@ fn summary(c: &Config) {
         }
     }
     for (id, m) in &c.models {
-        println!("  model {id} -> {}/{}", m.provider, m.upstream_model);
+        println!("  model {id} -> {}/{}{}", m.provider, m.upstream_model, price_summary(&m.price));
     }
     for (id, a) in &c.agents {
-        println!("  agent {id} -> {}/{}", a.provider, a.upstream_model);
+        println!("  agent {id} -> {}/{}{}", a.provider, a.upstream_model, price_summary(&a.price));
+    }
+    for (name, p) in &c.plans {
+        let part = |label: &str, v: Option<u64>| v.map(|v| format!(" {label} {v}")).unwrap_or_default();
+        let limit = |label: &str, v: Option<u32>| v.map(|v| format!(" {label} {v}")).unwrap_or_default();
+        let credits = format!("{}{}", part("message", p.message_credits), part("integration", p.integration_credits));
+        let limits = [("rpm", p.rpm), ("tpm", p.tpm), ("key_rpm", p.key_rpm), ("key_tpm", p.key_tpm)]
+            .iter()
+            .map(|(l, v)| limit(l, *v))
+            .collect::<String>();
+        let credits = if credits.is_empty() { " unmetered".to_owned() } else { format!(" credits/month{credits}") };
+        let limits = if limits.is_empty() { " none".to_owned() } else { limits };
+        println!("  plan {name}:{credits}; limits{limits}");
     }
     println!("  static keys: {}", c.keys.len());
     match &c.store.backend {
@@ -274,6 +286,13 @@ fn summary(c: &Config) {
             println!("  store: redis{} at {}", if *cluster { " cluster" } else { "" }, shown.join(", "))
         }
     }
+}
+
+fn price_summary(p: &tollgate::config::Price) -> String {
+    if p.is_free() {
+        return String::new();
+    }
+    format!(" (µcredits: {}/request, {}/1K in, {}/1K out)", p.request, p.input_per_1k, p.output_per_1k)
 }
 
 /// `redis://user:secret@host` → `redis://*****@host`: summaries never show secrets.
