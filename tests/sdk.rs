@@ -73,3 +73,85 @@ async fn vercel_ai_sdk_works_against_the_demo_agent() {
     let output = run_against_gateway("node", vec!["vercel_ai_sdk.mjs".into()]).await;
     assert_success(&output);
 }
+
+/// The admin key of the rate-limit test's gateway (a static config key).
+const RATELIMIT_ADMIN_KEY: &str = "tg_sdk_ratelimit_admin";
+
+/// A gateway with an embedded store and the meter on (as `serve` runs it):
+/// the plan `broke` grants no message credits, the agent `priced` costs
+/// something per request. Serves until `stop` fires.
+async fn metered_gateway(
+    dir: &Path,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("create temp dir");
+    let toml = format!(
+        r#"
+[store]
+backend = "embedded"
+path = "{db}"
+
+[plans.broke]
+message_credits = 0
+
+[providers.mock]
+kind = "mock"
+
+[agents.priced]
+provider = "mock"
+upstream_model = "mock-1"
+price = {{ request = 1000 }}
+
+[[keys]]
+name = "sdk admin"
+sha256 = "{admin}"
+scope = "admin"
+"#,
+        db = dir.join("t.db").display(),
+        admin = hex::encode(tollgate::auth::hash_key(RATELIMIT_ADMIN_KEY.as_bytes())),
+    );
+    let config = Config::from_toml(&toml, "sdk-ratelimit.toml").expect("test config is valid");
+    let stores = tollgate::store::Stores::open(&config.store).await.expect("store opens");
+    let meter = tollgate::credits::Meter::open(&stores, &config, Arc::new(tollgate::clock::SystemClock));
+    let app = App::new(&config).expect("app builds").with_stores(stores).with_meter(Arc::new(meter));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let stopped = async {
+            let _ = stop.await;
+        };
+        tollgate::server::serve(listener, Arc::new(app), stopped).await.expect("server ends cleanly");
+    });
+    (format!("http://{addr}/v1"), server)
+}
+
+/// Rate limits and exhausted credits as the `openai` SDK sees them: a 429 over
+/// a key's rpm is a `RateLimitError` with `retry-after-ms`; an exhausted
+/// balance is a `RateLimitError` with code `insufficient_quota` that the SDK
+/// does not retry (one HTTP request with `max_retries=3`: `x-should-retry: false`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_raises_rate_limit_errors_and_does_not_retry_insufficient_quota() {
+    let available = Command::new("python3").args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
+    if !require(available, "the openai Python SDK rate-limit test", "`pip install openai` to run it") {
+        return;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-ratelimit-{}", std::process::id()));
+    let (base_url, server) = metered_gateway(&dir, stopped).await;
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg("openai_ratelimit.py")
+            .arg(base_url)
+            .arg(RATELIMIT_ADMIN_KEY)
+            .current_dir(SDK_DIR)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python3 starts");
+    let _ = stop.send(());
+    server.await.expect("server task");
+    assert_success(&output);
+    let _ = std::fs::remove_dir_all(&dir);
+}
