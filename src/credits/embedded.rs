@@ -170,7 +170,8 @@ impl Ledger for EmbeddedLedger {
         let mut parts = (0, 0);
         if purse.metered && a.amount > 0 {
             let available = purse.plan + purse.top_up;
-            if (a.amount as i64) > available {
+            // Compared wide: `amount` is clamped to MAX_CHARGE, but never trust a cast.
+            if a.amount as i128 > available as i128 {
                 drop(state);
                 consumed.refund_all();
                 return Err(MeterError::InsufficientQuota { kind: a.kind, needed: a.amount, available, headers });
@@ -202,7 +203,7 @@ impl Ledger for EmbeddedLedger {
         if !purse.metered {
             return;
         }
-        let cost = s.cost as i64;
+        let cost = s.cost.min(super::MAX_CHARGE) as i64;
         let from_plan = cost.min(plan_part);
         let from_top_up = (cost - from_plan).min(top_up_part);
         if same_period {
@@ -212,7 +213,7 @@ impl Ledger for EmbeddedLedger {
         let extra = (cost - from_plan - from_top_up) as u64;
         if extra > 0 {
             let (p, t) = take(&mut purse.plan, &mut purse.top_up, extra);
-            purse.uncollected += (extra - p - t) as i64;
+            purse.uncollected = purse.uncollected.saturating_add((extra - p - t) as i64);
         }
     }
 

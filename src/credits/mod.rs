@@ -47,6 +47,12 @@ pub const MICRO: u64 = 1_000_000;
 /// Redis Lua script counts exactly (about 9 billion credits).
 pub const MAX_BALANCE: u64 = 1 << 53;
 
+/// Reservations, charges and token counts are clamped to this before they
+/// reach a ledger: far above any balance (so a clamped reservation is still
+/// refused), far below `i64::MAX` (so no ledger arithmetic can wrap). A client
+/// asking for `max_tokens: 9223372036854775807` gets `insufficient_quota`.
+pub const MAX_CHARGE: u64 = 1 << 62;
+
 /// The two balances of a workspace (seed 000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,9 +299,9 @@ impl Meter {
             limits,
             // The tokens limits count the prompt and the bounded output; an
             // unbounded output is counted when its usage is known.
-            tokens: r.prompt_estimate + r.max_tokens.unwrap_or(0),
+            tokens: r.prompt_estimate.saturating_add(r.max_tokens.unwrap_or(0)).min(MAX_CHARGE),
             kind,
-            amount: if metered { cost(r.price, r.prompt_estimate, output) } else { 0 },
+            amount: if metered { cost(r.price, r.prompt_estimate, output).min(MAX_CHARGE) } else { 0 },
             period: Period::at(now_ms, terms.time_zone),
             allowance: terms.allowance,
             now_ms,
@@ -310,7 +316,7 @@ impl Meter {
 
     /// Settles a call (never blocks).
     pub fn settle(&self, ticket: Ticket, agent: Arc<str>, price: &Price, outcome: Outcome, usage: &Usage) {
-        let used = usage.total();
+        let used = usage.prompt_tokens.saturating_add(usage.completion_tokens).min(MAX_CHARGE);
         if let Some(local) = &ticket.local {
             local.correct_tokens(used);
         }
@@ -327,9 +333,9 @@ impl Meter {
             limits: a.limits,
             tokens_charged: a.tokens,
             tokens_used: used,
-            cost: charge(price, outcome, usage),
-            input_tokens: usage.prompt_tokens,
-            output_tokens: usage.completion_tokens,
+            cost: charge(price, outcome, usage).min(MAX_CHARGE),
+            input_tokens: usage.prompt_tokens.min(MAX_CHARGE),
+            output_tokens: usage.completion_tokens.min(MAX_CHARGE),
             day,
             expires_at_ms: a.expires_at_ms,
             recorded: ticket.recorded,
@@ -389,7 +395,7 @@ pub async fn final_flush(meter: &Meter) {
 
 /// Takes `amount` from a kind's parts, plan first: the parts taken.
 pub(crate) fn take(plan: &mut i64, top_up: &mut i64, amount: u64) -> (u64, u64) {
-    let amount = amount as i64;
+    let amount = amount.min(MAX_CHARGE) as i64;
     let from_plan = amount.min((*plan).max(0));
     let from_top_up = (amount - from_plan).min((*top_up).max(0));
     *plan -= from_plan;

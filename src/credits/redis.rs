@@ -189,11 +189,11 @@ impl Ledger for RedisLedger {
                 requested: field(2) as u64,
             }
             .into()),
-            3 => Err(MeterError::InsufficientQuota {
+            3 if answer.len() == 15 => Err(MeterError::InsufficientQuota {
                 kind: a.kind,
                 needed: a.amount,
                 available: field(1),
-                headers: RateHeaders::default(),
+                headers: headers(&answer),
             }),
             _ => Err(MeterError::Unavailable(format!("unexpected admit answer {answer:?}"))),
         }

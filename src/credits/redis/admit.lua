@@ -14,7 +14,7 @@
 -- Returns {status, a, b, then limit, remaining, reset µs for each limiter}:
 -- status 0 admitted (a, b = plan and top-up parts); 1 limited (a = limiter index,
 -- b = retry after µs); 2 too large (a = limiter index, b = requested);
--- 3 insufficient quota (a = available).
+-- 3 insufficient quota (a = available; the windows as if admitted, nothing written).
 local WINDOW = 60000000
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -61,7 +61,13 @@ if amount > 0 and num(KEYS[1], kind .. ':metered') == 1 then
   local plan = math.max(num(KEYS[1], kind .. ':plan'), 0)
   local top_up = math.max(num(KEYS[1], kind .. ':top_up'), 0)
   if amount > plan + top_up then
-    return { 3, plan + top_up, 0 }
+    local out = { 3, plan + top_up, 0 }
+    for i = 1, 4 do
+      for _, v in ipairs(windows[i]) do
+        table.insert(out, v)
+      end
+    end
+    return out
   end
   from_plan = math.min(amount, plan)
   from_top_up = amount - from_plan

@@ -11,7 +11,10 @@ refresh(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 local amount = tonumber(ARGV[5])
 if amount > 0 then
   local field = ARGV[4] .. ':top_up'
-  if num(KEYS[1], field) + amount > tonumber(ARGV[6]) then
+  -- Compared as bound - amount (exact: both at most 2^53), never as a sum
+  -- that could round; what calls in flight hold counts too.
+  local current = num(KEYS[1], field) + num(KEYS[1], ARGV[4] .. ':held_top_up')
+  if current > tonumber(ARGV[6]) - amount then
     return { 'too_large' }
   end
   redis.call('HINCRBY', KEYS[1], field, int(amount))
