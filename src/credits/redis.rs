@@ -38,7 +38,8 @@ use crate::store::redis::RedisStore;
 use crate::store::WorkspaceStore;
 
 const PRELUDE: &str = include_str!("redis/refresh.lua");
-/// Versions: each script's header comment.
+/// Versions: each script's header comment (all version 2: one HGETALL and
+/// one HSET of the credits hash per call instead of a command per field).
 const ADMIT: &str = include_str!("redis/admit.lua");
 const SETTLE: &str = include_str!("redis/settle.lua");
 const REAP: &str = include_str!("redis/reap.lua");
@@ -220,32 +221,26 @@ impl Ledger for RedisLedger {
         let days = super::days(from, to);
         let answers = futures_util::future::try_join_all(days.iter().map(|day| {
             let name = format!("{}:{day}", self.name("usage", workspace));
-            self.store.query::<HashMap<String, u64>>(::redis::cmd("HGETALL").arg(name).to_owned())
+            self.store.query::<std::collections::BTreeMap<String, String>>(::redis::cmd("HGETALL").arg(name).to_owned())
         }))
         .await?;
         let mut rows = Vec::new();
         for (day, fields) in days.iter().zip(answers) {
-            let mut by_pair: std::collections::BTreeMap<(String, String), UsageRow> = Default::default();
+            // Field "<key id>\x1f<agent>", value "requests,input,output,credits" (settle.lua).
             for (field, value) in fields {
-                let mut parts = field.split('\x1f');
-                let (Some(key), Some(agent), Some(metric)) = (parts.next(), parts.next(), parts.next()) else {
-                    continue;
-                };
-                let row = by_pair.entry((key.to_owned(), agent.to_owned())).or_insert_with(|| UsageRow {
+                let Some((key, agent)) = field.split_once('\x1f') else { continue };
+                let mut totals = value.split(',').map(|n| n.parse::<u64>().unwrap_or(0));
+                let mut next = || totals.next().unwrap_or(0);
+                rows.push(UsageRow {
                     day: day.clone(),
                     key_id: key.to_owned(),
                     agent: agent.to_owned(),
-                    ..Default::default()
+                    requests: next(),
+                    input_tokens: next(),
+                    output_tokens: next(),
+                    credits: next(),
                 });
-                match metric {
-                    "requests" => row.requests = value,
-                    "input_tokens" => row.input_tokens = value,
-                    "output_tokens" => row.output_tokens = value,
-                    "credits" => row.credits = value,
-                    _ => {}
-                }
             }
-            rows.extend(by_pair.into_values());
         }
         Ok(rows)
     }

@@ -1,4 +1,4 @@
--- tollgate admit, version 1 (after the refresh.lua prelude).
+-- tollgate admit, version 2 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- One request's rate limits and credit reservation, in one atomic call:
@@ -22,6 +22,7 @@ local tokens = tonumber(ARGV[12])
 local costs = { 1, 1, tokens, tokens }
 local windows = {}
 local writes = {}
+local tats = redis.call('MGET', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 for i = 1, 4 do
   local limit = tonumber(ARGV[7 + i])
   if limit > 0 then
@@ -30,7 +31,7 @@ for i = 1, 4 do
     if n > limit then
       return { 2, i, n }
     end
-    local tat = math.max(tonumber(redis.call('GET', KEYS[3 + i]) or '0'), now)
+    local tat = math.max(tonumber(tats[i] or '0'), now)
     local next_tat = tat + n * per
     local ahead = next_tat - now
     if ahead > WINDOW then
@@ -53,29 +54,33 @@ for i = 1, 4 do
   end
 end
 
-refresh(KEYS[1], ARGV[4], ARGV[5], ARGV[6])
+-- The answer: status, two values, then every limiter's window.
+local function answer(status, a, b)
+  local out = { status, a, b }
+  for i = 1, 4 do
+    for _, v in ipairs(windows[i]) do
+      table.insert(out, v)
+    end
+  end
+  return out
+end
+
+local c = load_credits(KEYS[1])
+refresh(c, ARGV[4], ARGV[5], ARGV[6])
 local kind = ARGV[2]
 local amount = tonumber(ARGV[3])
 local from_plan, from_top_up = 0, 0
-if amount > 0 and num(KEYS[1], kind .. ':metered') == 1 then
-  local plan = math.max(num(KEYS[1], kind .. ':plan'), 0)
-  local top_up = math.max(num(KEYS[1], kind .. ':top_up'), 0)
-  if amount > plan + top_up then
-    local out = { 3, plan + top_up, 0 }
-    for i = 1, 4 do
-      for _, v in ipairs(windows[i]) do
-        table.insert(out, v)
-      end
-    end
-    return out
+if amount > 0 and get(c, kind .. ':metered') == 1 then
+  local available = math.max(get(c, kind .. ':plan'), 0) + math.max(get(c, kind .. ':top_up'), 0)
+  if amount > available then
+    save(KEYS[1], c)
+    return answer(3, available, 0)
   end
-  from_plan = math.min(amount, plan)
-  from_top_up = amount - from_plan
-  redis.call('HINCRBY', KEYS[1], kind .. ':plan', int(-from_plan))
-  redis.call('HINCRBY', KEYS[1], kind .. ':top_up', int(-from_top_up))
-  redis.call('HINCRBY', KEYS[1], kind .. ':held_plan', int(from_plan))
-  redis.call('HINCRBY', KEYS[1], kind .. ':held_top_up', int(from_top_up))
+  from_plan, from_top_up = take(c, kind, amount)
+  add(c, kind .. ':held_plan', from_plan)
+  add(c, kind .. ':held_top_up', from_top_up)
 end
+save(KEYS[1], c)
 -- Recorded even when nothing is held: the record is what makes the settle
 -- apply exactly once.
 local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. ARGV[4]
@@ -85,10 +90,4 @@ redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 for i, tat in pairs(writes) do
   redis.call('SET', KEYS[3 + i], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 end
-local out = { 0, from_plan, from_top_up }
-for i = 1, 4 do
-  for _, v in ipairs(windows[i]) do
-    table.insert(out, v)
-  end
-end
-return out
+return answer(0, from_plan, from_top_up)

@@ -1,4 +1,4 @@
--- tollgate reap, version 1 (after the refresh.lua prelude).
+-- tollgate reap, version 2 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Releases a workspace's reservations that expired without a settle (their
@@ -12,21 +12,25 @@
 -- ARGV[1] now (Unix ms), ARGV[2] the most to release in this call.
 -- Returns how many were released.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local period = redis.call('HGET', KEYS[1], 'period')
+if #ids == 0 then
+  return 0
+end
+local c = load_credits(KEYS[1])
 for _, id in ipairs(ids) do
   local record = redis.call('HGET', KEYS[2], id)
   if record then
     local _, _, kind, p, t, at = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
-    if at == period then
-      redis.call('HINCRBY', KEYS[1], kind .. ':plan', p)
-      redis.call('HINCRBY', KEYS[1], kind .. ':held_plan', int(-tonumber(p)))
+    if at == c.period then
+      add(c, kind .. ':plan', tonumber(p))
+      add(c, kind .. ':held_plan', -tonumber(p))
     end
-    redis.call('HINCRBY', KEYS[1], kind .. ':top_up', t)
-    redis.call('HINCRBY', KEYS[1], kind .. ':held_top_up', int(-tonumber(t)))
+    add(c, kind .. ':top_up', tonumber(t))
+    add(c, kind .. ':held_top_up', -tonumber(t))
     redis.call('HDEL', KEYS[2], id)
     redis.call('HSET', KEYS[4], id, ARGV[1])
-    redis.call('EXPIRE', KEYS[4], 172800)
   end
   redis.call('ZREM', KEYS[3], id)
 end
+save(KEYS[1], c)
+redis.call('EXPIRE', KEYS[4], 172800)
 return #ids
