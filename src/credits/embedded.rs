@@ -110,7 +110,13 @@ pub struct EmbeddedLedger {
     state: Mutex<State>,
     /// Serialises flushes, so a batch is never written twice or out of order.
     flushing: tokio::sync::Mutex<()>,
+    /// Flushes since the limiter's buckets were last swept.
+    flushes: std::sync::atomic::AtomicU32,
 }
+
+/// The limiter's full buckets are dropped every this many flushes (a minute
+/// at the default interval).
+const SWEEP_EVERY: u32 = 60;
 
 impl EmbeddedLedger {
     pub fn new(store: Arc<EmbeddedStore>) -> EmbeddedLedger {
@@ -119,6 +125,7 @@ impl EmbeddedLedger {
             limiter: LocalLimiter::default(),
             state: Mutex::new(State::default()),
             flushing: tokio::sync::Mutex::new(()),
+            flushes: Default::default(),
         }
     }
 
@@ -254,6 +261,9 @@ impl Ledger for EmbeddedLedger {
 
     async fn flush(&self) -> Result<(), MeterError> {
         let _one_at_a_time = self.flushing.lock().await;
+        if self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.limiter.sweep();
+        }
         let (balances, usage) = {
             let mut state = self.state();
             let dirty = std::mem::take(&mut state.dirty);

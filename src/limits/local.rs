@@ -5,12 +5,18 @@
 //! [`AtomicU64`] shared with [`Bucket`], so a refund (a request refused by a
 //! later limiter, or fewer tokens used than estimated) moves it back and an
 //! under-estimate moves it forward — the correction GCRA allows and governor's
-//! own stores do not expose. Buckets idle for more than a minute are full
-//! again, so the cache may drop them without changing any decision.
+//! own stores do not expose.
+//!
+//! Buckets live in a sharded map (a read lock on a hit; no lock is held
+//! across an `.await` — there is none here). A full bucket decides exactly as
+//! a new one would, so [`LocalLimiter::sweep`] drops full, unused buckets:
+//! the map holds only subjects active within the last minute.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, MonotonicClock};
@@ -21,8 +27,8 @@ use governor::{Quota, RateLimiter};
 
 use super::{Dimension, LimitError, LimitSet, RateHeaders, Window};
 
-/// Most limiters kept; beyond it the least recently used (full ones) go.
-const CAPACITY: u64 = 1_000_000;
+/// Shards of the bucket map: enough that two workers rarely meet.
+const SHARDS: usize = 16;
 
 /// Governor's state, shared: the arrival time in nanoseconds since `start`.
 #[derive(Clone, Default)]
@@ -70,6 +76,11 @@ impl Bucket {
         )
         .with_middleware();
         Bucket { limiter, tat, limit: per_minute.get(), per_unit: 60_000_000_000 / per_minute.get() as u64, start }
+    }
+
+    /// Back to its full burst: dropping it changes no decision.
+    fn is_full(&self) -> bool {
+        self.tat.0.load(Ordering::Acquire) <= self.since_start()
     }
 
     fn since_start(&self) -> u64 {
@@ -161,18 +172,44 @@ impl Consumed {
 
 /// All limiters of the embedded backend.
 pub struct LocalLimiter {
-    buckets: moka::sync::Cache<(Subject, Dimension, u32), Arc<Bucket>>,
+    shards: Box<[Shard]>,
 }
+
+type Shard = RwLock<HashMap<BucketKey, Arc<Bucket>>>;
+
+/// (who, what, per-minute limit): a changed limit starts a new bucket.
+type BucketKey = (Subject, Dimension, u32);
 
 impl Default for LocalLimiter {
     fn default() -> Self {
-        LocalLimiter {
-            buckets: moka::sync::Cache::builder().max_capacity(CAPACITY).time_to_idle(Duration::from_secs(120)).build(),
-        }
+        LocalLimiter { shards: (0..SHARDS).map(|_| RwLock::default()).collect() }
     }
 }
 
 impl LocalLimiter {
+    fn bucket(&self, key: BucketKey, limit: NonZeroU32) -> Arc<Bucket> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let shard = &self.shards[hasher.finish() as usize % SHARDS];
+        if let Some(bucket) = shard.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return bucket.clone();
+        }
+        let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_insert_with(|| Arc::new(Bucket::new(limit))).clone()
+    }
+
+    /// Drops the buckets that are full again and held by no call in flight;
+    /// returns how many remain. Run it now and then (the ledger's flush does).
+    pub fn sweep(&self) -> usize {
+        let mut remaining = 0;
+        for shard in self.shards.iter() {
+            let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, bucket| Arc::strong_count(bucket) > 1 || !bucket.is_full());
+            remaining += map.len();
+        }
+        remaining
+    }
+
     /// Checks and takes one request and `tokens` tokens from every limit that
     /// applies; if any refuses, what the others took is given back.
     pub fn check(
@@ -193,7 +230,7 @@ impl LocalLimiter {
         for (subject, dimension, limit, n) in checks {
             let Some(limit) = limit.and_then(NonZeroU32::new) else { continue };
             let scope = subject.scope();
-            let bucket = self.buckets.get_with((subject, dimension, limit.get()), || Arc::new(Bucket::new(limit)));
+            let bucket = self.bucket((subject, dimension, limit.get()), limit);
             match bucket.take(n) {
                 Ok(window) => {
                     let slot = match dimension {
@@ -270,5 +307,19 @@ mod tests {
         assert!(h.tokens.unwrap().remaining <= 300);
         taken.correct_tokens(900);
         assert!(l.check(&k, &w, &set, 1).is_err(), "100 + 900 used the whole minute");
+    }
+
+    #[test]
+    fn sweeping_keeps_buckets_that_still_count() {
+        let l = LocalLimiter::default();
+        let (k, w) = (Arc::from("k"), Arc::from("w"));
+        let (taken, _) = l.check(&k, &w, &limits(Some(10), Some(1000)), 5).unwrap();
+        drop(taken);
+        assert_eq!(l.sweep(), 2, "not full again yet: kept");
+        let set = LimitSet { key_rpm: Some(u32::MAX), ..Default::default() };
+        let _ = l.check(&Arc::from("idle"), &w, &set, 0).unwrap();
+        // 60 s / u32::MAX per request: full again within nanoseconds.
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(l.sweep(), 2, "the full, unused bucket went");
     }
 }

@@ -17,7 +17,7 @@ pub mod local;
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The limits that apply to one request; `None` is unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,6 +69,18 @@ impl Window {
     }
 }
 
+// Built once, not parsed from a string on every response.
+const REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
 /// OpenAI's `x-ratelimit-*` headers for one response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateHeaders {
@@ -79,18 +91,12 @@ pub struct RateHeaders {
 impl RateHeaders {
     /// Adds the headers of each limited dimension (none when unlimited).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for (window, names) in [
-            (
-                self.requests,
-                ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"],
-            ),
-            (self.tokens, ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]),
-        ] {
+        for (window, [limit, remaining, reset]) in [(self.requests, REQUESTS), (self.tokens, TOKENS)] {
             let Some(w) = window else { continue };
-            headers.insert(names[0], HeaderValue::from(w.limit));
-            headers.insert(names[1], HeaderValue::from(w.remaining));
-            let reset = HeaderValue::try_from(format_duration(w.reset)).expect("a duration is a valid header");
-            headers.insert(names[2], reset);
+            headers.insert(limit, HeaderValue::from(w.limit));
+            headers.insert(remaining, HeaderValue::from(w.remaining));
+            let value = HeaderValue::try_from(format_duration(w.reset)).expect("a duration is a valid header");
+            headers.insert(reset, value);
         }
     }
 }
