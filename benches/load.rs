@@ -8,17 +8,28 @@
 //! - `nginx`   — load generator → nginx reverse proxy → mock upstream (if nginx is installed),
 //!
 //! and, for non-streaming requests only, the gateway authenticating with a store-backed key
-//! instead of a static one (the only difference in their configs):
+//! instead of a static one (the only difference in their configs), its workspace on the default
+//! plan (no limits, no allowance; the agent has no price) — the plain authenticated path:
 //!
 //! - `gw-embedded` — the key in the embedded store (SQLite),
 //! - `gw-redis`    — the key in Redis, on a private `redis-server` (if installed),
 //!
+//! and the same with the workspace on a plan with rate limits and credits (limits and allowance
+//! far out of reach, the agent priced), so every request is admitted (four rate limits and a
+//! credit reservation) and settled:
+//!
+//! - `gw-metered-embedded` — embedded ledger (in memory, written behind),
+//! - `gw-metered-redis`    — Redis ledger (one script per admission, settles asynchronous),
+//!
 //! and prints a Markdown report with throughput, latency percentiles, server CPU per request,
-//! peak RSS and PASS/MISS budgets for the gateway and for the cached key lookup.
+//! peak RSS, Redis round trips per request and PASS/MISS budgets for the gateway, the cached key
+//! lookup, and limits and credits.
 //!
 //! Environment: `BENCH_SECS` (measured seconds per run, default 5), `BENCH_WARMUP_SECS`
 //! (default 1), `BENCH_CONCURRENCY` (default `1,16,64`), `BENCH_STREAM_CONCURRENCY`
-//! (default `1,16`), `BENCH_KEEP_TMP` (keep configs and logs).
+//! (default `1,16`), `BENCH_ROUNDS` (turns each path takes per row, pooled; default 1),
+//! `BENCH_PATHS` (comma-separated path names to measure, default all), `BENCH_KEEP_TMP` (keep
+//! configs and logs).
 //!
 //! The binary doubles as the mock upstream: `load --mock-upstream` (see `load/mock.rs`).
 
@@ -44,9 +55,13 @@ use hyper::header::HeaderValue;
 
 use loadgen::{Spec, Target};
 use mock::UPSTREAM_MODEL;
-use procs::{Harness, Server, Store, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
-use report::{Header, Record, Usage, DIRECT, GATEWAY, GW_EMBEDDED, GW_REDIS, NGINX};
-use sys::{Machine, ProcSample};
+use procs::{Harness, Plan, Server, Store, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
+use redis::{CommandStats, Traffic};
+use report::{
+    CensusRecord, Header, Record, RedisUsage, Usage, DIRECT, GATEWAY, GW_EMBEDDED, GW_METERED_EMBEDDED,
+    GW_METERED_REDIS, GW_REDIS, NGINX, PATHS,
+};
+use sys::{Machine, ProcSample, ProcSet};
 
 fn main() {
     // Cargo passes `--bench` (and maybe a filter); only our own flag matters.
@@ -64,15 +79,16 @@ fn main() {
 
     // Created before anything that could panic, so its Drop always stops the children.
     let mut harness = Harness::new().expect("cannot set up the benchmark temp dir");
-    let paths = start_paths(&mut harness, &mut header);
+    let paths = start_paths(&mut harness, &mut header, &settings);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("cannot build the load generator runtime");
     let records = run_matrix(&runtime, &settings, &paths);
+    let censuses = run_census(&runtime, &paths);
 
-    println!("{}", report::render(&header, &records));
+    println!("{}", report::render(&header, &records, &censuses));
     if harness.keeps_dir() {
         eprintln!("configs and logs kept in {}", harness.dir().display());
     }
@@ -81,20 +97,28 @@ fn main() {
 /// Starts the mock upstream and every server that goes in front of it. Without the mock
 /// nothing can be measured; a gateway or nginx that is missing or does not start is
 /// reported loudly and its path skipped, so the others still get measured.
-fn start_paths(harness: &mut Harness, header: &mut Header) -> Vec<Path> {
+fn start_paths(harness: &mut Harness, header: &mut Header, settings: &Settings) -> Vec<Path> {
     let upstream = harness.start_mock().expect("the mock upstream must start for any measurement");
-    let mut paths = vec![Path::direct(upstream)];
-
-    eprintln!("starting gateway ({})", env!("CARGO_BIN_EXE_tollgate"));
-    let static_gateway = harness
-        .write_gateway_config(GATEWAY, upstream, &Store::Unused)
-        .and_then(|config| harness.start_gateway(GATEWAY, &config));
-    match static_gateway {
-        Ok(server) => paths.push(Path::through(GATEWAY, server, AGENT_MODEL, BENCH_KEY)),
-        Err(err) => skip(header, "gateway did not start", &err),
+    let mut paths = Vec::new();
+    if settings.wants(DIRECT) {
+        paths.push(Path::direct(upstream));
     }
-    paths.extend(start_store_paths(harness, header, upstream));
 
+    if settings.wants(GATEWAY) {
+        eprintln!("starting gateway ({})", env!("CARGO_BIN_EXE_tollgate"));
+        let static_gateway = harness
+            .write_gateway_config(GATEWAY, upstream, &Store::Unused, Plan::Unmetered)
+            .and_then(|config| harness.start_gateway(GATEWAY, &config));
+        match static_gateway {
+            Ok(server) => paths.push(Path::through(GATEWAY, server, AGENT_MODEL, BENCH_KEY)),
+            Err(err) => skip(header, "gateway did not start", &err),
+        }
+    }
+    paths.extend(start_store_paths(harness, header, upstream, settings));
+
+    if !settings.wants(NGINX) {
+        return paths;
+    }
     match procs::find_nginx() {
         None => skip(header, "nginx is not installed", "looked in $PATH and the usual sbin directories"),
         Some(bin) => match harness.start_nginx(&bin, upstream) {
@@ -113,40 +137,70 @@ fn start_paths(harness: &mut Harness, header: &mut Header) -> Vec<Path> {
 }
 
 /// Starts the gateways whose bench key lives in a store: embedded, and Redis if
-/// `redis-server` is installed. Like any other path, one that does not start is skipped loudly.
-fn start_store_paths(harness: &mut Harness, header: &mut Header, upstream: SocketAddr) -> Vec<Path> {
+/// `redis-server` is installed, each with the key's workspace on the default plan and on the
+/// metered one. Like any other path, one that does not start is skipped loudly.
+fn start_store_paths(
+    harness: &mut Harness,
+    header: &mut Header,
+    upstream: SocketAddr,
+    settings: &Settings,
+) -> Vec<Path> {
+    let embedded = [(GW_EMBEDDED, Plan::Unmetered), (GW_METERED_EMBEDDED, Plan::Metered)];
+    let redis_paths = [(GW_REDIS, Plan::Unmetered), (GW_METERED_REDIS, Plan::Metered)];
+    let wanted = |list: &[(&'static str, Plan)]| -> Vec<(&'static str, Plan)> {
+        list.iter().copied().filter(|(name, _)| settings.wants(name)).collect()
+    };
+    let (embedded, redis_paths) = (wanted(&embedded), wanted(&redis_paths));
+    if embedded.is_empty() && redis_paths.is_empty() {
+        return Vec::new();
+    }
     header.setup.push(format!(
         "{GW_EMBEDDED} / {GW_REDIS}: the gateway's config plus a `[store]` (embedded: SQLite in the temp dir; \
-         redis) with `key_cache_ttl_ms = 60000`, called with a key made by `tollgate keys create` instead of the \
-         static key; non-streaming only; the warm-up fills the key cache"
+         redis) with `key_cache_ttl_ms = 60000`, called with a key made by `tollgate keys create` in a workspace \
+         on the default plan (no limits, no allowance; agent without a price) instead of the static key; \
+         non-streaming only; the warm-up fills the key cache"
+    ));
+    header.setup.push(format!(
+        "{GW_METERED_EMBEDDED} / {GW_METERED_REDIS}: the same, with the workspace on {} — so each request \
+         is admitted (four GCRA limits + credit reservation) and settled; `[credits]` defaults (flush every 1 s)",
+        Plan::describe()
     ));
     let mut paths = Vec::new();
-    match start_store_gateway(harness, GW_EMBEDDED, upstream, &Store::Embedded) {
-        Ok(path) => paths.push(path),
-        Err(err) => skip(header, "gw-embedded did not start", &err),
+    for (name, plan) in embedded {
+        match start_store_gateway(harness, name, upstream, &Store::Embedded, plan) {
+            Ok(path) => paths.push(path),
+            Err(err) => skip(header, &format!("{name} did not start"), &err),
+        }
+    }
+    if redis_paths.is_empty() {
+        return paths;
     }
     let Some(bin) = procs::find_redis_server() else {
         skip(header, "redis-server is not installed", "looked in $PATH and the usual sbin directories");
         return paths;
     };
-    let redis = match harness.start_redis(&bin) {
-        Ok(addr) => addr,
+    let (redis, redis_pid) = match harness.start_redis(&bin) {
+        Ok(started) => started,
         Err(err) => {
             skip(header, "redis-server did not start", &err);
             return paths;
         }
     };
-    match start_store_gateway(harness, GW_REDIS, upstream, &Store::Redis(redis)) {
-        Ok(path) => {
-            paths.push(Path { redis: Some(redis), ..path });
-            header.setup.push(format!(
-                "{GW_REDIS}: a private {} on loopback (no persistence), used by nothing else, so its \
-                 `total_commands_processed` before and after each window counts the gateway's Redis commands",
-                redis::version(&bin)
-            ));
+    for (name, plan) in redis_paths {
+        match start_store_gateway(harness, name, upstream, &Store::Redis(redis), plan) {
+            Ok(path) => paths.push(Path { redis: Some((redis, redis_pid)), ..path }),
+            Err(err) => skip(header, &format!("{name} did not start"), &err),
         }
-        Err(err) => skip(header, "gw-redis did not start", &err),
     }
+    header.setup.push(format!(
+        "{GW_REDIS} / {GW_METERED_REDIS}: one private {} on loopback (no persistence), used by nothing else \
+         (each gateway under its own key prefix); `INFO commandstats` and the server's CPU before and after each \
+         window count the gateway's script calls (`EVALSHA`) and every command executed, including those scripts \
+         run inside Redis; after the measured rows, an untimed census ({CENSUS_WINDOW:?} at c={CENSUS_CONCURRENCY} \
+         per path, `MONITOR` attached from before the first request until the last settle has landed) tells round \
+         trips from commands run inside scripts, and each script by its sha",
+        redis::version(&bin)
+    ));
     paths
 }
 
@@ -157,10 +211,11 @@ fn start_store_gateway(
     name: &'static str,
     upstream: SocketAddr,
     store: &Store,
+    plan: Plan,
 ) -> Result<Path, String> {
     eprintln!("starting {name}");
-    let config = harness.write_gateway_config(name, upstream, store)?;
-    let key = procs::create_store_key(&config)?;
+    let config = harness.write_gateway_config(name, upstream, store, plan)?;
+    let key = procs::create_store_key(&config, plan)?;
     let server = harness.start_gateway(name, &config)?;
     Ok(Path { streams: false, ..Path::through(name, server, AGENT_MODEL, &key) })
 }
@@ -177,6 +232,10 @@ struct Settings {
     measure: Duration,
     concurrency: Vec<usize>,
     stream_concurrency: Vec<usize>,
+    /// Turns each path takes per row (see [`run_matrix`]).
+    rounds: usize,
+    /// `None`: every path.
+    paths: Option<Vec<&'static str>>,
 }
 
 impl Settings {
@@ -186,12 +245,20 @@ impl Settings {
             measure: env_secs("BENCH_SECS", 5.0),
             concurrency: env_list("BENCH_CONCURRENCY", &[1, 16, 64]),
             stream_concurrency: env_list("BENCH_STREAM_CONCURRENCY", &[1, 16]),
+            rounds: env_count("BENCH_ROUNDS", 1),
+            paths: env_paths("BENCH_PATHS"),
         }
     }
 
+    fn wants(&self, path: &str) -> bool {
+        self.paths.as_ref().is_none_or(|paths| paths.contains(&path))
+    }
+
     fn command(&self) -> String {
+        let paths = self.paths.as_ref().map_or(String::new(), |paths| format!("BENCH_PATHS={} ", paths.join(",")));
+        let rounds = if self.rounds > 1 { format!("BENCH_ROUNDS={} ", self.rounds) } else { String::new() };
         format!(
-            "BENCH_SECS={} BENCH_WARMUP_SECS={} BENCH_CONCURRENCY={} BENCH_STREAM_CONCURRENCY={} \
+            "BENCH_SECS={} BENCH_WARMUP_SECS={} BENCH_CONCURRENCY={} BENCH_STREAM_CONCURRENCY={} {rounds}{paths}\
              cargo bench --bench load",
             self.measure.as_secs_f64(),
             self.warmup.as_secs_f64(),
@@ -213,6 +280,13 @@ impl Settings {
              are the server process(es) only (nginx: master + workers)"
                 .to_owned(),
         ];
+        if self.rounds > 1 {
+            setup.push(format!(
+                "{} rounds: the paths of each row take turns {} times; each row pools its path's rounds \
+                 (latencies from all of them, req/s over their total time)",
+                self.rounds, self.rounds
+            ));
+        }
         if let Some(load) = sys::load_average() {
             setup.push(format!("load average before the run (1/5/15 min): {load}"));
         }
@@ -242,6 +316,30 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => panic!("{name}={v:?}: expected a positive integer"),
+    })
+}
+
+/// A comma-separated subset of [`PATHS`]; unknown names are an error, so a typo can't silently
+/// measure nothing.
+fn env_paths(name: &str) -> Option<Vec<&'static str>> {
+    let value = std::env::var(name).ok()?;
+    let paths = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            PATHS.iter().copied().find(|path| *path == item).unwrap_or_else(|| {
+                panic!("{name}={value:?}: unknown path {item:?}; expected some of {}", PATHS.join(","))
+            })
+        })
+        .collect();
+    Some(paths)
+}
+
 fn join(values: &[usize]) -> String {
     values.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
@@ -258,8 +356,9 @@ struct Path {
     /// Whether the streaming case is measured too (the store-backed paths only differ from
     /// `gateway` in authentication, which the non-streaming case shows best).
     streams: bool,
-    /// The Redis server this path's gateway uses, whose commands are counted per window.
-    redis: Option<SocketAddr>,
+    /// The Redis server this path's gateway uses (address, pid), whose commands and CPU are
+    /// counted per window.
+    redis: Option<(SocketAddr, u32)>,
 }
 
 impl Path {
@@ -309,45 +408,102 @@ impl Path {
 struct Snapshot {
     procs: ProcSample,
     log_bytes: u64,
-    /// Commands the path's Redis server has processed so far (`None`: no Redis, or it did not
-    /// answer).
-    redis_commands: Option<u64>,
+    /// The path's Redis server: its command counters (`None`: no Redis, or it did not answer)
+    /// and its CPU.
+    redis: Option<(CommandStats, ProcSample)>,
 }
 
 impl Snapshot {
-    fn take(server: &Server, redis: Option<SocketAddr>) -> Self {
-        let redis_commands = redis.and_then(|addr| {
-            redis::commands_processed(addr).map_err(|err| eprintln!("  !! redis INFO stats: {err}")).ok()
+    fn take(server: &Server, redis: Option<(SocketAddr, u32)>) -> Self {
+        let redis = redis.and_then(|(addr, pid)| {
+            let stats =
+                redis::command_stats(addr).map_err(|err| eprintln!("  !! redis INFO commandstats: {err}")).ok()?;
+            Some((stats, ProcSample::take(ProcSet::Single(pid))))
         });
         Self {
             procs: ProcSample::take(server.procs),
             log_bytes: std::fs::metadata(&server.log).map_or(0, |m| m.len()),
-            redis_commands,
+            redis,
         }
     }
 }
 
 /// Runs every (case, concurrency, path) combination. Paths are interleaved per row rather
 /// than run one after another, so slow drift of the machine affects all paths alike.
+/// With `BENCH_ROUNDS` > 1 the paths of a row take turns that many times and each path's
+/// rounds are merged into one record, so every path sees the same mix of the machine's moods.
 fn run_matrix(runtime: &tokio::runtime::Runtime, settings: &Settings, paths: &[Path]) -> Vec<Record> {
     let ticks_per_sec = sys::clock_ticks_per_sec();
     let cases = [(false, &settings.concurrency), (true, &settings.stream_concurrency)];
     let mut records = Vec::new();
     for (stream, concurrencies) in cases {
         for &concurrency in concurrencies {
-            for path in paths.iter().filter(|path| path.streams || !stream) {
-                let spec = Spec { concurrency, warmup: settings.warmup, measure: settings.measure };
-                eprintln!(
-                    "running {:<11} {:<10} c={concurrency:<3} ...",
-                    path.name,
-                    if stream { "stream" } else { "non-stream" }
-                );
-                let record = runtime.block_on(measure(path, stream, spec, ticks_per_sec));
-                records.push(record);
+            let row: Vec<&Path> = paths.iter().filter(|path| path.streams || !stream).collect();
+            let mut merged: Vec<Option<Record>> = row.iter().map(|_| None).collect();
+            for round in 1..=settings.rounds {
+                for (path, slot) in row.iter().zip(merged.iter_mut()) {
+                    let spec = Spec { concurrency, warmup: settings.warmup, measure: settings.measure };
+                    eprintln!(
+                        "running {:<19} {:<10} c={concurrency:<3} round {round}/{} ...",
+                        path.name,
+                        if stream { "stream" } else { "non-stream" },
+                        settings.rounds
+                    );
+                    let record = runtime.block_on(measure(path, stream, spec, ticks_per_sec));
+                    match slot {
+                        Some(sum) => sum.merge(record),
+                        None => *slot = Some(record),
+                    }
+                }
             }
+            records.extend(merged.into_iter().flatten());
         }
     }
     records
+}
+
+/// Load and length of the Redis census. The census counts every command from before the first
+/// request to after the last settle, so a modest load keeps the settle queue short.
+const CENSUS_CONCURRENCY: usize = 4;
+const CENSUS_WINDOW: Duration = Duration::from_secs(2);
+/// Longest wait for the gateway's queued settles after the census load.
+const CENSUS_DRAIN: Duration = Duration::from_secs(10);
+
+/// After the measured rows, one more untimed run per Redis-backed path with `MONITOR` attached,
+/// which labels every command the server runs as a round trip (and from which script) or as run
+/// inside a script — what `INFO commandstats` cannot tell apart. It counts from before the
+/// first request until the gateway's last asynchronous settle has landed, so the counts per
+/// request are exact (give or take the store's rare background calls).
+fn run_census(runtime: &tokio::runtime::Runtime, paths: &[Path]) -> Vec<CensusRecord> {
+    paths
+        .iter()
+        .filter_map(|path| {
+            let (addr, _) = path.redis?;
+            eprintln!("census  {:<19} non-stream c={CENSUS_CONCURRENCY:<3} (MONITOR, untimed) ...", path.name);
+            match census(runtime, path, addr) {
+                Ok(record) => Some(record),
+                Err(err) => {
+                    eprintln!("  !! census of {}: {err}", path.name);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn census(runtime: &tokio::runtime::Runtime, path: &Path, addr: SocketAddr) -> Result<CensusRecord, String> {
+    redis::wait_until_idle(addr, CENSUS_DRAIN)?;
+    let monitor = redis::Monitor::start(addr)?;
+    // No warm-up: every request, including those still in flight at the end, is counted.
+    let spec = Spec { concurrency: CENSUS_CONCURRENCY, warmup: Duration::ZERO, measure: CENSUS_WINDOW };
+    let (load, (), ()) = runtime.block_on(loadgen::run(Arc::new(path.target(false)), spec, || ()));
+    let drained = redis::wait_until_idle(addr, CENSUS_DRAIN);
+    let census = monitor.stop()?;
+    drained?;
+    if load.errors > 0 {
+        return Err(format!("{} errors, e.g. {}", load.errors, load.error_samples.join("; ")));
+    }
+    Ok(CensusRecord { path: path.name, concurrency: CENSUS_CONCURRENCY, requests: load.completed + load.late, census })
 }
 
 async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> Record {
@@ -357,14 +513,23 @@ async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> R
     let usage = match (before, after) {
         (Some(before), Some(after)) if load.completed > 0 => {
             let requests = load.completed as f64;
-            let cpu_ticks = after.procs.cpu_ticks.saturating_sub(before.procs.cpu_ticks);
+            let cpu_us_per_req = |before: &ProcSample, after: &ProcSample| {
+                after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 * 1e6 / ticks_per_sec as f64 / requests
+            };
             let log_bytes = after.log_bytes.saturating_sub(before.log_bytes);
+            let redis = match (&before.redis, &after.redis) {
+                (Some((stats_before, cpu_before)), Some((stats_after, cpu_after))) => Some(RedisUsage {
+                    traffic: Traffic::between(stats_before, stats_after),
+                    cpu_us_per_req: cpu_us_per_req(cpu_before, cpu_after),
+                }),
+                _ => None,
+            };
             Some(Usage {
-                cpu_us_per_req: cpu_ticks as f64 * 1e6 / ticks_per_sec as f64 / requests,
+                cpu_us_per_req: cpu_us_per_req(&before.procs, &after.procs),
                 peak_rss_mb: after.procs.peak_rss_kb as f64 / 1024.0,
                 // nginx's access log is off; only the gateway's log volume is of interest.
                 log_bytes_per_req: (path.name == GATEWAY).then(|| log_bytes as f64 / requests),
-                redis_commands: redis_commands(before.redis_commands, after.redis_commands),
+                redis,
             })
         }
         _ => None,
@@ -373,10 +538,4 @@ async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> R
         eprintln!("  !! {} errors, e.g. {}", load.errors, load.error_samples.first().map_or("", String::as_str));
     }
     Record { path: path.name, stream, concurrency: spec.concurrency, load, usage }
-}
-
-/// Commands the gateway sent Redis between two readings: the difference, less the first
-/// reading's own `INFO` (counted once it has answered).
-fn redis_commands(before: Option<u64>, after: Option<u64>) -> Option<u64> {
-    Some(after?.saturating_sub(before?).saturating_sub(redis::PROBE_COMMANDS))
 }

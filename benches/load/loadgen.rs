@@ -59,11 +59,29 @@ pub struct LoadResult {
     pub error_samples: Vec<String>,
     /// Connections the server closed between requests (not errors, but they cost a handshake).
     pub reconnects: u64,
+    /// Requests sent in the window that completed after it (in flight at its end).
+    pub late: u64,
 }
 
 impl LoadResult {
     pub fn rps(&self) -> f64 {
         self.completed as f64 / self.window.as_secs_f64()
+    }
+
+    /// Adds another run of the same path and shape: as if its window had followed this one.
+    pub fn merge(&mut self, other: LoadResult) {
+        self.completed += other.completed;
+        self.window += other.window;
+        self.total.add(&other.total).expect("same histogram bounds");
+        self.ttfb.add(&other.ttfb).expect("same histogram bounds");
+        self.errors += other.errors;
+        self.reconnects += other.reconnects;
+        self.late += other.late;
+        for message in other.error_samples {
+            if self.error_samples.len() < ERROR_SAMPLES && !self.error_samples.contains(&message) {
+                self.error_samples.push(message);
+            }
+        }
     }
 }
 
@@ -109,6 +127,7 @@ struct Tally {
     errors: u64,
     error_samples: Vec<String>,
     reconnects: u64,
+    late: u64,
 }
 
 impl Tally {
@@ -124,6 +143,7 @@ impl Tally {
             errors: 0,
             error_samples: Vec::new(),
             reconnects: 0,
+            late: 0,
         }
     }
 
@@ -150,6 +170,7 @@ impl Tally {
         self.ttfb.add(&other.ttfb).expect("same histogram bounds");
         self.errors += other.errors;
         self.reconnects += other.reconnects;
+        self.late += other.late;
         for message in other.error_samples {
             self.keep_sample(message);
         }
@@ -164,6 +185,7 @@ impl Tally {
             errors: self.errors,
             error_samples: self.error_samples,
             reconnects: self.reconnects,
+            late: self.late,
         }
     }
 }
@@ -187,6 +209,7 @@ async fn worker(connection: Result<Sender, String>, target: Arc<Target>, window:
         let finished = Instant::now();
         match result {
             Ok(timing) if finished >= window.start && finished < window.end => tally.record(&timing),
+            Ok(_) if finished >= window.end => tally.late += 1,
             Ok(_) => {}
             Err(message) => {
                 tally.error(message);

@@ -24,6 +24,19 @@ pub const UPSTREAM_KEY: &str = "sk-bench-upstream";
 
 /// Workspace and key name of the store-backed bench keys.
 const STORE_WORKSPACE: &str = "bench";
+/// The plan of the metered gateways' workspace.
+const METERED_PLAN: &str = "bench-metered";
+/// Limits no run can reach, so every request is checked against all four and none is refused:
+/// each allows a burst of a minute's worth — 10⁸ requests, 10⁹ tokens (over 3 million requests
+/// at the ~290 tokens each is counted) — more than a whole benchmark run sends to one gateway.
+const METERED_RPM: u32 = 100_000_000;
+const METERED_TPM: u32 = 1_000_000_000;
+/// Whole credits a month: 10¹⁵ micro-credits (under the 2⁵³ a Lua script counts exactly), about
+/// 10¹² requests at [`METERED_PRICE`].
+const METERED_CREDITS: u64 = 1_000_000_000;
+/// The bench agent's price on the metered gateways, micro-credits: per request, per 1K input
+/// and per 1K output tokens.
+const METERED_PRICE: &str = "{ request = 1000, input_per_1k = 100, output_per_1k = 300 }";
 /// Longer than the whole benchmark's gap between two rows of a path, so a measured window
 /// sees (almost) only cache hits; the warm-up fills the cache.
 const KEY_CACHE_TTL_MS: u64 = 60_000;
@@ -39,7 +52,7 @@ pub struct Server {
     pub log: PathBuf,
 }
 
-/// The `[store]` of a gateway config: the one section in which the gateways differ.
+/// The `[store]` of a gateway config: with [`Plan`], what the gateways' configs differ in.
 pub enum Store {
     /// The static-key gateway never asks its store about the bench key, but `serve` always
     /// opens one; it goes to the temp dir instead of the default `data/` in the working tree.
@@ -51,20 +64,62 @@ pub enum Store {
 }
 
 impl Store {
-    /// The `[store]` section, appended to the shared gateway config.
-    fn section(&self, dir: &Path) -> String {
+    /// The `[store]` section of gateway `name`, appended to the shared gateway config. Each
+    /// gateway gets its own file (embedded) or key prefix (Redis), so gateways sharing the
+    /// benchmark's `redis-server` never see each other's workspaces, keys or balances.
+    fn section(&self, dir: &Path, name: &str) -> String {
         let path = |file: &str| toml_string(&dir.join(file).display().to_string());
         match self {
-            Store::Unused => format!("\n[store]\nbackend = \"embedded\"\npath = {}\n", path("gateway.db")),
+            Store::Unused => format!("\n[store]\nbackend = \"embedded\"\npath = {}\n", path(&format!("{name}.db"))),
             Store::Embedded => format!(
                 "\n[store]\nbackend = \"embedded\"\npath = {}\nkey_cache_ttl_ms = {KEY_CACHE_TTL_MS}\n",
-                path("store.db")
+                path(&format!("{name}.db"))
             ),
             Store::Redis(addr) => format!(
-                "\n[store]\nbackend = \"redis\"\nurls = [\"redis://{addr}\"]\nprefix = \"bench\"\n\
+                "\n[store]\nbackend = \"redis\"\nurls = [\"redis://{addr}\"]\nprefix = \"{name}\"\n\
                  key_cache_ttl_ms = {KEY_CACHE_TTL_MS}\n"
             ),
         }
+    }
+}
+
+/// The plan of the store-backed key's workspace, and whether the bench agent has a price.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// The default plan (no limits, no allowance) and a free agent: the plain authenticated
+    /// path. The meter still runs for the store key, with nothing to check or hold.
+    Unmetered,
+    /// [`METERED_PLAN`]: all four rate limits and a message-credit allowance, far beyond reach,
+    /// and a priced agent, so every request is admitted (limits + reservation) and settled.
+    Metered,
+}
+
+impl Plan {
+    /// The agent's `price = ...` line, if it has one.
+    fn price_line(self) -> String {
+        match self {
+            Plan::Unmetered => String::new(),
+            Plan::Metered => format!("price = {METERED_PRICE}\n"),
+        }
+    }
+
+    /// The `[plans.*]` section, if the plan is not the built-in default.
+    fn section(self) -> String {
+        match self {
+            Plan::Unmetered => String::new(),
+            Plan::Metered => format!(
+                "\n[plans.{METERED_PLAN}]\nmessage_credits = {METERED_CREDITS}\nrpm = {METERED_RPM}\n\
+                 tpm = {METERED_TPM}\nkey_rpm = {METERED_RPM}\nkey_tpm = {METERED_TPM}\n"
+            ),
+        }
+    }
+
+    /// For the report header.
+    pub fn describe() -> String {
+        format!(
+            "plan `{METERED_PLAN}`: rpm = key_rpm = {METERED_RPM}, tpm = key_tpm = {METERED_TPM}, \
+             message_credits = {METERED_CREDITS}; agent price = {METERED_PRICE} (micro-credits)"
+        )
     }
 }
 
@@ -74,11 +129,15 @@ fn toml_string(text: &str) -> String {
     format!("{text:?}")
 }
 
-/// Creates the workspace and a `chat` key in the store of `config` with the gateway's own CLI,
-/// as an operator would, and returns the key's plaintext (the only line `keys create` prints on
-/// stdout). Run before `serve` starts on the same config.
-pub fn create_store_key(config: &Path) -> Result<String, String> {
-    cli(config, &["workspaces", "create", STORE_WORKSPACE])?;
+/// Creates the workspace (on `plan`) and a `chat` key in the store of `config` with the gateway's
+/// own CLI, as an operator would, and returns the key's plaintext (the only line `keys create`
+/// prints on stdout). Run before `serve` starts on the same config.
+pub fn create_store_key(config: &Path, plan: Plan) -> Result<String, String> {
+    match plan {
+        // No `--plan`: the default, and how a workspace was made before there were plans.
+        Plan::Unmetered => cli(config, &["workspaces", "create", STORE_WORKSPACE])?,
+        Plan::Metered => cli(config, &["workspaces", "create", STORE_WORKSPACE, "--plan", METERED_PLAN])?,
+    };
     let stdout = cli(config, &["keys", "create", "--workspace", STORE_WORKSPACE, "--name", "bench"])?;
     match stdout.lines().collect::<Vec<_>>().as_slice() {
         [key] if key.starts_with("tg_") => Ok((*key).to_owned()),
@@ -157,10 +216,17 @@ impl Harness {
     }
 
     /// Writes `<name>.toml` to the temp dir: the benchmark's gateway config with `store` as its
-    /// `[store]`. Written before the gateway starts, so the key CLI can use the same file.
-    pub fn write_gateway_config(&self, name: &str, upstream: SocketAddr, store: &Store) -> Result<PathBuf, String> {
+    /// `[store]` and `plan`'s price and plan. Written before the gateway starts, so the key CLI
+    /// can use the same file.
+    pub fn write_gateway_config(
+        &self,
+        name: &str,
+        upstream: SocketAddr,
+        store: &Store,
+        plan: Plan,
+    ) -> Result<PathBuf, String> {
         let config = self.dir.join(format!("{name}.toml"));
-        let text = gateway_config(upstream) + &store.section(&self.dir);
+        let text = gateway_config(upstream, plan) + &plan.section() + &store.section(&self.dir, name);
         fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))?;
         Ok(config)
     }
@@ -185,9 +251,9 @@ impl Harness {
     }
 
     /// Starts a private `redis-server` on a free loopback port, without persistence, for the
-    /// Redis-backed gateway. Never the machine's own Redis: the benchmark counts every command
+    /// Redis-backed gateways. Never the machine's own Redis: the benchmark counts every command
     /// the server processes, so nothing else may talk to it.
-    pub fn start_redis(&mut self, redis_server: &Path) -> Result<SocketAddr, String> {
+    pub fn start_redis(&mut self, redis_server: &Path) -> Result<(SocketAddr, u32), String> {
         let addr = free_port()?;
         let log = self.dir.join("redis.log");
         let mut command = Command::new(redis_server);
@@ -196,9 +262,9 @@ impl Harness {
             // Where it would put a dump if asked to; never the caller's working directory.
             .arg("--dir")
             .arg(&self.dir);
-        self.spawn_logged("redis-server", command, &log)?;
+        let pid = self.spawn_logged("redis-server", command, &log)?;
         self.wait_for("redis-server", &log, || redis::ping(addr).map_err(|e| format!("not serving on {addr}: {e}")))?;
-        Ok(addr)
+        Ok((addr, pid))
     }
 
     /// Starts nginx in the foreground with everything (pid, logs, temp paths) in the temp dir.
@@ -351,8 +417,9 @@ fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn gateway_config(upstream: SocketAddr) -> String {
+fn gateway_config(upstream: SocketAddr, plan: Plan) -> String {
     let key_hash = hex::encode(Sha256::digest(BENCH_KEY.as_bytes()));
+    let price = plan.price_line();
     format!(
         r#"# Written by `cargo bench --bench load`.
 [server]
@@ -370,7 +437,7 @@ api_key = "{UPSTREAM_KEY}"
 provider = "bench"
 upstream_model = "{UPSTREAM_MODEL}"
 instructions = "You are a benchmark agent. Answer briefly."
-[agents.{AGENT_MODEL}.defaults]
+{price}[agents.{AGENT_MODEL}.defaults]
 temperature = 0.2
 [agents.{AGENT_MODEL}.caps]
 max_tokens = 256

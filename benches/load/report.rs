@@ -1,12 +1,14 @@
 //! Turning raw run results into the Markdown report (pasteable into the README): one table
-//! per case, the gateway's overhead relative to direct and to nginx, the budget check, and what
-//! a store-backed key costs over a static one.
+//! per case, the gateway's overhead relative to direct and to nginx, the budget check, what
+//! a store-backed key costs over a static one, and what limits and credits cost over a
+//! store-backed key on an unmetered plan.
 
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
 use crate::loadgen::LoadResult;
+use crate::redis::{Census, Traffic};
 use crate::sys::Machine;
 
 pub const DIRECT: &str = "direct";
@@ -16,6 +18,14 @@ pub const NGINX: &str = "nginx";
 pub const GW_EMBEDDED: &str = "gw-embedded";
 /// The gateway authenticating with a key from Redis.
 pub const GW_REDIS: &str = "gw-redis";
+/// [`GW_EMBEDDED`] with the key's workspace on a plan with limits and credits.
+pub const GW_METERED_EMBEDDED: &str = "gw-metered-embedded";
+/// [`GW_REDIS`] with the key's workspace on a plan with limits and credits.
+pub const GW_METERED_REDIS: &str = "gw-metered-redis";
+/// Every path, in the order they are started and measured.
+pub const PATHS: [&str; 7] = [DIRECT, GATEWAY, GW_EMBEDDED, GW_METERED_EMBEDDED, GW_REDIS, GW_METERED_REDIS, NGINX];
+/// Each metered path and the plain store-key path it is judged against.
+const METERED_PAIRS: [(&str, &str); 2] = [(GW_METERED_EMBEDDED, GW_EMBEDDED), (GW_METERED_REDIS, GW_REDIS)];
 
 /// What the gateway must achieve at the budget concurrency.
 const BUDGET_CONCURRENCY: usize = 64;
@@ -28,9 +38,16 @@ const BUDGET_RSS_MB: f64 = 30.0;
 /// one client the machine is least loaded, so a few µs are not lost in scheduling noise.
 const STORE_BUDGET_CONCURRENCY: usize = 1;
 const BUDGET_LOOKUP_ADDED_P50_US: f64 = 5.0;
-/// "No Redis round trip per request" means ≈ 0 commands per request. A round trip per request
-/// would be ≥ 1; this leaves room for a rare cache expiry or a background command.
+/// "No Redis round trip per request" means ≈ 0 round trips per request on the request path. A
+/// round trip per request would be ≥ 1; this leaves room for a rare cache expiry.
 const BUDGET_REDIS_COMMANDS_PER_REQ: f64 = 0.01;
+
+/// Limits and credits: the embedded ledger may add this much to p99 over the plain store key...
+const BUDGET_METERED_P99_RATIO: f64 = 1.05;
+/// ...and the Redis ledger exactly one round trip on the request path (the admission), give or
+/// take a rare key-cache or terms-cache refresh.
+const BUDGET_METERED_REDIS_ROUND_TRIPS: f64 = 1.0;
+const ROUND_TRIP_TOLERANCE: f64 = 0.01;
 
 /// Server-side cost of one run, for the paths whose server process we started.
 #[derive(Clone, Copy, Debug)]
@@ -39,8 +56,16 @@ pub struct Usage {
     pub peak_rss_mb: f64,
     /// Bytes the server wrote to its log per request (gateway only).
     pub log_bytes_per_req: Option<f64>,
-    /// Commands its Redis server processed during the measured window (`gw-redis` only).
-    pub redis_commands: Option<u64>,
+    /// What its Redis server did during the measured window (Redis-backed paths only).
+    pub redis: Option<RedisUsage>,
+}
+
+/// A Redis-backed path's Redis during one measured window.
+#[derive(Clone, Copy, Debug)]
+pub struct RedisUsage {
+    pub traffic: Traffic,
+    /// The `redis-server` process's CPU per request.
+    pub cpu_us_per_req: f64,
 }
 
 /// One (path, case, concurrency) measurement.
@@ -52,6 +77,43 @@ pub struct Record {
     pub usage: Option<Usage>,
 }
 
+impl Record {
+    /// Adds another round of the same row (`BENCH_ROUNDS`): latencies and requests pooled,
+    /// per-request costs weighted by each round's requests, peaks the larger.
+    pub fn merge(&mut self, other: Record) {
+        let (n, m) = (self.load.completed as f64, other.load.completed as f64);
+        let mean = |a: f64, b: f64| if n + m > 0.0 { (a * n + b * m) / (n + m) } else { a };
+        self.usage = match (self.usage, other.usage) {
+            (Some(a), Some(b)) => Some(Usage {
+                cpu_us_per_req: mean(a.cpu_us_per_req, b.cpu_us_per_req),
+                peak_rss_mb: a.peak_rss_mb.max(b.peak_rss_mb),
+                log_bytes_per_req: a.log_bytes_per_req.zip(b.log_bytes_per_req).map(|(a, b)| mean(a, b)),
+                redis: a.redis.zip(b.redis).map(|(a, b)| RedisUsage {
+                    traffic: a.traffic.add(b.traffic),
+                    cpu_us_per_req: mean(a.cpu_us_per_req, b.cpu_us_per_req),
+                }),
+            }),
+            (a, b) => a.or(b),
+        };
+        self.load.merge(other.load);
+    }
+}
+
+/// What `MONITOR` saw of one Redis-backed path in its untimed census window.
+pub struct CensusRecord {
+    pub path: &'static str,
+    pub concurrency: usize,
+    /// Requests completed in the window.
+    pub requests: u64,
+    pub census: Census,
+}
+
+impl CensusRecord {
+    fn per_request(&self, count: u64) -> f64 {
+        count as f64 / self.requests.max(1) as f64
+    }
+}
+
 /// Everything printed above the tables.
 pub struct Header {
     pub machine: Machine,
@@ -60,7 +122,7 @@ pub struct Header {
     pub warnings: Vec<String>,
 }
 
-pub fn render(header: &Header, records: &[Record]) -> String {
+pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord]) -> String {
     let mut out = String::new();
     render_header(&mut out, header);
     render_plain_table(&mut out, records);
@@ -68,7 +130,8 @@ pub fn render(header: &Header, records: &[Record]) -> String {
     render_errors(&mut out, records);
     render_comparison(&mut out, records);
     render_budget(&mut out, records);
-    render_store_keys(&mut out, records);
+    render_store_keys(&mut out, records, censuses);
+    render_metering(&mut out, records, censuses);
     out
 }
 
@@ -299,7 +362,7 @@ fn render_budget(out: &mut String, records: &[Record]) {
 
 /// The store-backed paths against `gateway` (static key), one table per concurrency, and their
 /// two budgets: the added p50 of a cached lookup and Redis commands per request.
-fn render_store_keys(out: &mut String, records: &[Record]) {
+fn render_store_keys(out: &mut String, records: &[Record], censuses: &[CensusRecord]) {
     let store_rows = || records.iter().filter(|r| !r.stream && (r.path == GW_EMBEDDED || r.path == GW_REDIS));
     if store_rows().next().is_none() {
         let _ = writeln!(out, "### Store-backed keys (non-stream)\n\nNot measured (see warnings above).\n");
@@ -312,7 +375,7 @@ fn render_store_keys(out: &mut String, records: &[Record]) {
     for &c in &concurrencies {
         render_store_table(out, records, c);
     }
-    render_store_budget(out, records, &concurrencies);
+    render_store_budget(out, records, censuses, &concurrencies);
 }
 
 fn render_store_table(out: &mut String, records: &[Record], concurrency: usize) {
@@ -320,9 +383,9 @@ fn render_store_table(out: &mut String, records: &[Record], concurrency: usize) 
     let _ = writeln!(out, "#### Concurrency {concurrency}\n");
     let _ = writeln!(
         out,
-        "| path | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | added p50 vs gateway µs | Redis cmds/req |"
+        "| path | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | added p50 vs gateway µs | Redis script calls/req | Redis cmds executed/req |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for path in [GATEWAY, GW_EMBEDDED, GW_REDIS] {
         let Some(r) = find(records, path, false, concurrency) else {
             continue;
@@ -331,10 +394,10 @@ fn render_store_table(out: &mut String, records: &[Record], concurrency: usize) 
             Some(g) if path != GATEWAY => format!("{:+.0}", added_p50_us(r, g)),
             _ => "–".to_owned(),
         };
-        let commands = redis_per_request(r).map_or("–".to_owned(), |(per_req, _)| format!("{per_req:.4}"));
+        let (scripts, executed) = (redis_cell(r, |t| t.scripts), redis_cell(r, |t| t.executed));
         let _ = writeln!(
             out,
-            "| {path} | {:.0} | {} | {} | {} | {} | {added} | {commands} |",
+            "| {path} | {:.0} | {} | {} | {} | {} | {added} | {scripts} | {executed} |",
             r.load.rps(),
             ms(&r.load.total, 50.0),
             ms(&r.load.total, 99.0),
@@ -345,7 +408,7 @@ fn render_store_table(out: &mut String, records: &[Record], concurrency: usize) 
     out.push('\n');
 }
 
-fn render_store_budget(out: &mut String, records: &[Record], concurrencies: &[usize]) {
+fn render_store_budget(out: &mut String, records: &[Record], censuses: &[CensusRecord], concurrencies: &[usize]) {
     let mut line = |ok: Option<bool>, what: &str, detail: String| budget_line(out, ok, what, &detail);
 
     // Concurrency 1, or the lowest measured if 1 was not.
@@ -362,25 +425,20 @@ fn render_store_budget(out: &mut String, records: &[Record], concurrencies: &[us
         }
     }
 
-    let what = "Redis round trips per request for a cached key: 0";
-    let redis: Vec<(usize, f64, u64, u64)> = concurrencies
-        .iter()
-        .filter_map(|&c| {
-            let r = find(records, GW_REDIS, false, c)?;
-            let (per_req, commands) = redis_per_request(r)?;
-            Some((c, per_req, commands, r.load.completed))
-        })
-        .collect();
-    if redis.is_empty() {
-        line(None, what, "gw-redis not measured".to_owned());
-    } else {
-        let ok = redis.iter().all(|&(_, per_req, ..)| per_req < BUDGET_REDIS_COMMANDS_PER_REQ);
-        let detail = redis
-            .iter()
-            .map(|(c, per_req, commands, requests)| format!("c={c}: {per_req:.4} ({commands} in {requests} requests)"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        line(Some(ok), what, format!("commands/request = {detail} (≈ 0 means < {BUDGET_REDIS_COMMANDS_PER_REQ})"));
+    let what = "Redis round trips on the request path per request for a cached key (unmetered plan): 0";
+    match (censuses.iter().find(|c| c.path == GW_REDIS), censuses.iter().find(|c| c.path == GW_METERED_REDIS)) {
+        (None, _) => line(None, what, "gw-redis census not taken".to_owned()),
+        (Some(plain), metered) => {
+            let on_path = plain.per_request(request_path(plain, metered));
+            line(
+                Some(on_path < BUDGET_REDIS_COMMANDS_PER_REQ),
+                what,
+                format!(
+                    "{on_path:.4} (census: {}; ≈ 0 means < {BUDGET_REDIS_COMMANDS_PER_REQ})",
+                    census_summary(plain, metered)
+                ),
+            );
+        }
     }
 
     let with_errors: Vec<String> = records
@@ -421,10 +479,246 @@ fn added_p50_us(r: &Record, gateway: &Record) -> f64 {
     (pct_ms(&r.load.total, 50.0) - pct_ms(&gateway.load.total, 50.0)) * 1000.0
 }
 
-/// Redis commands per completed request in the measured window, and the command count.
-fn redis_per_request(r: &Record) -> Option<(f64, u64)> {
-    let commands = r.usage?.redis_commands?;
-    (r.load.completed > 0).then(|| (commands as f64 / r.load.completed as f64, commands))
+/// `count` per completed request in the measured window.
+fn per_request(count: u64, r: &Record) -> f64 {
+    count as f64 / r.load.completed.max(1) as f64
+}
+
+/// A per-request figure of the path's Redis in its measured window, as a table cell.
+fn redis_cell(r: &Record, count: fn(&Traffic) -> u64) -> String {
+    r.usage
+        .and_then(|u| u.redis)
+        .map_or("–".to_owned(), |redis| format!("{:.4}", per_request(count(&redis.traffic), r)))
+}
+
+/// Whether the census of the other path saw script `sha` at all.
+fn runs_script(census: Option<&CensusRecord>, sha: &str) -> bool {
+    census.is_some_and(|c| c.census.scripts().any(|(s, n)| s == sha && n > 0))
+}
+
+/// Round trips a request waits for, from a census. A path's own scripts are either its
+/// admission (awaited before the upstream call) or run off the request path: the settle (after
+/// the response) and the store's last-used and reaper scripts, which the plain and metered paths
+/// both run; so the scripts only the metered path runs are its admission. Every round trip that
+/// runs no script (key or workspace reads on a cache miss, but also the reaper's listing) is
+/// counted as on the request path too: an upper bound.
+fn request_path(census: &CensusRecord, other_path: Option<&CensusRecord>) -> u64 {
+    let own_scripts: u64 =
+        census.census.scripts().filter(|(sha, _)| !runs_script(other_path, sha)).map(|(_, n)| n).sum();
+    let admits = if census.path == GW_METERED_REDIS { own_scripts } else { 0 };
+    admits + census.census.other()
+}
+
+/// `4000 requests at c=16: round trips 2.0003/req = scripts 0ce500c0 1.0000 (admit) + 3f1a2b4c
+/// 1.0001 (settle) + other 0.0002 (get 0.0001, ...); 25.0 commands/req inside scripts`.
+fn census_summary(census: &CensusRecord, other_path: Option<&CensusRecord>) -> String {
+    let c = &census.census;
+    let scripts = c
+        .scripts()
+        .map(|(sha, n)| {
+            let role = if other_path.is_none() {
+                ""
+            } else if census.per_request(n) < 0.01 {
+                " (rare)"
+            } else if runs_script(other_path, sha) {
+                " (settle)"
+            } else if census.path == GW_METERED_REDIS {
+                " (admit)"
+            } else {
+                " (?)"
+            };
+            format!("`{sha}` {:.4}{role}", census.per_request(n))
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let others = c
+        .round_trips
+        .iter()
+        .filter(|(name, _)| !name.starts_with("evalsha"))
+        .map(|(name, &n)| format!("{name} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} requests at c={}: round trips {:.4}/req = scripts {} + other {:.4}{}; {:.1} commands/req run inside scripts",
+        census.requests,
+        census.concurrency,
+        census.per_request(c.total()),
+        if scripts.is_empty() { "none".to_owned() } else { scripts },
+        census.per_request(c.other()),
+        if others.is_empty() { String::new() } else { format!(" ({others})") },
+        census.per_request(c.in_scripts),
+    )
+}
+
+/// Limits and credits: each metered path against the plain store-key path of its backend (and
+/// the static-key `gateway`, which is never metered), one table per concurrency, and the budgets.
+fn render_metering(out: &mut String, records: &[Record], censuses: &[CensusRecord]) {
+    let rows = || records.iter().filter(|r| !r.stream && METERED_PAIRS.iter().any(|&(metered, _)| metered == r.path));
+    if rows().next().is_none() {
+        let _ = writeln!(out, "### Limits and credits (non-stream)\n\nNot measured (see warnings above).\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### Limits and credits (non-stream; ratios against the plain store key of the same backend, same run)\n"
+    );
+    let _ = writeln!(
+        out,
+        "Plain = store key, workspace on the default plan (no limits, no allowance, free agent); \
+         metered = limits and credits on every request. `gateway` (static key, never metered) for reference. \
+         Redis script calls = `EVALSHA` round trips (admissions and settles); executed = every command Redis \
+         ran, including those inside scripts; Redis CPU = the `redis-server` process. Which round trips are on \
+         the request path: see the census below the tables.\n"
+    );
+    let mut concurrencies: Vec<usize> = rows().map(|r| r.concurrency).collect();
+    concurrencies.dedup();
+    for &c in &concurrencies {
+        render_metering_table(out, records, c);
+    }
+    render_metering_budget(out, records, censuses, &concurrencies);
+}
+
+fn render_metering_table(out: &mut String, records: &[Record], concurrency: usize) {
+    let gateway = find(records, GATEWAY, false, concurrency);
+    let _ = writeln!(out, "#### Concurrency {concurrency}\n");
+    let _ = writeln!(
+        out,
+        "| path | metering | req/s | p50 ms | p99 ms | CPU µs/req | req/s vs plain | p99 vs plain | p99 vs gateway | \
+         Redis script calls/req | Redis cmds executed/req | Redis CPU µs/req |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let rows = [
+        (GATEWAY, "none (static key)", None),
+        (GW_EMBEDDED, "plain", None),
+        (GW_METERED_EMBEDDED, "limits + credits", Some(GW_EMBEDDED)),
+        (GW_REDIS, "plain", None),
+        (GW_METERED_REDIS, "limits + credits", Some(GW_REDIS)),
+    ];
+    for (path, metering, plain) in rows {
+        let Some(r) = find(records, path, false, concurrency) else {
+            continue;
+        };
+        let plain = plain.and_then(|p| find(records, p, false, concurrency));
+        let ratio = |other: Option<&Record>, f: fn(&Record) -> f64| {
+            other.map_or("–".to_owned(), |o| format!("{:.3}×", f(r) / f(o)))
+        };
+        let p99 = |r: &Record| pct_ms(&r.load.total, 99.0);
+        let rps = |r: &Record| r.load.rps();
+        let scripts = redis_cell(r, |t| t.scripts);
+        let redis = r.usage.and_then(|u| u.redis);
+        let executed = redis.map_or("–".to_owned(), |redis| format!("{:.1}", per_request(redis.traffic.executed, r)));
+        let redis_cpu = redis.map_or("–".to_owned(), |redis| format!("{:.1}", redis.cpu_us_per_req));
+        let vs_gateway = if path == GATEWAY { "–".to_owned() } else { ratio(gateway, p99) };
+        let _ = writeln!(
+            out,
+            "| {path} | {metering} | {:.0} | {} | {} | {} | {} | {} | {vs_gateway} | {scripts} | {executed} | \
+             {redis_cpu} |",
+            r.load.rps(),
+            ms(&r.load.total, 50.0),
+            ms(&r.load.total, 99.0),
+            cpu_cell(r),
+            ratio(plain, rps),
+            ratio(plain, p99),
+        );
+    }
+    out.push('\n');
+}
+
+fn render_metering_budget(out: &mut String, records: &[Record], censuses: &[CensusRecord], concurrencies: &[usize]) {
+    let pair = |metered: &str, plain: &str, c: usize| {
+        Some((find(records, metered, false, c)?, find(records, plain, false, c)?))
+    };
+
+    // Embedded: p99 within 5% of the plain store key, at every concurrency.
+    let what = format!("embedded metered p99 ≤ {BUDGET_METERED_P99_RATIO} × plain (every concurrency)");
+    let judged: Vec<(usize, f64, f64)> = concurrencies
+        .iter()
+        .filter_map(|&c| {
+            let (m, p) = pair(GW_METERED_EMBEDDED, GW_EMBEDDED, c)?;
+            Some((c, pct_ms(&m.load.total, 99.0), pct_ms(&p.load.total, 99.0)))
+        })
+        .collect();
+    if judged.is_empty() {
+        budget_line(out, None, &what, "gw-metered-embedded or gw-embedded not measured");
+    } else {
+        let ok = judged.iter().all(|&(_, m, p)| m <= BUDGET_METERED_P99_RATIO * p);
+        let detail = judged
+            .iter()
+            .map(|&(c, m, p)| format!("c={c}: {m:.3} vs {p:.3} ms = {:.3}×", m / p))
+            .collect::<Vec<_>>()
+            .join("; ");
+        budget_line(out, Some(ok), &what, &detail);
+    }
+
+    // Redis: exactly one round trip on the request path per request, from the census.
+    let what = format!(
+        "redis metered: Redis round trips per request on the request path = {BUDGET_METERED_REDIS_ROUND_TRIPS} \
+         (the admission; the settle runs after the response)"
+    );
+    let census = |path: &str| censuses.iter().find(|c| c.path == path);
+    match census(GW_METERED_REDIS) {
+        None => budget_line(out, None, &what, "gw-metered-redis census not taken"),
+        Some(metered) => {
+            let plain = census(GW_REDIS);
+            let on_path = metered.per_request(request_path(metered, plain));
+            let ok = plain.is_some() && (on_path - BUDGET_METERED_REDIS_ROUND_TRIPS).abs() < ROUND_TRIP_TOLERANCE;
+            let detail = format!(
+                "{on_path:.4} (census: {}{}; = 1 means within ±{ROUND_TRIP_TOLERANCE})",
+                census_summary(metered, plain),
+                if plain.is_none() { "; no gw-redis census to tell the settle from the admission" } else { "" }
+            );
+            budget_line(out, plain.map(|_| ok), &what, &detail);
+        }
+    }
+    let scripts: Vec<String> = concurrencies
+        .iter()
+        .filter_map(|&c| {
+            let (m, p) = pair(GW_METERED_REDIS, GW_REDIS, c)?;
+            let calls = |r: &Record| Some(per_request(r.usage?.redis?.traffic.scripts, r));
+            Some(format!("c={c}: {:.4} vs {:.4}", calls(m)?, calls(p)?))
+        })
+        .collect();
+    if !scripts.is_empty() {
+        let _ = writeln!(
+            out,
+            "- Redis script calls per request in the measured windows, metered vs plain (admission + settle vs \
+             settle): {}",
+            scripts.join("; ")
+        );
+    }
+
+    // What that round trip costs, for reading the Redis rows (no verdict: the count is the budget).
+    let costs: Vec<String> = concurrencies
+        .iter()
+        .filter_map(|&c| {
+            let (m, p) = pair(GW_METERED_REDIS, GW_REDIS, c)?;
+            let added = |q: f64| (pct_ms(&m.load.total, q) - pct_ms(&p.load.total, q)) * 1000.0;
+            let traffic = m.usage?.redis?.traffic;
+            let per_script = traffic.script_usec as f64 / traffic.scripts.max(1) as f64;
+            Some(format!(
+                "c={c}: added p50 {:+.0} µs, p99 {:+.0} µs; Redis time per script call {per_script:.1} µs",
+                added(50.0),
+                added(99.0)
+            ))
+        })
+        .collect();
+    if !costs.is_empty() {
+        let _ = writeln!(out, "- redis metered − plain: {}", costs.join("; "));
+    }
+
+    let with_errors: Vec<String> = records
+        .iter()
+        .filter(|r| {
+            !r.stream
+                && METERED_PAIRS.iter().any(|&(metered, plain)| r.path == metered || r.path == plain)
+                && r.load.errors > 0
+        })
+        .map(|r| format!("{} c={}", r.path, r.concurrency))
+        .collect();
+    if !with_errors.is_empty() {
+        let _ = writeln!(out, "- **⚠ errors in {}; the numbers above are not valid**", with_errors.join(", "));
+    }
+    out.push('\n');
 }
 
 fn find<'a>(records: &'a [Record], path: &str, stream: bool, concurrency: usize) -> Option<&'a Record> {
