@@ -3,27 +3,20 @@
 mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/served.rs"]
+mod served;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{client, closed_port, sha256_hex, within};
+use common::{client, sha256_hex, within};
 use serde_json::json;
+use served::{bootstrap_key, serve_in, tollgate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tollgate.toml");
 const DEMO_KEY: &str = "tg_demo_key_change_me";
-
-/// The binary with none of the environment that would change which config it loads.
-fn tollgate() -> Command {
-    let mut command = Command::new(BIN);
-    for var in ["TOLLGATE_CONFIG", "TOLLGATE_LISTEN", "TOLLGATE_LOG", "RUST_LOG"] {
-        command.env_remove(var);
-    }
-    command
-}
 
 fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("the tollgate binary runs")
@@ -113,67 +106,11 @@ fn hash_key_reads_the_key_from_stdin() {
     assert_eq!(text(&output.stdout).trim(), sha256_hex(DEMO_KEY));
 }
 
-/// Kills the child when dropped, also when the test panics.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running `tollgate serve` child, its base URL and its log.
-struct Served {
-    child: KillOnDrop,
-    base: String,
-    log_path: PathBuf,
-}
-
-impl Served {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-/// Starts `tollgate serve <args>` in `dir` and waits until it answers /healthz.
-async fn serve_in(dir: &Path, args: &[&str]) -> Served {
-    let log_path = dir.join("tollgate.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let port = closed_port().await;
-    let child = tollgate()
-        .arg("serve")
-        .args(args)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the tollgate binary starts");
-    let mut served = Served { child: KillOnDrop(child), base: format!("http://127.0.0.1:{port}"), log_path };
-    let http = client();
-    within("tollgate serve to answer /healthz", async {
-        loop {
-            if let Ok(response) = http.get(format!("{}/healthz", served.base)).send().await {
-                assert_eq!(response.status(), 200, "log:\n{}", served.log());
-                return;
-            }
-            if let Some(status) = served.child.0.try_wait().unwrap() {
-                panic!("tollgate serve exited with {status}; log:\n{}", served.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    served
-}
-
 #[tokio::test]
 async fn serve_with_no_config_file_answers_healthz_and_the_demo_agent() {
     let dir = temp_dir("serve");
     // No config/tollgate.toml in `dir`: the embedded default applies.
-    let served = serve_in(&dir, &[]).await;
+    let served = serve_in(&dir, &[], "tollgate").await;
     let log = || served.log();
     let http = client();
     let base = served.base.clone();
@@ -222,7 +159,7 @@ async fn operator_commands_issue_a_key_the_gateway_accepts_until_it_is_revoked()
     assert!(!listing.contains(&key[11..]) && !listing.contains(&sha256_hex(&key)), "never the key or its hash");
     let id = listing.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_owned();
 
-    let served = serve_in(&dir, &["--config", config]).await;
+    let served = serve_in(&dir, &["--config", config], "tollgate").await;
     let http = client();
     let models = || http.get(format!("{}/v1/models", served.base)).bearer_auth(&key).send();
     let response = within("models", models()).await.unwrap();
@@ -249,7 +186,7 @@ async fn operator_commands_issue_a_key_the_gateway_accepts_until_it_is_revoked()
 #[tokio::test]
 async fn first_start_prints_an_admin_key_once_and_it_manages_keys() {
     let dir = temp_dir("bootstrap");
-    let first = serve_in(&dir, &[]).await;
+    let first = serve_in(&dir, &[], "tollgate").await;
     let log = first.log();
     let key = bootstrap_key(&log);
     assert!(key.starts_with("tg_") && key.len() == 67, "{key:?}");
@@ -260,17 +197,8 @@ async fn first_start_prints_an_admin_key_once_and_it_manages_keys() {
     assert_eq!(response.status(), 200, "the bootstrap key is an admin key");
     drop(first);
 
-    let second = serve_in(&dir, &[]).await;
+    let second = serve_in(&dir, &[], "tollgate").await;
     assert!(!second.log().contains("first start"), "only the first start creates a key");
-}
-
-/// The admin key `serve` printed on a store's first start.
-fn bootstrap_key(log: &str) -> String {
-    log.lines()
-        .skip_while(|l| !l.contains("first start: created the admin key"))
-        .nth(1)
-        .map(|l| l.trim().to_owned())
-        .unwrap_or_else(|| panic!("no admin key printed on first start; log:\n{log}"))
 }
 
 /// Creates keys through the API, kills the gateway with SIGKILL, starts it
@@ -285,7 +213,7 @@ async fn keys_survive_kill_9(name: &str, store_toml: &str) {
     let config = config.to_str().unwrap().to_owned();
     let http = client();
 
-    let first = serve_in(&dir, &["--config", &config]).await;
+    let first = serve_in(&dir, &["--config", &config], "tollgate").await;
     let admin = bootstrap_key(&first.log());
     let post = |base: String, key: String, path: &'static str, body: serde_json::Value| {
         let http = http.clone();
@@ -311,7 +239,7 @@ async fn keys_survive_kill_9(name: &str, store_toml: &str) {
     }
     drop(first); // SIGKILL: no graceful shutdown, no flush
 
-    let second = serve_in(&dir, &["--config", &config]).await;
+    let second = serve_in(&dir, &["--config", &config], "tollgate").await;
     assert!(!second.log().contains("first start"), "the store kept the admin key: no new one");
     for key in keys.iter().chain([&admin]) {
         let response =

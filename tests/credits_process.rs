@@ -15,15 +15,15 @@
 mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/served.rs"]
+mod served;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client, closed_port, within};
+use common::{client, within};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+use served::{bootstrap_key, serve_in, Served};
 
 /// The workspace every test meters, on plan `metered`.
 const WORKSPACE: &str = "acme";
@@ -46,15 +46,6 @@ const SLOW: &str = "slow";
 
 /// How long a stopped gateway may take to exit, or a reaper to release.
 const GENEROUS: Duration = Duration::from_secs(60);
-
-/// The binary with none of the environment that would change its config.
-fn tollgate() -> Command {
-    let mut command = Command::new(BIN);
-    for var in ["TOLLGATE_CONFIG", "TOLLGATE_LISTEN", "TOLLGATE_LOG", "TOLLGATE_DATA", "RUST_LOG"] {
-        command.env_remove(var);
-    }
-    command
-}
 
 /// A fresh, empty directory for one test.
 fn temp_dir(name: &str) -> PathBuf {
@@ -124,94 +115,9 @@ price = {{ request = {PRICE_REQUEST}, input_per_1k = {PRICE_INPUT_PER_1K}, outpu
     path
 }
 
-/// Kills the child when dropped, also when the test panics.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running `tollgate serve` child, its base URL and its log.
-struct Served {
-    child: KillOnDrop,
-    base: String,
-    log_path: PathBuf,
-}
-
-impl Served {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits (bounded) for a successful exit; returns the log.
-    async fn terminate(mut self) -> String {
-        let pid = self.child.0.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-        assert!(sent.success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + GENEROUS;
-        loop {
-            if let Some(status) = self.child.0.try_wait().unwrap() {
-                let log = self.log();
-                assert!(status.success(), "a SIGTERM'd gateway exits 0, got {status}; log:\n{log}");
-                return log;
-            }
-            assert!(Instant::now() < deadline, "no exit {GENEROUS:?} after SIGTERM; log:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill_9(mut self) {
-        self.child.0.kill().expect("SIGKILL");
-        self.child.0.wait().expect("reaped");
-    }
-}
-
-/// Starts `tollgate serve --config <config>` in `dir`, logging to `<name>.log`,
-/// and waits until it answers /healthz.
-async fn serve_in(dir: &Path, config: &Path, name: &str) -> Served {
-    let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let port = closed_port().await;
-    let child = tollgate()
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the tollgate binary starts");
-    let mut served = Served { child: KillOnDrop(child), base: format!("http://127.0.0.1:{port}"), log_path };
-    let http = client();
-    within("tollgate serve to answer /healthz", async {
-        loop {
-            if let Ok(response) = http.get(format!("{}/healthz", served.base)).send().await {
-                assert_eq!(response.status(), 200, "log:\n{}", served.log());
-                return;
-            }
-            if let Some(status) = served.child.0.try_wait().unwrap() {
-                panic!("tollgate serve exited with {status}; log:\n{}", served.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    served
-}
-
-/// The admin key `serve` printed on a store's first start.
-fn bootstrap_key(log: &str) -> String {
-    log.lines()
-        .skip_while(|l| !l.contains("first start: created the admin key"))
-        .nth(1)
-        .map(|l| l.trim().to_owned())
-        .unwrap_or_else(|| panic!("no admin key printed on first start; log:\n{log}"))
+/// Starts `tollgate serve --config <config>` in `dir`, logging to `<name>.log`.
+async fn serve_with(dir: &Path, config: &Path, name: &str) -> Served {
+    serve_in(dir, &["--config", config.to_str().expect("a UTF-8 temp path")], name).await
 }
 
 /// Creates a metered `chat` key in [`WORKSPACE`].
@@ -361,7 +267,7 @@ async fn embedded_clean_shutdown_loses_no_charge() {
     // An hour between write-behind flushes: only the shutdown flush can save
     // the charges, so this tests that flush and nothing else.
     let config = config(&dir, embedded_store(), "flush_interval_ms = 3600000");
-    let first = serve_in(&dir, &config, "first").await;
+    let first = serve_with(&dir, &config, "first").await;
     let admin = bootstrap_key(&first.log());
     let key = create_key(&first.base, &admin).await;
     let before = credits(&first.base, &key).await;
@@ -373,7 +279,7 @@ async fn embedded_clean_shutdown_loses_no_charge() {
     // SIGTERM right away: nothing was flushed before (the interval is an hour).
     let log = first.terminate().await;
 
-    let second = serve_in(&dir, &config, "second").await;
+    let second = serve_with(&dir, &config, "second").await;
     let after = credits(&second.base, &key).await;
     assert_eq!(
         after,
@@ -390,7 +296,7 @@ async fn embedded_kill_9_loses_at_most_the_last_flush_interval_and_releases_in_f
     const FLUSH_MS: u64 = 200;
     let dir = temp_dir("embedded-kill9");
     let config = config(&dir, embedded_store(), &format!("flush_interval_ms = {FLUSH_MS}"));
-    let first = serve_in(&dir, &config, "first").await;
+    let first = serve_with(&dir, &config, "first").await;
     let admin = bootstrap_key(&first.log());
     let key = create_key(&first.base, &admin).await;
     assert_eq!(credits(&first.base, &key).await.available, INITIAL);
@@ -414,7 +320,7 @@ async fn embedded_kill_9_loses_at_most_the_last_flush_interval_and_releases_in_f
     first.kill_9();
     drop(in_flight);
 
-    let second = serve_in(&dir, &config, "second").await;
+    let second = serve_with(&dir, &config, "second").await;
     let after = credits(&second.base, &key).await;
     assert_eq!(
         after,
@@ -452,9 +358,9 @@ async fn redis_reaper_on_a_surviving_replica_releases_a_killed_replicas_reservat
     let dir_b = temp_dir("redis-reaper-b");
     let store = redis_store(&server, "reaper");
     let credits_toml = format!("reservation_ttl_ms = {TTL_MS}\nreaper_interval_ms = 200");
-    let a = serve_in(&dir_a, &config(&dir_a, &store, &credits_toml), "a").await;
+    let a = serve_with(&dir_a, &config(&dir_a, &store, &credits_toml), "a").await;
     let admin = bootstrap_key(&a.log());
-    let b = serve_in(&dir_b, &config(&dir_b, &store, &credits_toml), "b").await;
+    let b = serve_with(&dir_b, &config(&dir_b, &store, &credits_toml), "b").await;
     let key = create_key(&a.base, &admin).await;
 
     // Some settled calls first, through A; B sees them.
@@ -545,9 +451,9 @@ async fn redis_settles_of_a_replica_stopped_cleanly_right_after_its_calls_all_la
     // The default reservation TTL (10 min): no reaper can stand in for a lost
     // settle. A short command timeout, so settles held up below fail and retry.
     let store = format!("{store}\ncommand_timeout_ms = 500");
-    let a = serve_in(&dir_a, &config(&dir_a, &store, ""), "a").await;
+    let a = serve_with(&dir_a, &config(&dir_a, &store, ""), "a").await;
     let admin = bootstrap_key(&a.log());
-    let b = serve_in(&dir_b, &config(&dir_b, &store, ""), "b").await;
+    let b = serve_with(&dir_b, &config(&dir_b, &store, ""), "b").await;
     let key = create_key(&a.base, &admin).await;
     assert_eq!(credits(&b.base, &key).await.available, INITIAL);
 
