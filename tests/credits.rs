@@ -568,6 +568,42 @@ async fn requests_per_minute_per_key_and_per_workspace(backend: Backend) {
     }
 }
 
+/// DESIGN.md's lesson 2: a "distributed" limit must not be per replica. Two
+/// replicas on one Redis, 30 concurrent calls each against a key's rpm of 20:
+/// 20 pass (plus one per 3 s the storm lasted), never 20 per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_two_replicas_share_one_rate_limit() {
+    let Some(mut env) = Env::start(Backend::Redis, "rpm-replicas", NOV_14_NOON).await else { return };
+    env.add_replica().await;
+    let env = Arc::new(env);
+    env.workspace("shared", "default", None).await;
+    let (_, key) = env.key("shared", Scope::Chat, Some(20), None).await;
+    let started = std::time::Instant::now();
+    let mut calls = Vec::new();
+    for replica in [0, 1] {
+        for i in 0..30 {
+            let (env, key) = (env.clone(), key.clone());
+            calls.push(tokio::spawn(async move {
+                env.chat_on(replica, &key, &chat_body(ALIAS, &format!("call {replica}/{i}"))).await
+            }));
+        }
+    }
+    let (mut ok, mut limited) = (0u64, 0u64);
+    for call in calls {
+        let a = within("a call", call).await.expect("the call task");
+        if a.status == 200 {
+            ok += 1;
+        } else {
+            a.error(429, "requests", "rate_limit_exceeded");
+            limited += 1;
+        }
+    }
+    // One unit comes back every 60 s / 20 = 3 s: a slow storm may earn more.
+    let earned = started.elapsed().as_secs() / 3;
+    assert!(ok >= 20 && ok <= 20 + earned, "{ok} passed, {limited} limited in {:?}", started.elapsed());
+    assert_eq!(ok + limited, 60);
+}
+
 // ---------------------------------------------------------------------------
 // 2. Tokens per minute
 // ---------------------------------------------------------------------------
