@@ -38,8 +38,10 @@ use crate::store::redis::RedisStore;
 use crate::store::WorkspaceStore;
 
 const PRELUDE: &str = include_str!("redis/refresh.lua");
-/// Versions: each script's header comment (all version 2: one HGETALL and
-/// one HSET of the credits hash per call instead of a command per field).
+/// Versions: each script's header comment. v2: one HGETALL and one HSET of
+/// the credits hash per call instead of a command per field; v3 (admit,
+/// settle, reap): the expiry lives in the reservation record, no sorted-set
+/// index to add to and remove from on every call.
 const ADMIT: &str = include_str!("redis/admit.lua");
 const SETTLE: &str = include_str!("redis/settle.lua");
 const REAP: &str = include_str!("redis/reap.lua");

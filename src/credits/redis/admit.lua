@@ -1,4 +1,4 @@
--- tollgate admit, version 2 (after the refresh.lua prelude, version 2).
+-- tollgate admit, version 3 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- One request's rate limits and credit reservation, in one atomic call:
@@ -6,7 +6,7 @@
 -- written. Rate limits are GCRA on Redis's own clock (TIME), so all replicas
 -- share one clock; a limiter key holds the theoretical arrival time in µs.
 --
--- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] reservation expiry zset,
+-- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] unused (v2's expiry index),
 -- KEYS[4..7] limiters: key rpm, workspace rpm, key tpm, workspace tpm.
 -- ARGV[1] reservation id, ARGV[2] kind, ARGV[3] amount (micro-credits),
 -- ARGV[4] period, ARGV[5] message allowance, ARGV[6] integration allowance (-1: not metered),
@@ -82,10 +82,10 @@ if amount > 0 and get(c, kind .. ':metered') == 1 then
 end
 save(KEYS[1], c)
 -- Recorded even when nothing is held: the record is what makes the settle
--- apply exactly once.
-local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. ARGV[4]
+-- apply exactly once. "kind|plan part|top-up part|period|expires at (ms)";
+-- the reaper reads the expiry from it (no separate index to keep in step).
+local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. ARGV[4] .. '|' .. ARGV[7]
 redis.call('HSET', KEYS[2], ARGV[1], record)
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 
 for i, tat in pairs(writes) do
   redis.call('SET', KEYS[3 + i], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)

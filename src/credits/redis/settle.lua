@@ -1,4 +1,4 @@
--- tollgate settle, version 2 (after the refresh.lua prelude, version 2).
+-- tollgate settle, version 3 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Charges a finished call and releases the rest of its reservation, at most
@@ -9,7 +9,7 @@
 -- balance directly. Never takes a balance below zero: what cannot be
 -- collected is added to K:uncollected.
 --
--- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] expiry zset,
+-- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] unused (v2's expiry index),
 -- KEYS[4] reaped ids hash, KEYS[5] usage hash of the day,
 -- KEYS[6] key tpm limiter, KEYS[7] workspace tpm limiter.
 -- ARGV[1] reservation id, ARGV[2] kind, ARGV[3] cost (micro-credits),
@@ -53,11 +53,11 @@ end
 local c = load_credits(KEYS[1])
 local from_plan_part, from_top_up_part, same_period = 0, 0, false
 if record then
-  local _, _, _, p, t, period = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  -- "kind|plan part|top-up part|period" then "|expires at" (v3)
+  local _, _, _, p, t, period = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)')
   from_plan_part, from_top_up_part = tonumber(p), tonumber(t)
   same_period = (period == c.period)
   redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
   if same_period then
     add(c, kind .. ':held_plan', -from_plan_part)
   end
