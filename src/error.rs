@@ -166,7 +166,8 @@ impl Error {
         if let Some(after) = parts.retry_after {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            headers.insert("retry-after-ms", HeaderValue::from(after.as_millis() as u64));
+            // Rounded up: retrying a fraction of a millisecond early earns another 429.
+            headers.insert("retry-after-ms", HeaderValue::from(after.as_micros().div_ceil(1000) as u64));
         }
         if parts.final_ {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));

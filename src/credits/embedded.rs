@@ -187,7 +187,10 @@ impl Ledger for EmbeddedLedger {
             purse.held_plan += parts.0 as i64;
             purse.held_top_up += parts.1 as i64;
         }
-        Ok((Ticket { admit: a, parts, local: Some(consumed), recorded: true }, headers))
+        // The month the money was taken in is the ledger's, which may be
+        // ahead of the caller's clock.
+        let period = wallet.period.clone();
+        Ok((Ticket { admit: a, parts, local: Some(consumed), recorded: true, period }, headers))
     }
 
     fn settle(&self, s: Settlement) {
@@ -195,9 +198,9 @@ impl Ledger for EmbeddedLedger {
         let State { wallets, dirty, usage } = &mut *state;
         let row = usage.entry((s.workspace.clone(), s.day.clone(), s.key.clone(), s.agent.clone())).or_default();
         row.requests += 1;
-        row.input_tokens += s.input_tokens;
-        row.output_tokens += s.output_tokens;
-        row.credits += s.cost;
+        row.input_tokens = row.input_tokens.saturating_add(s.input_tokens);
+        row.output_tokens = row.output_tokens.saturating_add(s.output_tokens);
+        row.credits = row.credits.saturating_add(s.cost);
         dirty.insert(s.workspace.clone());
         let Some(wallet) = wallets.get_mut(&s.workspace) else { return };
         let same_period = wallet.period == s.period;
@@ -207,10 +210,9 @@ impl Ledger for EmbeddedLedger {
             purse.held_plan -= plan_part;
         }
         purse.held_top_up -= top_up_part;
-        if !purse.metered {
-            return;
-        }
-        let cost = s.cost.min(super::MAX_CHARGE) as i64;
+        // What was held goes back whatever happens; only charging depends on
+        // the kind being metered (a plan may have stopped metering meanwhile).
+        let cost = if purse.metered { s.cost.min(super::MAX_CHARGE) as i64 } else { 0 };
         let from_plan = cost.min(plan_part);
         let from_top_up = (cost - from_plan).min(top_up_part);
         if same_period {
@@ -307,5 +309,88 @@ impl Ledger for EmbeddedLedger {
         // through its guard, also when cancelled; a crash releases them at the
         // restart (see the module doc). Nothing can expire here.
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PlanConfig;
+    use crate::limits::LimitSet;
+    use chrono_tz::Tz;
+
+    const DEC_1: i64 = 1_796_083_205_000; // 2026-12-01T00:00:05Z
+
+    fn ledger(name: &str) -> EmbeddedLedger {
+        let dir = std::env::temp_dir().join(format!("tollgate-ledger-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        EmbeddedLedger::new(Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap()))
+    }
+
+    fn admit(id: &str, ws: &str, amount: u64, now: i64, allowance: [Option<u64>; 2]) -> Admit {
+        Admit {
+            id: id.into(),
+            workspace: ws.into(),
+            key: "k".into(),
+            limits: LimitSet::default(),
+            tokens: 0,
+            kind: Kind::Message,
+            amount,
+            period: Period::at(now, Tz::UTC),
+            allowance,
+            now_ms: now,
+            expires_at_ms: now + 600_000,
+        }
+    }
+
+    fn settlement(t: &Ticket, cost: u64) -> Settlement {
+        Settlement {
+            ticket_id: t.admit.id.clone(),
+            workspace: t.admit.workspace.clone(),
+            key: "k".into(),
+            agent: "a".into(),
+            kind: Kind::Message,
+            period: t.period.clone(),
+            parts: t.parts,
+            limits: LimitSet::default(),
+            tokens_charged: 0,
+            tokens_used: 0,
+            cost,
+            input_tokens: 0,
+            output_tokens: 0,
+            day: "2026-12-01".into(),
+            expires_at_ms: 0,
+            recorded: true,
+        }
+    }
+
+    /// A caller whose clock is behind the ledger's month (another replica,
+    /// or a clock stepped back) must still get its unused plan part back.
+    #[tokio::test]
+    async fn a_caller_behind_the_ledgers_month_is_refunded_in_the_ledgers_month() {
+        let l = ledger("skew");
+        let terms = Terms::new("w", &PlanConfig { message_credits: Some(10), ..Default::default() }, None);
+        let (first, _) = l.admit(admit("a", "w", 1_000_000, DEC_1, terms.allowance)).await.unwrap();
+        l.settle(settlement(&first, 1000));
+        let (late, _) = l.admit(admit("b", "w", 1_000_000, DEC_1 - 10_000, terms.allowance)).await.unwrap();
+        assert_eq!(late.period, "2026-12", "the ledger's month, not the caller's 2026-11");
+        l.settle(settlement(&late, 1000));
+        let b = l.balances(&terms, DEC_1).await.unwrap().message;
+        assert_eq!((b.plan_remaining, b.reserved), (10_000_000 - 2000, 0), "{b:?}");
+    }
+
+    /// A plan that stops metering while a call holds top-up credits must not
+    /// swallow them.
+    #[tokio::test]
+    async fn held_credits_come_back_when_the_plan_stops_metering() {
+        let l = ledger("unmetered");
+        let metered = Terms::new("w", &PlanConfig { message_credits: Some(0), ..Default::default() }, None);
+        l.top_up(&metered, Kind::Message, 5_000_000, DEC_1).await.unwrap();
+        let (t, _) = l.admit(admit("c", "w", 1_000_000, DEC_1, metered.allowance)).await.unwrap();
+        let unmetered = Terms::new("w", &PlanConfig::default(), None);
+        l.balances(&unmetered, DEC_1).await.unwrap();
+        l.settle(settlement(&t, 1000));
+        let b = l.balances(&unmetered, DEC_1).await.unwrap().message;
+        assert_eq!((b.top_up, b.reserved), (5_000_000, 0), "nothing charged, nothing lost: {b:?}");
     }
 }

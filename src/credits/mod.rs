@@ -48,10 +48,11 @@ pub const MICRO: u64 = 1_000_000;
 pub const MAX_BALANCE: u64 = 1 << 53;
 
 /// Reservations, charges and token counts are clamped to this before they
-/// reach a ledger: far above any balance (so a clamped reservation is still
-/// refused), far below `i64::MAX` (so no ledger arithmetic can wrap). A client
+/// reach a ledger: as large as a balance part can be, so a clamped
+/// reservation is refused unless the balance really holds ~9 billion credits,
+/// and small enough that Lua counts it exactly and no sum can wrap. A client
 /// asking for `max_tokens: 9223372036854775807` gets `insufficient_quota`.
-pub const MAX_CHARGE: u64 = 1 << 62;
+pub const MAX_CHARGE: u64 = MAX_BALANCE;
 
 /// The two balances of a workspace (seed 000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -150,6 +151,9 @@ pub struct Ticket {
     /// Whether the ledger recorded the admission (false when nothing was
     /// limited or reserved: the settle then only adds the usage totals).
     pub recorded: bool,
+    /// The ledger's month when it reserved (may be ahead of the caller's
+    /// clock): the plan part is refunded only within that month.
+    pub period: String,
 }
 
 /// How a call ended, for its settle.
@@ -309,7 +313,8 @@ impl Meter {
         };
         if admit.amount == 0 && admit.limits.is_unlimited() {
             // Nothing to check or hold: no ledger call on the request path.
-            return Ok((Ticket { admit, parts: (0, 0), local: None, recorded: false }, RateHeaders::default()));
+            let period = admit.period.id.clone();
+            return Ok((Ticket { admit, parts: (0, 0), local: None, recorded: false, period }, RateHeaders::default()));
         }
         self.ledger.admit(admit).await
     }
@@ -328,7 +333,7 @@ impl Meter {
             key: a.key,
             agent,
             kind: a.kind,
-            period: a.period.id,
+            period: ticket.period,
             parts: ticket.parts,
             limits: a.limits,
             tokens_charged: a.tokens,
@@ -361,24 +366,34 @@ impl Meter {
 /// `credits.flush_interval_ms` and the reaper every `credits.reaper_interval_ms`.
 /// Runs on the control runtime beside the other periodic tasks.
 pub async fn upkeep(meter: &Meter) -> std::convert::Infallible {
-    let mut flush = tokio::time::interval(meter.config.flush_interval);
-    let mut reap = tokio::time::interval(meter.config.reaper_interval);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = flush.tick() => {
-                if let Err(e) = meter.ledger.flush().await {
-                    tracing::warn!(error = %e, "credit ledger flush failed; will retry");
-                }
+    // Two loops, polled side by side: a flush that waits (Redis: for queued
+    // settles to land) never holds up the reaper.
+    let flushing = async {
+        let mut every = tokio::time::interval(meter.config.flush_interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = meter.ledger.flush().await {
+                tracing::warn!(error = %e, "credit ledger flush failed; will retry");
             }
-            _ = reap.tick() => match meter.ledger.reap(meter.clock.now_ms()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(released = n, "released expired credit reservations (a replica died mid-call?)"),
-                Err(e) => tracing::warn!(error = %e, "credit reservation reaper failed; will retry"),
-            },
         }
-    }
+    };
+    let reaping = async {
+        let mut every = tokio::time::interval(meter.config.reaper_interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match meter.ledger.reap(meter.clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(released = n, "released expired credit reservations (a replica died mid-call?)")
+                }
+                Err(e) => tracing::warn!(error = %e, "credit reservation reaper failed; will retry"),
+            }
+        }
+    };
+    tokio::join!(flushing, reaping);
+    unreachable!("both upkeep loops run forever")
 }
 
 /// How long shutdown waits for the ledger's last writes.

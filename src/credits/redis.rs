@@ -176,7 +176,9 @@ impl Ledger for RedisLedger {
         match field(0) {
             0 if answer.len() == 15 => {
                 let parts = (field(1) as u64, field(2) as u64);
-                Ok((Ticket { admit: a, parts, local: None, recorded: true }, headers(&answer)))
+                // Redis keeps the month it reserved in in the record itself.
+                let period = a.period.id.clone();
+                Ok((Ticket { admit: a, parts, local: None, recorded: true, period }, headers(&answer)))
             }
             1 if answer.len() == 15 => Err(LimitError::Exceeded {
                 dimension: DIMENSIONS[limiter],

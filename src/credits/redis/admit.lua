@@ -1,4 +1,4 @@
--- tollgate admit, version 3 (after the refresh.lua prelude, version 2).
+-- tollgate admit, version 4 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- One request's rate limits and credit reservation, in one atomic call:
@@ -84,7 +84,8 @@ save(KEYS[1], c)
 -- Recorded even when nothing is held: the record is what makes the settle
 -- apply exactly once. "kind|plan part|top-up part|period|expires at (ms)";
 -- the reaper reads the expiry from it (no separate index to keep in step).
-local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. ARGV[4] .. '|' .. ARGV[7]
+-- The month is the ledger's (c.period), which may be ahead of the caller's.
+local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. c.period .. '|' .. ARGV[7]
 redis.call('HSET', KEYS[2], ARGV[1], record)
 
 for i, tat in pairs(writes) do

@@ -1,4 +1,4 @@
--- tollgate settle, version 3 (after the refresh.lua prelude, version 2).
+-- tollgate settle, version 4 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Charges a finished call and releases the rest of its reservation, at most
@@ -64,7 +64,12 @@ if record then
   add(c, kind .. ':held_top_up', -from_top_up_part)
 end
 
-if get(c, kind .. ':metered') == 1 then
+-- What was held goes back whatever happens; only charging depends on the
+-- kind being metered (a plan may have stopped metering meanwhile).
+if get(c, kind .. ':metered') ~= 1 then
+  cost = 0
+end
+do
   local use_plan = math.min(cost, from_plan_part)
   local use_top_up = math.min(cost - use_plan, from_top_up_part)
   if same_period then
@@ -94,6 +99,9 @@ if delta ~= 0 then
       if delta > 0 then
         next_tat = math.max(tat, now) + delta * 60000000 / limit
       end
+      -- A wild overrun blocks the limiter for a day at most (and keeps the
+      -- numbers far from what %d and PX can hold).
+      next_tat = math.min(next_tat, now + 86400000000)
       if next_tat > now then
         redis.call('SET', KEYS[6 + i], int(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
       else
