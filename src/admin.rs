@@ -32,21 +32,9 @@ pub enum AdminError {
     BadTimeZone(String),
 }
 
-/// Creates a workspace on one of the config's `plans`, its credits refreshed
-/// on UTC months.
+/// Creates a workspace on one of the config's `plans`; its monthly credit
+/// refresh follows `time_zone` (IANA name; `None` is UTC).
 pub async fn create_workspace(
-    stores: &Stores,
-    plans: &BTreeMap<String, PlanConfig>,
-    id: &str,
-    name: Option<&str>,
-    plan: &str,
-) -> Result<Workspace, AdminError> {
-    create_workspace_in_zone(stores, plans, id, name, plan, None).await
-}
-
-/// Creates a workspace whose monthly refresh follows `time_zone` (IANA name;
-/// `None` is UTC).
-pub async fn create_workspace_in_zone(
     stores: &Stores,
     plans: &BTreeMap<String, PlanConfig>,
     id: &str,
@@ -122,13 +110,15 @@ pub async fn bootstrap_admin(stores: &Stores, config: &Config) -> Result<Option<
     }
     if configured {
         // An admin key is configured: its workspace must exist, no key is issued.
-        return match create_workspace(stores, &config.plans, ADMIN_WORKSPACE, Some("Administration"), "default").await {
+        return match create_workspace(stores, &config.plans, ADMIN_WORKSPACE, Some("Administration"), "default", None)
+            .await
+        {
             Ok(_) | Err(AdminError::Store(StoreError::Conflict(_))) => Ok(None),
             Err(e) => Err(e),
         };
     }
     let plan = crate::config::DEFAULT_PLAN;
-    match create_workspace(stores, &config.plans, ADMIN_WORKSPACE, Some("Administration"), plan).await {
+    match create_workspace(stores, &config.plans, ADMIN_WORKSPACE, Some("Administration"), plan, None).await {
         Err(AdminError::Store(StoreError::Conflict(_))) => return Ok(None),
         other => other?,
     };
@@ -153,9 +143,7 @@ pub async fn seed_workspaces(stores: &Stores, config: &Config) -> Result<Vec<Str
         if stores.workspaces.workspace(id).await?.is_some() {
             continue;
         }
-        match create_workspace_in_zone(stores, &config.plans, id, ws.name.as_deref(), &ws.plan, ws.time_zone.as_deref())
-            .await
-        {
+        match create_workspace(stores, &config.plans, id, ws.name.as_deref(), &ws.plan, ws.time_zone.as_deref()).await {
             Ok(_) => created.push(id.clone()),
             Err(AdminError::Store(StoreError::Conflict(_))) => {} // another replica was first
             Err(e) => return Err(e),

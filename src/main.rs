@@ -215,7 +215,7 @@ async fn workspaces(stores: Stores, config: Config, command: WorkspacesCommand) 
     match command {
         WorkspacesCommand::Create { id, name, plan, time_zone } => {
             let (name, time_zone) = (name.as_deref(), time_zone.as_deref());
-            let ws = admin::create_workspace_in_zone(&stores, &config.plans, &id, name, &plan, time_zone)
+            let ws = admin::create_workspace(&stores, &config.plans, &id, name, &plan, time_zone)
                 .await
                 .map_err(|e| e.to_string())?;
             eprintln!("created workspace {} ({}, plan {})", ws.id, ws.name, ws.plan);

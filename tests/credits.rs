@@ -234,7 +234,7 @@ impl Env {
         let config = tollgate::config::Config::from_toml(&toml, "test.toml").expect("the test config is valid");
         let stores = Stores::open(&config.store).await.expect("the store opens");
         let plans = &config.plans;
-        tollgate::admin::create_workspace(&stores, plans, "admin", None, "default").await.unwrap();
+        tollgate::admin::create_workspace(&stores, plans, "admin", None, "default", None).await.unwrap();
         let new = NewKey {
             name: "root".into(),
             workspace: "admin".into(),
@@ -308,7 +308,7 @@ impl Env {
     }
 
     async fn workspace(&self, id: &str, plan: &str, time_zone: Option<&str>) {
-        tollgate::admin::create_workspace_in_zone(&self.stores, &self.config.plans, id, None, plan, time_zone)
+        tollgate::admin::create_workspace(&self.stores, &self.config.plans, id, None, plan, time_zone)
             .await
             .unwrap_or_else(|e| panic!("workspace {id}: {e}"));
     }

@@ -32,7 +32,7 @@ async fn start(name: &str) -> Env {
     let config = tollgate::config::Config::from_toml(&toml, "t.toml").unwrap();
     assert_eq!(tollgate::admin::seed_workspaces(&stores, &config).await.unwrap(), vec!["seeded".to_string()]);
     assert!(tollgate::admin::seed_workspaces(&stores, &config).await.unwrap().is_empty(), "seeding is idempotent");
-    tollgate::admin::create_workspace(&stores, &config.plans, "ops", None, "default").await.unwrap();
+    tollgate::admin::create_workspace(&stores, &config.plans, "ops", None, "default", None).await.unwrap();
     let new = NewKey {
         name: "root".into(),
         workspace: "ops".into(),

@@ -70,18 +70,11 @@ impl LoadResult {
 
     /// Adds another run of the same path and shape: as if its window had followed this one.
     pub fn merge(&mut self, other: LoadResult) {
-        self.completed += other.completed;
-        self.window += other.window;
-        self.total.add(&other.total).expect("same histogram bounds");
-        self.ttfb.add(&other.ttfb).expect("same histogram bounds");
-        self.errors += other.errors;
-        self.reconnects += other.reconnects;
-        self.late += other.late;
-        for message in other.error_samples {
-            if self.error_samples.len() < ERROR_SAMPLES && !self.error_samples.contains(&message) {
-                self.error_samples.push(message);
-            }
-        }
+        let window = self.window + other.window;
+        let mine = std::mem::replace(self, Tally::new().finish(Duration::ZERO));
+        let mut tally = Tally::from(mine);
+        tally.merge(Tally::from(other));
+        *self = tally.finish(window);
     }
 }
 
@@ -187,6 +180,13 @@ impl Tally {
             reconnects: self.reconnects,
             late: self.late,
         }
+    }
+}
+
+impl From<LoadResult> for Tally {
+    fn from(r: LoadResult) -> Tally {
+        let LoadResult { completed, total, ttfb, errors, error_samples, reconnects, late, .. } = r;
+        Tally { completed, total, ttfb, errors, error_samples, reconnects, late }
     }
 }
 

@@ -11,18 +11,14 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::management::ManagementError;
+use super::management::{json, parse, ManagementError};
 use super::openai::read_body;
 use super::query_param;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::credits::{days, Balances, Kind, Meter, MeterError, Period, UsageRow, MAX_BALANCE};
-use crate::error::{json_response, Error};
+use crate::error::Error;
 use crate::store::Scope;
-
-fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
-    json_response(status, serde_json::to_vec(value).expect("JSON serialises"))
-}
 
 fn meter(app: &App) -> Result<&Arc<Meter>, MeterError> {
     app.meter.as_ref().ok_or_else(|| MeterError::Unavailable("no store configured".into()))
@@ -85,7 +81,7 @@ pub async fn top_up(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
         return Err(ManagementError::InsufficientScope("top up credits").into());
     }
     let body = read_body(app, req).await?;
-    let top_up: TopUp = serde_json::from_slice(&body).map_err(|e| ManagementError::BadBody(e.to_string()))?;
+    let top_up: TopUp = parse(&body)?;
     let kind = Kind::parse(&top_up.kind).ok_or_else(|| ManagementError::Invalid {
         param: "type",
         message: format!("{:?} is not \"message\" or \"integration\"", top_up.kind),

@@ -102,7 +102,7 @@ impl<'a> KeyView<'a> {
     }
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     json_response(status, serde_json::to_vec(value).expect("JSON serialises"))
 }
 
@@ -118,7 +118,7 @@ fn manager(ctx: &RequestContext) -> Result<(&str, Scope), ManagementError> {
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ManagementError> {
+pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ManagementError> {
     serde_json::from_slice(body).map_err(|e| ManagementError::BadBody(e.to_string()))
 }
 
@@ -244,7 +244,7 @@ pub async fn create_workspace(
     let req: CreateWorkspace = parse(&body)?;
     let plan = req.plan.as_deref().unwrap_or("default");
     let (name, time_zone) = (req.name.as_deref(), req.time_zone.as_deref());
-    let ws: Workspace = admin::create_workspace_in_zone(stores(app)?, &app.plans, &req.id, name, plan, time_zone)
+    let ws: Workspace = admin::create_workspace(stores(app)?, &app.plans, &req.id, name, plan, time_zone)
         .await
         .map_err(ManagementError::from)?;
     Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))
