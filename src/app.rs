@@ -53,6 +53,8 @@ pub struct App {
     pub usage: Arc<dyn UsageSink>,
     /// Rate limits and credits; `None` meters nothing (no store).
     pub meter: Option<Arc<Meter>>,
+    /// Events, webhooks and their delivery; `None` emits nothing (no store).
+    pub events: Option<Arc<crate::events::Events>>,
     request_ids: RequestIds,
 }
 
@@ -77,6 +79,7 @@ impl App {
             plans: config.plans.clone(),
             usage: Arc::new(LogUsageSink),
             meter: None,
+            events: None,
             request_ids: RequestIds::new(),
         })
     }
@@ -97,6 +100,12 @@ impl App {
     /// Adds rate limits and credits (see [`crate::credits`]).
     pub fn with_meter(mut self, meter: Arc<Meter>) -> App {
         self.meter = Some(meter);
+        self
+    }
+
+    /// Adds events and webhooks (see [`crate::events`]).
+    pub fn with_events(mut self, events: Arc<crate::events::Events>) -> App {
+        self.events = Some(events);
         self
     }
 
@@ -168,6 +177,14 @@ impl App {
             Route::GetCredits => api::credits::get_credits(self, &ctx, req.uri().query()).await,
             Route::TopUpCredits => api::credits::top_up(self, &ctx, req).await,
             Route::GetUsage => api::credits::get_usage(self, &ctx, req.uri().query()).await,
+            Route::ListEvents => api::webhooks::list_events(self, &ctx, req.uri().query()).await,
+            Route::CreateWebhook => api::webhooks::create(self, &ctx, req).await,
+            Route::ListWebhooks => api::webhooks::list(self, &ctx, req.uri().query()).await,
+            Route::GetWebhook(id) => api::webhooks::get(self, &ctx, &id).await,
+            Route::DeleteWebhook(id) => api::webhooks::delete(self, &ctx, &id).await,
+            Route::TestWebhook(id) => api::webhooks::test(self, &ctx, &id).await,
+            Route::RotateWebhookSecret(id) => api::webhooks::rotate_secret(self, &ctx, &id, req).await,
+            Route::WebhookDeliveries(id) => api::webhooks::deliveries(self, &ctx, &id, req.uri().query()).await,
             Route::Health => Ok(api::health::healthz()),
         }
     }

@@ -4,8 +4,11 @@
 //! (unknown fields rejected) → [`Config`]. Every error names the file, the field
 //! path and the reason, so `tollgate check-config` points at the line to fix.
 
+mod events;
 mod interpolate;
 mod raw;
+
+pub use events::{EventsConfig, WebhooksConfig};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +51,8 @@ pub struct Config {
     /// Workspaces created in the store at start when missing.
     pub workspaces: BTreeMap<String, WorkspaceConfig>,
     pub credits: CreditsConfig,
+    pub events: EventsConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// How the credit ledger runs (see `credits`).
@@ -337,6 +342,8 @@ impl Validator<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let store = self.store(raw.store)?;
         let credits = self.credits(raw.credits)?;
+        let events = self.events(raw.events)?;
+        let webhooks = self.webhooks(raw.webhooks)?;
         let mut plans = BTreeMap::new();
         plans.insert(DEFAULT_PLAN.to_owned(), PlanConfig::default());
         for (name, plan) in raw.plans {
@@ -365,6 +372,8 @@ impl Validator<'_> {
             plans,
             workspaces,
             credits,
+            events,
+            webhooks,
         })
     }
 

@@ -43,6 +43,7 @@ pub mod clock;
 pub mod config;
 pub mod credits;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod json;
 pub mod limits;

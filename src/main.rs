@@ -334,7 +334,16 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             let _runtime = control.enter();
             Arc::new(tollgate::credits::Meter::open(&stores, &config, Arc::new(tollgate::clock::SystemClock)))
         };
-        let app = Arc::new(App::new(&config)?.with_stores(stores).with_meter(meter));
+        let events = {
+            let clock = Arc::new(tollgate::clock::SystemClock);
+            let opened = control.block_on(tollgate::events::Events::open(&stores, &config, clock));
+            Arc::new(opened.map_err(|e| format!("events: {e}"))?)
+        };
+        let sink =
+            Arc::new(tollgate::events::sink::EventSink::new(Arc::new(tollgate::usage::LogUsageSink), events.clone()));
+        let app = Arc::new(
+            App::new(&config)?.with_stores(stores).with_meter(meter).with_events(events).with_usage_sink(sink),
+        );
         let workers = config.server.workers;
         let listeners = tollgate::runtime::bind(config.server.listen, workers)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;

@@ -61,6 +61,13 @@ impl Accounting {
         Usage { prompt_tokens: self.prompt_estimate, completion_tokens, estimated: true }
     }
 
+    /// Attaches what the answer said (for events), before [`Accounting::finish`].
+    pub fn set_transcript(&mut self, transcript: Option<Box<crate::events::transcript::Transcript>>) {
+        if let Some(record) = self.record.as_mut() {
+            record.transcript = transcript;
+        }
+    }
+
     pub fn finish(&mut self, status: u16, outcome: Outcome, usage: Usage) {
         if let Some(mut record) = self.record.take() {
             record.status = status;
@@ -68,6 +75,8 @@ impl Accounting {
             record.usage = usage;
             record.latency = self.started.elapsed();
             if let Some(Settle { meter, ticket, price }) = self.settle.take() {
+                record.credits =
+                    if ticket.admit.amount > 0 { crate::credits::charge(&price, outcome, &usage) } else { 0 };
                 meter.settle(ticket, record.model.clone(), &price, outcome, &usage);
             }
             self.sink.record(record);
@@ -120,6 +129,7 @@ impl RelayBody {
         self.ready.push_back(error_event(&error.to_string(), error.code()));
         self.ended = true;
         let usage = self.usage();
+        self.accounting.set_transcript(self.rewriter.take_transcript());
         self.accounting.finish(200, Outcome::UpstreamFailed, usage);
     }
 }
@@ -152,6 +162,7 @@ impl http_body::Body for RelayBody {
                     if this.rewriter.is_done() && !this.rewriter.has_partial_event() {
                         this.ended = true;
                         let usage = this.usage();
+                        this.accounting.set_transcript(this.rewriter.take_transcript());
                         this.accounting.finish(200, Outcome::Completed, usage);
                     } else {
                         this.fail(UpstreamError::Body { detail: "stream ended before [DONE]".into() });
@@ -178,6 +189,7 @@ impl Drop for RelayBody {
         // The client went away mid-stream: account for what was relayed so far.
         if !self.ended {
             let usage = self.usage();
+            self.accounting.set_transcript(self.rewriter.take_transcript());
             self.accounting.finish(499, Outcome::ClientCancelled, usage);
         }
     }

@@ -22,6 +22,14 @@ pub enum Route {
     GetCredits,
     TopUpCredits,
     GetUsage,
+    ListEvents,
+    CreateWebhook,
+    ListWebhooks,
+    GetWebhook(String),
+    DeleteWebhook(String),
+    TestWebhook(String),
+    RotateWebhookSecret(String),
+    WebhookDeliveries(String),
 }
 
 impl Route {
@@ -64,12 +72,38 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         "/credits" => (get.then_some(Route::GetCredits), "GET"),
         "/credits/topup" => (post.then_some(Route::TopUpCredits), "POST"),
         "/usage" => (get.then_some(Route::GetUsage), "GET"),
+        "/events" => (get.then_some(Route::ListEvents), "GET"),
+        "/webhooks" if post => (Some(Route::CreateWebhook), ""),
+        "/webhooks" => (get.then_some(Route::ListWebhooks), "GET, POST"),
+        // Seed 001's path for registering an outgoing webhook.
+        "/webhooks/outgoing/register" => (post.then_some(Route::CreateWebhook), "POST"),
+        p if p.starts_with("/webhooks/") => return webhook_route(method, &p["/webhooks/".len()..]),
         p => match (p.strip_prefix("/models/").filter(|id| !id.is_empty()), id("/keys/"), id("/workspaces/")) {
             (Some(model), _, _) => (get.then(|| Route::GetModel(model.to_owned())), "GET"),
             (_, Some(key), _) => ((method == Method::DELETE).then(|| Route::RevokeKey(key.to_owned())), "DELETE"),
             (_, _, Some(ws)) => (get.then(|| Route::GetWorkspace(ws.to_owned())), "GET"),
             _ => return Err(RouteError::NotFound),
         },
+    };
+    route.ok_or(RouteError::MethodNotAllowed { allow })
+}
+
+/// `/webhooks/{id}` and its actions.
+fn webhook_route(method: &Method, rest: &str) -> Result<Route, RouteError> {
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    if id.is_empty() || action.contains('/') {
+        return Err(RouteError::NotFound);
+    }
+    let id = id.to_owned();
+    let (route, allow) = match action {
+        "" if method == Method::DELETE => (Some(Route::DeleteWebhook(id)), ""),
+        "" => ((method == Method::GET || method == Method::HEAD).then_some(Route::GetWebhook(id)), "GET, DELETE"),
+        "test" => ((method == Method::POST).then_some(Route::TestWebhook(id)), "POST"),
+        "rotate-secret" => ((method == Method::POST).then_some(Route::RotateWebhookSecret(id)), "POST"),
+        "deliveries" => {
+            ((method == Method::GET || method == Method::HEAD).then_some(Route::WebhookDeliveries(id)), "GET")
+        }
+        _ => return Err(RouteError::NotFound),
     };
     route.ok_or(RouteError::MethodNotAllowed { allow })
 }
@@ -100,5 +134,19 @@ mod tests {
         assert_eq!(route(&Method::GET, "/api/v1/credits"), Ok(Route::GetCredits));
         assert_eq!(route(&Method::POST, "/v1/credits/topup"), Ok(Route::TopUpCredits));
         assert_eq!(route(&Method::GET, "/v1/usage"), Ok(Route::GetUsage));
+        assert_eq!(route(&Method::GET, "/api/v1/events"), Ok(Route::ListEvents));
+        assert_eq!(route(&Method::POST, "/v1/webhooks"), Ok(Route::CreateWebhook));
+        assert_eq!(route(&Method::POST, "/api/v1/webhooks/outgoing/register"), Ok(Route::CreateWebhook));
+        assert_eq!(route(&Method::GET, "/v1/webhooks"), Ok(Route::ListWebhooks));
+        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1"), Ok(Route::GetWebhook("wh_1".into())));
+        assert_eq!(route(&Method::DELETE, "/v1/webhooks/wh_1"), Ok(Route::DeleteWebhook("wh_1".into())));
+        assert_eq!(route(&Method::POST, "/v1/webhooks/wh_1/test"), Ok(Route::TestWebhook("wh_1".into())));
+        assert_eq!(
+            route(&Method::POST, "/v1/webhooks/wh_1/rotate-secret"),
+            Ok(Route::RotateWebhookSecret("wh_1".into()))
+        );
+        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1/deliveries"), Ok(Route::WebhookDeliveries("wh_1".into())));
+        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1/test"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
+        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1/nope"), Err(RouteError::NotFound));
     }
 }

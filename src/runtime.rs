@@ -105,12 +105,19 @@ pub fn run(
             None => std::future::pending::<std::convert::Infallible>().await,
         }
     };
+    let eventing = async {
+        match &app.events {
+            Some(events) => crate::events::run(events.clone(), app.meter.clone()).await,
+            None => std::future::pending::<std::convert::Infallible>().await,
+        }
+    };
     control.block_on(async {
         tokio::select! {
             _ = shutdown => {}
             _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),
             never = flushing => never,
             never = metering => match never {},
+            never = eventing => match never {},
         }
     });
     let _ = stop.send(true);
@@ -124,6 +131,11 @@ pub fn run(
     control.block_on(app.auth.flush_last_used());
     if let Some(meter) = &app.meter {
         control.block_on(crate::credits::final_flush(meter));
+    }
+    // Events of the drained requests, into the log and the delivery queue
+    // (delivered by the next start, or another replica).
+    if let Some(events) = &app.events {
+        control.block_on(events.bus.flush(std::time::Duration::from_secs(10)));
     }
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct SseRewriter {
     usage: Option<Usage>,
     content_chunks: u64,
     done: bool,
+    /// The answer's text and tool calls, when events want them.
+    transcript: Option<Box<crate::events::transcript::Transcript>>,
 }
 
 /// What to do with one complete event.
@@ -46,7 +48,26 @@ enum Action {
 
 impl SseRewriter {
     pub fn new(model: Option<Bytes>, strip_usage: bool) -> Self {
-        SseRewriter { model, strip_usage, pending: BytesMut::new(), usage: None, content_chunks: 0, done: false }
+        SseRewriter {
+            model,
+            strip_usage,
+            pending: BytesMut::new(),
+            usage: None,
+            content_chunks: 0,
+            done: false,
+            transcript: None,
+        }
+    }
+
+    /// Also collects the answer's text and tool calls (for events).
+    pub fn with_transcript(mut self) -> Self {
+        self.transcript = Some(Box::default());
+        self
+    }
+
+    /// The text and tool calls seen so far, if collected.
+    pub fn take_transcript(&mut self) -> Option<Box<crate::events::transcript::Transcript>> {
+        self.transcript.take()
     }
 
     /// Feeds one upstream frame; pushes the frames to send to the client.
@@ -124,9 +145,12 @@ impl SseRewriter {
         let Ok([model, usage, choices]) = find_fields(payload, ["model", "usage", "choices"]) else {
             return Action::Keep;
         };
-        let has_choices = choices.is_some_and(|c| !is_empty_array(&payload[c]));
+        let has_choices = choices.as_ref().is_some_and(|c| !is_empty_array(&payload[c.clone()]));
         if has_choices {
             self.content_chunks += 1;
+            if let (Some(t), Some(c)) = (self.transcript.as_mut(), choices) {
+                t.add_choices(&payload[c]);
+            }
         }
         if let Some(u) = usage.filter(|u| !json::is_null(&payload[u.clone()])) {
             if let Some(parsed) = Usage::from_json(&payload[u]) {

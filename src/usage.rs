@@ -83,6 +83,16 @@ pub struct UsageRecord {
     pub outcome: Outcome,
     pub usage: Usage,
     pub latency: Duration,
+    /// The store key's id (`key_...`); `None` for static config keys.
+    pub key_id: Option<Arc<str>>,
+    /// The key's workspace; `None` for static config keys (no events then).
+    pub workspace: Option<Arc<str>>,
+    /// Whether the model is an agent (agent execution events).
+    pub agent: bool,
+    /// Micro-credits charged (0 when the call was not metered).
+    pub credits: u64,
+    /// The answer's text and tool calls, when events collect them.
+    pub transcript: Option<Box<crate::events::transcript::Transcript>>,
 }
 
 /// Receives one [`UsageRecord`] per model request. Implementations must not

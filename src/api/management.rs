@@ -172,6 +172,7 @@ pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>)
     };
     let issued = admin::create_key(stores(app)?, new).await.map_err(ManagementError::from)?;
     tracing::info!(key = %issued.record.id, workspace = %issued.record.workspace, by = %ctx.principal.name, "key created");
+    key_event(app, ctx, &issued.record, crate::events::EventType::KeyCreated);
     Ok(json(StatusCode::CREATED, &KeyView::of(&issued.record, Some(issued.plaintext.expose()))))
 }
 
@@ -208,6 +209,7 @@ pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Res
     admin::revoke_key(stores, id).await.map_err(ManagementError::from)?;
     app.auth.forget(&record.hash).await;
     tracing::info!(key = %record.id, workspace = %record.workspace, by = %ctx.principal.name, "key revoked");
+    key_event(app, ctx, &record, crate::events::EventType::KeyRevoked);
     #[derive(Serialize)]
     struct Revoked<'a> {
         id: &'a str,
@@ -215,6 +217,27 @@ pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Res
         revoked: bool,
     }
     Ok(json(StatusCode::OK, &Revoked { id, object: "api_key", revoked: true }))
+}
+
+/// `key.created` / `key.revoked` in the key's workspace (never the key itself).
+fn key_event(app: &App, ctx: &RequestContext, key: &KeyRecord, kind: crate::events::EventType) {
+    let Some(events) = &app.events else { return };
+    #[derive(Serialize)]
+    struct KeyData<'a> {
+        key_id: &'a str,
+        name: &'a str,
+        prefix: &'a str,
+        scope: Scope,
+        by_key_id: Option<&'a str>,
+    }
+    let data = KeyData {
+        key_id: &key.id,
+        name: &key.name,
+        prefix: &key.prefix,
+        scope: key.scope,
+        by_key_id: ctx.principal.key_id.as_deref(),
+    };
+    events.emit(&std::sync::Arc::from(key.workspace.as_str()), kind, &data);
 }
 
 fn admin_only(ctx: &RequestContext) -> Result<(), ManagementError> {

@@ -54,7 +54,18 @@ pub async fn model_call(
         outcome: Outcome::Completed,
         usage: Usage::default(),
         latency: Default::default(),
+        key_id: ctx.principal.key_id.clone(),
+        workspace: ctx.principal.workspace.clone(),
+        agent: target.is_agent,
+        credits: 0,
+        transcript: None,
     };
+    // Events need a workspace; their text and tool calls only chat answers.
+    let events = app.events.as_ref().filter(|_| ctx.principal.workspace.is_some());
+    let transcribe = events.is_some() && endpoint == Endpoint::Chat;
+    if let (Some(events), Some(ws), true) = (events, &ctx.principal.workspace, target.is_agent) {
+        crate::events::sink::agent_started(events, ws, &record, ctx.principal.key_id.as_deref());
+    }
     let mut accounting =
         Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate).with_settle(settle);
 
@@ -75,7 +86,10 @@ pub async fn model_call(
     };
 
     if stream {
-        let rewriter = SseRewriter::new(target.client_model_json.clone(), strip_usage);
+        let mut rewriter = SseRewriter::new(target.client_model_json.clone(), strip_usage);
+        if transcribe {
+            rewriter = rewriter.with_transcript();
+        }
         let relay = RelayBody::new(upstream.body, rewriter, upstream.idle_timeout, accounting);
         let mut response = Response::new(Body::Stream(Box::pin(relay)));
         let h = response.headers_mut();
@@ -92,6 +106,9 @@ pub async fn model_call(
     match rewritten {
         Ok((json, usage)) => {
             let usage = usage.unwrap_or_else(|| accounting.estimate(0));
+            if transcribe {
+                accounting.set_transcript(crate::events::sink::transcript_of(&json));
+            }
             accounting.finish(200, Outcome::Completed, usage);
             let mut response = Response::new(Body::full(json));
             *response.status_mut() = upstream.status;

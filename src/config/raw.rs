@@ -28,6 +28,10 @@ pub struct RawConfig {
     pub workspaces: BTreeMap<String, RawWorkspace>,
     #[serde(default)]
     pub credits: RawCredits,
+    #[serde(default)]
+    pub events: super::events::RawEvents,
+    #[serde(default)]
+    pub webhooks: super::events::RawWebhooks,
 }
 
 #[derive(Debug, Deserialize, Default)]

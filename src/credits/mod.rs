@@ -253,6 +253,9 @@ pub struct Meter {
     pub clock: Arc<dyn Clock>,
     pub config: CreditsConfig,
     ids: crate::ids::Sequence,
+    /// Workspaces whose balance changed since [`Meter::take_touched`]; read
+    /// by the credit events' watcher off the request path.
+    touched: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 /// The request-side facts admission needs.
@@ -268,7 +271,7 @@ pub struct Request<'a> {
 
 impl Meter {
     pub fn new(ledger: Arc<dyn Ledger>, terms: TermsCache, clock: Arc<dyn Clock>, config: CreditsConfig) -> Meter {
-        Meter { ledger, terms, clock, config, ids: crate::ids::Sequence::new("rsv") }
+        Meter { ledger, terms, clock, config, ids: crate::ids::Sequence::new("rsv"), touched: Default::default() }
     }
 
     /// The meter on the stores' backend. Call it inside the runtime that lives
@@ -316,7 +319,12 @@ impl Meter {
             let period = admit.period.id.clone();
             return Ok((Ticket { admit, parts: (0, 0), local: None, recorded: false, period }, RateHeaders::default()));
         }
-        self.ledger.admit(admit).await
+        let workspace = admit.workspace.clone();
+        let admitted = self.ledger.admit(admit).await;
+        if let Err(MeterError::InsufficientQuota { .. }) = &admitted {
+            self.touch(&workspace);
+        }
+        admitted
     }
 
     /// Settles a call (never blocks).
@@ -326,6 +334,9 @@ impl Meter {
             local.correct_tokens(used);
         }
         let a = ticket.admit;
+        if a.amount > 0 {
+            self.touch(&a.workspace);
+        }
         let day = Period::utc_day(self.clock.now_ms());
         self.ledger.settle(Settlement {
             ticket_id: a.id,
@@ -347,6 +358,82 @@ impl Meter {
         });
     }
 
+    /// Reserves a fixed `amount` of `kind` for work that is not a model call
+    /// (a webhook delivery): no rate limits, no tokens. `payer` names who
+    /// spends it in the usage totals (a webhook id).
+    pub async fn reserve(
+        &self,
+        workspace: &Arc<str>,
+        payer: &Arc<str>,
+        kind: Kind,
+        amount: u64,
+    ) -> Result<Ticket, MeterError> {
+        let terms = self.terms.get(workspace).await?;
+        let now_ms = self.clock.now_ms();
+        let metered = terms.allowance[kind.index()].is_some();
+        let admit = Admit {
+            id: self.ids.next().into(),
+            workspace: workspace.clone(),
+            key: payer.clone(),
+            limits: LimitSet::default(),
+            tokens: 0,
+            kind,
+            amount: if metered { amount.min(MAX_CHARGE) } else { 0 },
+            period: Period::at(now_ms, terms.time_zone),
+            allowance: terms.allowance,
+            now_ms,
+            expires_at_ms: now_ms.saturating_add(self.config.reservation_ttl.as_millis() as i64),
+        };
+        if admit.amount == 0 {
+            let period = admit.period.id.clone();
+            return Ok(Ticket { admit, parts: (0, 0), local: None, recorded: false, period });
+        }
+        let admitted = self.ledger.admit(admit).await;
+        if let Err(MeterError::InsufficientQuota { .. }) = &admitted {
+            self.touch(workspace);
+        }
+        admitted.map(|(ticket, _)| ticket)
+    }
+
+    /// Settles a [`Meter::reserve`] with what the work cost (0 when it failed).
+    pub fn settle_flat(&self, ticket: Ticket, label: Arc<str>, cost: u64) {
+        let a = ticket.admit;
+        if a.amount > 0 {
+            self.touch(&a.workspace);
+        }
+        self.ledger.settle(Settlement {
+            ticket_id: a.id,
+            workspace: a.workspace,
+            key: a.key,
+            agent: label,
+            kind: a.kind,
+            period: ticket.period,
+            parts: ticket.parts,
+            limits: a.limits,
+            tokens_charged: 0,
+            tokens_used: 0,
+            cost: cost.min(MAX_CHARGE),
+            input_tokens: 0,
+            output_tokens: 0,
+            day: Period::utc_day(self.clock.now_ms()),
+            expires_at_ms: a.expires_at_ms,
+            recorded: ticket.recorded,
+        });
+    }
+
+    /// Marks a workspace's balance as changed (one short lock, no await).
+    pub fn touch(&self, workspace: &Arc<str>) {
+        let mut touched = self.touched.lock().expect("touched lock");
+        if !touched.contains(workspace) {
+            touched.insert(workspace.clone());
+        }
+    }
+
+    /// The workspaces touched since the last call.
+    pub fn take_touched(&self) -> Vec<Arc<str>> {
+        self.touched.lock().expect("touched lock").drain().collect()
+    }
+
     pub async fn balances(&self, workspace: &str) -> Result<Balances, MeterError> {
         let terms = self.terms.get_existing(workspace).await?;
         self.ledger.balances(&terms, self.clock.now_ms()).await
@@ -354,7 +441,9 @@ impl Meter {
 
     pub async fn top_up(&self, workspace: &str, kind: Kind, amount: u64) -> Result<Balances, MeterError> {
         let terms = self.terms.get_existing(workspace).await?;
-        self.ledger.top_up(&terms, kind, amount, self.clock.now_ms()).await
+        let balances = self.ledger.top_up(&terms, kind, amount, self.clock.now_ms()).await?;
+        self.touch(&Arc::from(workspace));
+        Ok(balances)
     }
 
     pub async fn usage(&self, workspace: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, MeterError> {

@@ -74,6 +74,53 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workspace, day, key_id, agent)
     );
 "#,
+    r#"
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        workspace TEXT NOT NULL,
+        type TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        json TEXT NOT NULL
+    );
+    CREATE INDEX events_by_workspace ON events (workspace, seq);
+    CREATE INDEX events_by_time ON events (ts);
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_until_ms INTEGER,
+        created_at INTEGER NOT NULL,
+        disabled_at INTEGER,
+        disabled_reason TEXT,
+        failures INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX webhooks_by_workspace ON webhooks (workspace, created_at);
+    CREATE TABLE deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        due_at INTEGER NOT NULL,
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        queued_at INTEGER NOT NULL
+    );
+    CREATE INDEX deliveries_by_due ON deliveries (due_at);
+    CREATE INDEX deliveries_by_webhook ON deliveries (webhook);
+    CREATE TABLE webhook_attempts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook TEXT NOT NULL,
+        json TEXT NOT NULL
+    );
+    CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook, seq);
+"#,
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -108,7 +155,7 @@ impl EmbeddedStore {
     }
 
     /// Runs `f` on the store's thread and awaits its result.
-    async fn call<T: Send + 'static>(
+    pub(crate) async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -147,12 +194,12 @@ fn unavailable(detail: String) -> StoreError {
     StoreError::Unavailable(detail)
 }
 
-fn sql(e: rusqlite::Error) -> StoreError {
+pub(crate) fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
 /// Maps a UNIQUE/PRIMARY KEY violation to `Conflict(what)`.
-fn insert_error(what: String) -> impl FnOnce(rusqlite::Error) -> StoreError {
+pub(crate) fn insert_error(what: String) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(what),
         _ => sql(e),

@@ -263,6 +263,13 @@ impl RedisStore {
         bounded(self.timeout, async move { invocation.invoke_async(&mut conn).await }).await
     }
 
+    /// Runs a pipeline (all its keys in one Cluster slot), bounded by the
+    /// response timeout.
+    pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: Pipeline) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(self.timeout, async move { pipe.query_async(&mut conn).await }).await
+    }
+
     /// Runs one command, bounded by the response timeout.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StoreError> {
         self.run(cmd).await

@@ -1,0 +1,169 @@
+//! The in-memory side of events: a bounded queue that emitters never wait on,
+//! drained in batches into the [`EventLog`].
+//!
+//! Overload: when the queue is full, an emitter pushes the event onto an
+//! overflow list (one short mutex section, no `.await`) and, if no spill task
+//! is running, starts one on the control runtime that appends the overflow to
+//! the store in batches. Nothing is dropped and no request waits; the cost of
+//! overload is more, smaller store writes and the memory of events not yet
+//! written, both visible in [`BusStats`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+
+use super::{Event, EventLog};
+
+/// Counters for the README's overload figures and the logs.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    pub emitted: AtomicU64,
+    /// Events that found the queue full and went through the overflow.
+    pub spilled: AtomicU64,
+    /// Events written to the store.
+    pub stored: AtomicU64,
+}
+
+pub struct EventBus {
+    sender: mpsc::Sender<Event>,
+    receiver: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    overflow: Arc<Mutex<Vec<Event>>>,
+    spilling: Arc<AtomicBool>,
+    log: Arc<dyn EventLog>,
+    /// Where spill tasks run (the control runtime, which outlives the workers).
+    control: tokio::runtime::Handle,
+    batch_size: usize,
+    retry: Duration,
+    /// Woken when deliveries were queued, so the local worker starts at once.
+    pub deliveries_queued: Arc<Notify>,
+    pub stats: Arc<BusStats>,
+}
+
+impl EventBus {
+    /// Call inside the control runtime.
+    pub fn new(log: Arc<dyn EventLog>, capacity: usize, batch_size: usize, retry: Duration) -> EventBus {
+        let (sender, receiver) = mpsc::channel(capacity);
+        EventBus {
+            sender,
+            receiver: tokio::sync::Mutex::new(receiver),
+            overflow: Arc::default(),
+            spilling: Arc::default(),
+            log,
+            control: tokio::runtime::Handle::current(),
+            batch_size,
+            retry,
+            deliveries_queued: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Hands an event over; never blocks, never drops.
+    pub fn emit(&self, event: Event) {
+        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        let event = match self.sender.try_send(event) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => e,
+        };
+        self.stats.spilled.fetch_add(1, Ordering::Relaxed);
+        self.overflow.lock().expect("overflow lock").push(event);
+        if !self.spilling.swap(true, Ordering::AcqRel) {
+            let spill = Spill {
+                overflow: self.overflow.clone(),
+                spilling: self.spilling.clone(),
+                log: self.log.clone(),
+                batch_size: self.batch_size,
+                retry: self.retry,
+                notify: self.deliveries_queued.clone(),
+                stats: self.stats.clone(),
+            };
+            self.control.spawn(spill.run());
+        }
+    }
+
+    /// Appends everything queued so far, forever: the drain task.
+    pub async fn drain(&self) -> std::convert::Infallible {
+        let mut receiver = self.receiver.lock().await;
+        let mut batch = Vec::with_capacity(self.batch_size);
+        loop {
+            if receiver.recv_many(&mut batch, self.batch_size).await == 0 {
+                // Every sender is gone (the bus lives in the app): nothing more comes.
+                std::future::pending::<()>().await;
+            }
+            append_until_stored(&*self.log, &batch, self.retry, &self.stats, &self.deliveries_queued).await;
+            batch.clear();
+        }
+    }
+
+    /// Writes what is still queued (shutdown), within `limit`.
+    pub async fn flush(&self, limit: Duration) {
+        let work = async {
+            let mut batch = Vec::new();
+            if let Ok(mut receiver) = self.receiver.try_lock() {
+                while let Ok(e) = receiver.try_recv() {
+                    batch.push(e);
+                }
+            }
+            batch.append(&mut self.overflow.lock().expect("overflow lock"));
+            for chunk in batch.chunks(self.batch_size) {
+                append_until_stored(&*self.log, chunk, self.retry, &self.stats, &self.deliveries_queued).await;
+            }
+        };
+        if tokio::time::timeout(limit, work).await.is_err() {
+            tracing::error!("events still queued at shutdown could not be stored within {limit:?}");
+        }
+    }
+}
+
+struct Spill {
+    overflow: Arc<Mutex<Vec<Event>>>,
+    spilling: Arc<AtomicBool>,
+    log: Arc<dyn EventLog>,
+    batch_size: usize,
+    retry: Duration,
+    notify: Arc<Notify>,
+    stats: Arc<BusStats>,
+}
+
+impl Spill {
+    async fn run(self) {
+        loop {
+            let batch: Vec<Event> = {
+                let mut overflow = self.overflow.lock().expect("overflow lock");
+                let n = overflow.len().min(self.batch_size);
+                overflow.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                self.spilling.store(false, Ordering::Release);
+                // An emitter may have pushed after the check and seen `spilling` set.
+                if self.overflow.lock().expect("overflow lock").is_empty() || self.spilling.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+                continue;
+            }
+            append_until_stored(&*self.log, &batch, self.retry, &self.stats, &self.notify).await;
+        }
+    }
+}
+
+/// Appends a batch, retrying while the store is unavailable: events are
+/// only dropped if the process dies meanwhile.
+async fn append_until_stored(log: &dyn EventLog, batch: &[Event], retry: Duration, stats: &BusStats, notify: &Notify) {
+    loop {
+        match log.append(batch).await {
+            Ok(deliveries) => {
+                stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if deliveries > 0 {
+                    notify.notify_one();
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = batch.len(), "cannot store events; retrying");
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}

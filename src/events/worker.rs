@@ -1,0 +1,345 @@
+//! The webhook delivery worker: claims due deliveries, signs and POSTs them,
+//! and decides what happens next.
+//!
+//! - **At least once**: a delivery leaves the queue only after a 2xx, after
+//!   its last retry, or when its webhook is gone; a replica that dies while
+//!   holding one leaves it to be claimed again (embedded: at restart; Redis:
+//!   by any replica after `webhooks.claim_idle_ms`). Every attempt carries the
+//!   event id as `webhook-id`, so receivers can deduplicate.
+//! - **Retries**: network errors, timeouts, 408, 429 and 5xx are retried on
+//!   `webhooks.retry_schedule_ms` (Standard Webhooks' schedule by default),
+//!   each wait moved by up to `jitter_percent`, and never sooner than a
+//!   `Retry-After` the receiver sent. Other 4xx answers are not retried.
+//!   410 Gone disables the endpoint at once, as does a run of
+//!   `disable_after_failures` failed attempts; either emits `webhook.disabled`.
+//! - **Isolation**: at most `per_endpoint_concurrency` attempts per endpoint
+//!   and `max_in_flight` per replica; a delivery claimed for a busy endpoint
+//!   is put back a moment later, so a receiver that hangs holds only its own
+//!   slots and every other endpoint keeps its pace.
+//! - **Credits**: each delivered event costs `webhooks.price` integration
+//!   micro-credits, reserved before the attempt and charged after a 2xx
+//!   (a failed attempt costs nothing). When the workspace cannot pay, the
+//!   delivery waits `credit_wait_ms` and tries again, without counting an
+//!   attempt, so deliveries resume on their own after a top-up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::ssrf::{self, CheckedResolver};
+use super::store::{Attempt, Delivery, Next};
+use super::{sign, EventType, Events, Webhook};
+use crate::credits::{Kind, Meter, MeterError};
+
+type HttpClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
+
+/// The most of a receiver's answer read (then the connection is dropped).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// How long a delivery for a busy endpoint waits before it is claimed again.
+const BUSY_WAIT: Duration = Duration::from_millis(250);
+
+pub struct Worker {
+    events: Arc<Events>,
+    meter: Option<Arc<Meter>>,
+    client: HttpClient,
+    slots: Arc<Semaphore>,
+    busy: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// How one attempt went.
+enum Answer {
+    Status { status: StatusCode, retry_after: Option<Duration> },
+    Failed(String),
+}
+
+impl Worker {
+    pub fn new(events: Arc<Events>, meter: Option<Arc<Meter>>) -> Worker {
+        let config = &events.webhook_config;
+        let mut http =
+            HttpConnector::new_with_resolver(CheckedResolver { allow_private: config.allow_private_targets });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+            .expect("ring provides TLS 1.2 and 1.3")
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(config.per_endpoint_concurrency)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        let slots = Arc::new(Semaphore::new(config.max_in_flight));
+        Worker { events, meter, client, slots, busy: Arc::default() }
+    }
+
+    /// Claims and delivers, forever.
+    pub async fn run(self) -> std::convert::Infallible {
+        let this = Arc::new(self);
+        let config = &this.events.webhook_config;
+        loop {
+            let free = this.slots.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match this.events.queue.claim(free, this.events.clock.now_ms()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim webhook deliveries; will retry");
+                        Vec::new()
+                    }
+                }
+            };
+            let idle = claimed.is_empty();
+            for delivery in claimed {
+                this.clone().start(delivery).await;
+            }
+            if idle || this.slots.available_permits() == 0 {
+                let wake = this.events.bus.deliveries_queued.notified();
+                tokio::select! {
+                    _ = wake => {}
+                    _ = tokio::time::sleep(config.poll_interval) => {}
+                }
+            }
+        }
+    }
+
+    /// Starts one delivery in a task of its own, or puts it back if its
+    /// endpoint is at its concurrency bound.
+    async fn start(self: Arc<Self>, delivery: Delivery) {
+        let limit = self.events.webhook_config.per_endpoint_concurrency;
+        let admitted = {
+            let mut busy = self.busy.lock().expect("busy lock");
+            let n = busy.entry(delivery.webhook.clone()).or_default();
+            (*n < limit).then(|| *n += 1).is_some()
+        };
+        if !admitted {
+            let at_ms = self.events.clock.now_ms() + BUSY_WAIT.as_millis() as i64;
+            let next = Next::Retry { at_ms, attempts: delivery.attempts };
+            if let Err(e) = self.events.queue.finish(&delivery, next, None).await {
+                tracing::warn!(error = %e, "cannot put back a webhook delivery; it will be claimed again");
+            }
+            return;
+        }
+        let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
+        tokio::spawn(async move {
+            let webhook = delivery.webhook.clone();
+            self.deliver(delivery).await;
+            drop(permit);
+            let mut busy = self.busy.lock().expect("busy lock");
+            if let Some(n) = busy.get_mut(&webhook) {
+                *n -= 1;
+                if *n == 0 {
+                    busy.remove(&webhook);
+                }
+            }
+            // A slot is free: look for more work at once.
+            drop(busy);
+            self.events.bus.deliveries_queued.notify_one();
+        });
+    }
+
+    async fn deliver(&self, d: Delivery) {
+        let (queue, d) = (&self.events.queue, &d);
+        let finish = |next, attempt: Option<Attempt>| async move {
+            if let Err(e) = queue.finish(d, next, attempt.as_ref()).await {
+                tracing::warn!(error = %e, event = %d.event_id, "cannot record a webhook delivery; it will be retried");
+            }
+        };
+        let webhook = match self.events.webhooks.webhook(&d.webhook).await {
+            Ok(Some(w)) if w.disabled_at.is_none() => w,
+            // Deleted or disabled meanwhile: nothing to deliver to.
+            Ok(_) => return finish(Next::Done, None).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a webhook; its delivery waits");
+                let at_ms = self.events.clock.now_ms() + self.events.webhook_config.poll_interval.as_millis() as i64;
+                return finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
+            }
+        };
+        let config = &self.events.webhook_config;
+        let workspace: Arc<str> = Arc::from(d.workspace.as_str());
+        let ticket = match &self.meter {
+            Some(meter) if config.price > 0 => {
+                match meter.reserve(&workspace, &Arc::from(webhook.id.as_str()), Kind::Integration, config.price).await
+                {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        if !matches!(e, MeterError::InsufficientQuota { .. }) {
+                            tracing::warn!(error = %e, "cannot reserve integration credits; the delivery waits");
+                        }
+                        let at_ms = self.events.clock.now_ms() + config.credit_wait.as_millis() as i64;
+                        return finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let started_ms = self.events.clock.now_ms();
+        let started = Instant::now();
+        let answer = self.attempt(&webhook, d, started_ms).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let success = matches!(&answer, Answer::Status { status, .. } if status.is_success());
+        if let (Some(meter), Some(ticket)) = (&self.meter, ticket) {
+            meter.settle_flat(ticket, Arc::from("webhook"), if success { config.price } else { 0 });
+        }
+        let attempts = d.attempts + 1;
+        let (status, error, retry_after) = match &answer {
+            Answer::Status { status, retry_after } => (Some(status.as_u16()), None, *retry_after),
+            Answer::Failed(e) => (None, Some(e.clone()), None),
+        };
+        let gone = status == Some(410);
+        let retryable = match status {
+            None => true,
+            Some(s) => s == 408 || s == 429 || s >= 500,
+        };
+        let failures = match self.events.webhooks.count_attempt(&webhook.id, success).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count a webhook attempt");
+                0
+            }
+        };
+        let disable = if gone {
+            Some("the receiver answered 410 Gone")
+        } else if !success && failures >= config.disable_after_failures {
+            Some("too many consecutive failed attempts")
+        } else {
+            None
+        };
+        let (next, result) = if success {
+            (Next::Done, "delivered")
+        } else if disable.is_some() {
+            (Next::Done, "disabled")
+        } else if retryable && (attempts as usize) <= config.retry_schedule.len() {
+            let wait = self.backoff(attempts, retry_after);
+            (Next::Retry { at_ms: self.events.clock.now_ms() + wait.as_millis() as i64, attempts }, "retrying")
+        } else {
+            (Next::Done, "failed")
+        };
+        let attempt = Attempt {
+            event_id: d.event_id.clone(),
+            event_type: d.event_type.clone(),
+            attempt: attempts,
+            at_ms: started_ms,
+            status,
+            error,
+            latency_ms,
+            result: result.to_owned(),
+        };
+        tracing::debug!(webhook = %webhook.id, event = %d.event_id, attempt = attempts, ?status, result, "webhook attempt");
+        finish(next, Some(attempt)).await;
+        if let Some(reason) = disable {
+            self.disable(&webhook, reason, status).await;
+        }
+    }
+
+    /// One signed POST, bounded by `webhooks.timeout_ms` from connect to the
+    /// end of the (bounded) answer.
+    async fn attempt(&self, webhook: &Webhook, d: &Delivery, now_ms: i64) -> Answer {
+        let config = &self.events.webhook_config;
+        // Names are checked by the resolver at connect time; literals here.
+        match ssrf::parse_url(&webhook.url) {
+            Ok((_, host, _)) => {
+                if let Err(e) = ssrf::check_literal(&host, config.allow_private_targets) {
+                    return Answer::Failed(e.to_string());
+                }
+            }
+            Err(e) => return Answer::Failed(e.to_string()),
+        }
+        let timestamp = now_ms / 1000;
+        let body = Bytes::from(d.body.clone());
+        let (standard, tollgate) =
+            sign::signature_headers(&webhook.signing_keys(now_ms), &d.event_id, timestamp, &body);
+        let request = Request::post(&webhook.url)
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(header::USER_AGENT, concat!("tollgate-webhooks/", env!("CARGO_PKG_VERSION")))
+            .header("webhook-id", &d.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", standard)
+            .header("x-tollgate-signature", tollgate)
+            .header("x-tollgate-event", &d.event_type)
+            .body(Full::new(body));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Answer::Failed(format!("cannot build the request: {e}")),
+        };
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            // Read (a bounded part of) the answer so the connection can be reused.
+            let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
+            Ok::<_, String>(Answer::Status { status, retry_after })
+        };
+        match tokio::time::timeout(config.timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Answer::Failed(e),
+            Err(_) => Answer::Failed(format!("no answer within {} ms", config.timeout.as_millis())),
+        }
+    }
+
+    /// The wait before attempt `attempts + 1`: the schedule's, with jitter,
+    /// and at least the receiver's `Retry-After`.
+    fn backoff(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let config = &self.events.webhook_config;
+        let base = config.retry_schedule[attempts as usize - 1];
+        let spread = base.as_millis() as u64 * config.jitter_percent / 100;
+        let jittered = if spread == 0 {
+            base
+        } else {
+            let offset = rand::thread_rng().gen_range(0..=2 * spread);
+            Duration::from_millis((base.as_millis() as u64 + offset).saturating_sub(spread))
+        };
+        jittered.max(retry_after.unwrap_or_default())
+    }
+
+    async fn disable(&self, webhook: &Webhook, reason: &str, status: Option<u16>) {
+        let now = self.events.clock.now_ms();
+        match self.events.webhooks.disable_webhook(&webhook.id, reason, now / 1000).await {
+            Ok(true) => {
+                tracing::warn!(webhook = %webhook.id, reason, "webhook disabled");
+                #[derive(Serialize)]
+                struct Disabled<'a> {
+                    webhook_id: &'a str,
+                    url: &'a str,
+                    reason: &'a str,
+                    last_status: Option<u16>,
+                }
+                let data = Disabled { webhook_id: &webhook.id, url: &webhook.url, reason, last_status: status };
+                self.events.emit(&Arc::from(webhook.workspace.as_str()), EventType::WebhookDisabled, &data);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, webhook = %webhook.id, "cannot disable a webhook"),
+        }
+    }
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
