@@ -42,6 +42,20 @@ pub async fn create_workspace(
     plan: &str,
     time_zone: Option<&str>,
 ) -> Result<Workspace, AdminError> {
+    create_workspace_with(stores, plans, id, name, plan, time_zone, None).await
+}
+
+/// [`create_workspace`] with the settings only the API and the config take:
+/// the `credits.low` threshold (micro-credits).
+pub async fn create_workspace_with(
+    stores: &Stores,
+    plans: &BTreeMap<String, PlanConfig>,
+    id: &str,
+    name: Option<&str>,
+    plan: &str,
+    time_zone: Option<&str>,
+    low_credits_threshold: Option<u64>,
+) -> Result<Workspace, AdminError> {
     if let Some(tz) = time_zone.filter(|tz| crate::credits::parse_time_zone(tz).is_none()) {
         return Err(AdminError::BadTimeZone(tz.into()));
     }
@@ -63,6 +77,7 @@ pub async fn create_workspace(
         name: name.into(),
         plan: plan.into(),
         time_zone: time_zone.map(Into::into),
+        low_credits_threshold,
         created_at: now(),
     };
     stores.workspaces.insert_workspace(&workspace).await?;
@@ -143,7 +158,8 @@ pub async fn seed_workspaces(stores: &Stores, config: &Config) -> Result<Vec<Str
         if stores.workspaces.workspace(id).await?.is_some() {
             continue;
         }
-        match create_workspace(stores, &config.plans, id, ws.name.as_deref(), &ws.plan, ws.time_zone.as_deref()).await {
+        let (name, tz, low) = (ws.name.as_deref(), ws.time_zone.as_deref(), ws.low_credits_threshold);
+        match create_workspace_with(stores, &config.plans, id, name, &ws.plan, tz, low).await {
             Ok(_) => created.push(id.clone()),
             Err(AdminError::Store(StoreError::Conflict(_))) => {} // another replica was first
             Err(e) => return Err(e),

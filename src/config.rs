@@ -117,6 +117,8 @@ pub struct WorkspaceConfig {
     pub plan: String,
     /// IANA name for the monthly refresh; `None` is UTC.
     pub time_zone: Option<String>,
+    /// Micro-credits below which `credits.low` fires.
+    pub low_credits_threshold: Option<u64>,
 }
 
 /// The plan every workspace gets unless told otherwise.
@@ -358,7 +360,15 @@ impl Validator<'_> {
             if let Some(tz) = ws.time_zone.as_deref().filter(|tz| crate::credits::parse_time_zone(tz).is_none()) {
                 return Err(self.err(format!("workspaces.{id}.time_zone"), format!("{tz:?} is not an IANA time zone")));
             }
-            workspaces.insert(id, WorkspaceConfig { name: ws.name, plan, time_zone: ws.time_zone });
+            workspaces.insert(
+                id,
+                WorkspaceConfig {
+                    name: ws.name,
+                    plan,
+                    time_zone: ws.time_zone,
+                    low_credits_threshold: ws.low_credits_threshold,
+                },
+            );
         }
         Ok(Config {
             origin: self.origin.into(),
@@ -684,5 +694,32 @@ mod tests {
         assert!(e.contains("store.backend"), "{e}");
         let e = load("[server\n").unwrap_err().to_string();
         assert!(e.starts_with("t.toml: (syntax)"), "{e}");
+    }
+
+    #[test]
+    fn events_and_webhooks_settings_are_checked() {
+        let c = load(BASE).unwrap();
+        assert_eq!(c.webhooks.timeout, std::time::Duration::from_secs(15));
+        assert_eq!(c.webhooks.retry_schedule.len(), 7, "the Standard Webhooks schedule after the first attempt");
+        assert!(!c.webhooks.allow_private_targets);
+        let c =
+            load(&format!("{BASE}\n[webhooks]\nretry_schedule_ms = [50, 100]\nallow_private_targets = true")).unwrap();
+        assert_eq!(c.webhooks.retry_schedule, [50, 100].map(std::time::Duration::from_millis));
+        assert!(c.webhooks.allow_private_targets);
+        let c = load(&format!("{BASE}\n[events]\nretention_days = 2")).unwrap();
+        assert_eq!(c.events.max_age, std::time::Duration::from_secs(2 * 86_400));
+        for (toml, path) in [
+            ("[webhooks]\ntimeout_ms = 5000\nclaim_idle_ms = 5000", "webhooks.claim_idle_ms"),
+            ("[webhooks]\njitter_percent = 101", "webhooks.jitter_percent"),
+            ("[webhooks]\nper_endpoint_concurrency = 0", "webhooks.per_endpoint_concurrency"),
+            ("[webhooks]\nprice = 18014398509481985", "webhooks.price"),
+            ("[webhooks]\nretry = 1", "unknown field `retry`"),
+            ("[events]\nretention_days = 1\nretention_ms = 5", "events: set retention_days or retention_ms"),
+            ("[events]\nqueue_capacity = 0", "events.queue_capacity"),
+            ("[events]\nlow_credits_percent = 150", "events.low_credits_percent"),
+        ] {
+            let e = load(&format!("{BASE}\n{toml}")).unwrap_err().to_string();
+            assert!(e.contains(path), "{toml}: {e}");
+        }
     }
 }

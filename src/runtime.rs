@@ -136,6 +136,14 @@ pub fn run(
     // (delivered by the next start, or another replica).
     if let Some(events) = &app.events {
         control.block_on(events.bus.flush(std::time::Duration::from_secs(10)));
+        let stats = &events.bus.stats;
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            emitted = load(&stats.emitted),
+            spilled = load(&stats.spilled),
+            stored = load(&stats.stored),
+            "events at shutdown"
+        );
     }
     Ok(())
 }

@@ -96,6 +96,10 @@ pub struct Workspace {
     pub plan: String,
     /// IANA time zone for monthly refreshes; `None` means UTC.
     pub time_zone: Option<String>,
+    /// `credits.low` fires when a metered balance falls below this many
+    /// micro-credits; `None` uses `events.low_credits_percent` of the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_credits_threshold: Option<u64>,
     pub created_at: i64,
 }
 

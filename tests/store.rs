@@ -185,6 +185,7 @@ fn workspace(id: &str, time_zone: Option<&str>) -> Workspace {
         name: format!("Workspace {id}"),
         plan: "free".into(),
         time_zone: time_zone.map(Into::into),
+        low_credits_threshold: Some(1_000_000),
         created_at: 1_700_000_000,
     }
 }

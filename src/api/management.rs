@@ -255,6 +255,9 @@ struct CreateWorkspace {
     plan: Option<String>,
     /// IANA name; the monthly credit refresh follows it (default UTC).
     time_zone: Option<String>,
+    /// `credits.low` fires below this many micro-credits (default: a share
+    /// of the plan's allowance, `events.low_credits_percent`).
+    low_credits_threshold: Option<u64>,
 }
 
 pub async fn create_workspace(
@@ -267,7 +270,8 @@ pub async fn create_workspace(
     let req: CreateWorkspace = parse(&body)?;
     let plan = req.plan.as_deref().unwrap_or("default");
     let (name, time_zone) = (req.name.as_deref(), req.time_zone.as_deref());
-    let ws: Workspace = admin::create_workspace(stores(app)?, &app.plans, &req.id, name, plan, time_zone)
+    let low = req.low_credits_threshold;
+    let ws: Workspace = admin::create_workspace_with(stores(app)?, &app.plans, &req.id, name, plan, time_zone, low)
         .await
         .map_err(ManagementError::from)?;
     Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))

@@ -69,6 +69,7 @@ pub struct RawWorkspace {
     pub name: Option<String>,
     pub plan: Option<String>,
     pub time_zone: Option<String>,
+    pub low_credits_threshold: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -26,6 +26,8 @@ pub struct Terms {
     pub key_rpm: Option<u32>,
     pub key_tpm: Option<u32>,
     pub time_zone: Tz,
+    /// The workspace's own `credits.low` threshold (micro-credits).
+    pub low_credits_threshold: Option<u64>,
 }
 
 impl Terms {
@@ -38,6 +40,7 @@ impl Terms {
             key_rpm: plan.key_rpm,
             key_tpm: plan.key_tpm,
             time_zone: time_zone.and_then(super::period::parse_time_zone).unwrap_or(Tz::UTC),
+            low_credits_threshold: None,
         }
     }
 }
@@ -74,7 +77,9 @@ impl TermsCache {
             let record = self.workspaces.workspace(workspace).await?;
             Ok::<_, MeterError>(record.map(|w| {
                 let plan = self.plans.get(&w.plan).unwrap_or(&self.plans[DEFAULT_PLAN]);
-                Arc::new(Terms::new(&w.id, plan, w.time_zone.as_deref()))
+                let mut terms = Terms::new(&w.id, plan, w.time_zone.as_deref());
+                terms.low_credits_threshold = w.low_credits_threshold;
+                Arc::new(terms)
             }))
         };
         self.cache.try_get_with(workspace.clone(), load).await.map_err(|e| (*e).clone())

@@ -49,8 +49,9 @@ impl CreditsWatch {
         CreditsWatch { percent, levels: Mutex::default() }
     }
 
-    fn threshold(&self, balance: &Balance) -> u64 {
-        balance.plan_allowance.map_or(0, |a| a / 100 * self.percent)
+    /// The workspace's own threshold, else a share of the plan allowance.
+    fn threshold(&self, own: Option<u64>, balance: &Balance) -> u64 {
+        own.unwrap_or_else(|| balance.plan_allowance.map_or(0, |a| a / 100 * self.percent))
     }
 
     /// Reads touched workspaces' balances and emits what crossed a level.
@@ -63,11 +64,12 @@ impl CreditsWatch {
                     continue;
                 }
             };
+            let own = meter.terms.get(&workspace).await.ok().and_then(|t| t.low_credits_threshold);
             for (kind, balance) in [(Kind::Message, &balances.message), (Kind::Integration, &balances.integration)] {
                 if !balance.metered {
                     continue;
                 }
-                let threshold = self.threshold(balance);
+                let threshold = self.threshold(own, balance);
                 let level = if balance.available <= 0 {
                     Level::Exhausted
                 } else if (balance.available as u64) < threshold {

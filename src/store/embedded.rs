@@ -121,6 +121,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook, seq);
 "#,
+    "ALTER TABLE workspaces ADD COLUMN low_credits_threshold INTEGER;",
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -324,6 +325,8 @@ impl KeyStore for EmbeddedStore {
     }
 }
 
+const WORKSPACE_COLUMNS: &str = "id, name, plan, time_zone, created_at, low_credits_threshold";
+
 fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
     Ok(Workspace {
         id: row.get(0)?,
@@ -331,6 +334,7 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
         plan: row.get(2)?,
         time_zone: row.get(3)?,
         created_at: row.get(4)?,
+        low_credits_threshold: row.get::<_, Option<i64>>(5)?.map(|t| t.max(0) as u64),
     })
 }
 
@@ -340,10 +344,18 @@ impl WorkspaceStore for EmbeddedStore {
         let ws = ws.clone();
         self.call(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO workspaces (id, name, plan, time_zone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO workspaces (id, name, plan, time_zone, created_at, low_credits_threshold) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(sql)?
-            .execute(params![ws.id, ws.name, ws.plan, ws.time_zone, ws.created_at])
+            .execute(params![
+                ws.id,
+                ws.name,
+                ws.plan,
+                ws.time_zone,
+                ws.created_at,
+                ws.low_credits_threshold.map(|t| t.min(i64::MAX as u64) as i64)
+            ])
             .map_err(insert_error(format!("workspace {}", ws.id)))?;
             Ok(())
         })
@@ -353,7 +365,7 @@ impl WorkspaceStore for EmbeddedStore {
     async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError> {
         let id = id.to_owned();
         self.call(move |conn| {
-            conn.prepare_cached("SELECT id, name, plan, time_zone, created_at FROM workspaces WHERE id = ?1")
+            conn.prepare_cached(&format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?1"))
                 .map_err(sql)?
                 .query_row([id], workspace_from_row)
                 .optional()
@@ -364,9 +376,8 @@ impl WorkspaceStore for EmbeddedStore {
 
     async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
         self.call(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT id, name, plan, time_zone, created_at FROM workspaces ORDER BY id")
-                .map_err(sql)?;
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY id")).map_err(sql)?;
             let rows = stmt.query_map([], workspace_from_row).map_err(sql)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql)
         })
@@ -427,8 +438,14 @@ mod tests {
     #[tokio::test]
     async fn workspaces_round_trip() {
         let store = EmbeddedStore::open(&temp_db("ws")).unwrap();
-        let ws =
-            Workspace { id: "ws1".into(), name: "One".into(), plan: "free".into(), time_zone: None, created_at: 1 };
+        let ws = Workspace {
+            id: "ws1".into(),
+            name: "One".into(),
+            plan: "free".into(),
+            time_zone: None,
+            low_credits_threshold: Some(5),
+            created_at: 1,
+        };
         store.insert_workspace(&ws).await.unwrap();
         assert!(matches!(store.insert_workspace(&ws).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.workspace("ws1").await.unwrap(), Some(ws.clone()));

@@ -284,12 +284,17 @@ impl EventLog for RedisEvents {
             let hooks = self.webhooks_of(ws).await?;
             let mut log = Pipeline::new();
             let mut deliveries = Pipeline::new();
-            let min_id = list.iter().map(|e| e.timestamp_ms).max().unwrap_or(0) - self.max_age_ms;
+            let mut fanned_out = 0;
+            // Stream ids are Redis's own clock (milliseconds), so the cut-off
+            // is wall-clock time, not the events' (possibly injected) clock.
+            let now_ms =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let min_id = now_ms - self.max_age_ms;
             for event in list {
                 let json = event.to_json();
                 for hook in hooks.iter().filter(|h| h.wants(event.kind.as_str())) {
                     self.xadd_delivery(&mut deliveries, hook, event, &json);
-                    queued += 1;
+                    fanned_out += 1;
                 }
                 log.cmd("XADD")
                     .arg(self.log_name(ws))
@@ -302,10 +307,11 @@ impl EventLog for RedisEvents {
             log.cmd("XTRIM").arg(self.log_name(ws)).arg("MINID").arg(min_id.max(0)).ignore();
             // Deliveries first: a failure between the two writes may lose a log
             // line, never a delivery (the batch is retried whole on error).
-            if queued > 0 {
+            if fanned_out > 0 {
                 self.store.pipeline::<()>(deliveries).await?;
             }
             self.store.pipeline::<()>(log).await?;
+            queued += fanned_out;
         }
         Ok(queued)
     }
