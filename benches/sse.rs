@@ -1,6 +1,7 @@
 //! Criterion micro-benchmark: the SSE relay's rewriter over a 32-chunk stream,
 //! with the model rewrite (agent) and without (pass-through), delivered as one
-//! frame per event (the common case) and as small frames that split events.
+//! frame per event (the common case) and as small frames that split events,
+//! and with the transcript events collect (text and tool calls).
 //!
 //! Run: `cargo bench --bench sse`
 
@@ -23,7 +24,10 @@ fn stream() -> Vec<Bytes> {
 }
 
 fn run(frames: &[Bytes], model: Option<Bytes>) -> usize {
-    let mut rewriter = SseRewriter::new(model, true);
+    run_with(frames, SseRewriter::new(model, true))
+}
+
+fn run_with(frames: &[Bytes], mut rewriter: SseRewriter) -> usize {
     let mut out = Vec::with_capacity(4);
     let mut sent = 0;
     for frame in frames {
@@ -47,6 +51,15 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("event_per_frame_pass_through", |b| {
         b.iter_batched(|| events.clone(), |f| black_box(run(&f, None)), BatchSize::SmallInput)
+    });
+    // What events add: the text and tool calls collected for `ai_message`
+    // and `tool.invoked` (only when the gateway has events).
+    group.bench_function("event_per_frame_rewrite_model_transcript", |b| {
+        b.iter_batched(
+            || events.clone(),
+            |f| black_box(run_with(&f, SseRewriter::new(Some(agent.clone()), true).with_transcript())),
+            BatchSize::SmallInput,
+        )
     });
     group.bench_function("split_frames_rewrite_model", |b| {
         b.iter_batched(|| split.clone(), |f| black_box(run(&f, Some(agent.clone()))), BatchSize::SmallInput)

@@ -48,6 +48,9 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::T
     Ok(listeners)
 }
 
+/// How long shutdown waits for the event drain's batch in progress.
+const EVENTS_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `app` on `listeners` (one worker thread each) until `shutdown`
 /// resolves on `control` (the calling thread's runtime, which also drives the
 /// store's background connections), then lets every worker drain.
@@ -105,19 +108,27 @@ pub fn run(
             None => std::future::pending::<std::convert::Infallible>().await,
         }
     };
+    let (stop_events, events_stop) = watch::channel(false);
     let eventing = async {
         match &app.events {
-            Some(events) => crate::events::run(events.clone(), app.meter.clone()).await,
-            None => std::future::pending::<std::convert::Infallible>().await,
+            Some(events) => crate::events::run(events.clone(), app.meter.clone(), events_stop).await,
+            None => std::future::pending().await,
         }
     };
     control.block_on(async {
+        tokio::pin!(eventing);
         tokio::select! {
             _ = shutdown => {}
             _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),
             never = flushing => never,
             never = metering => match never {},
-            never = eventing => match never {},
+            () = &mut eventing => tracing::error!("the event subsystem stopped"),
+        }
+        // The event drain finishes the batch it is writing (never cancelled
+        // mid-write); what is still queued is written after the workers drain.
+        let _ = stop_events.send(true);
+        if tokio::time::timeout(EVENTS_STOP, &mut eventing).await.is_err() {
+            tracing::error!("the event drain did not stop within {EVENTS_STOP:?}");
         }
     });
     let _ = stop.send(true);

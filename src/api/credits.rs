@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::management::{json, parse, ManagementError};
 use super::openai::read_body;
-use super::query_param;
+use super::Query;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::credits::{days, Balances, Kind, Meter, MeterError, Period, UsageRow, MAX_BALANCE};
@@ -25,9 +25,9 @@ fn meter(app: &App) -> Result<&Arc<Meter>, MeterError> {
 }
 
 /// The workspace a read is about: the caller's own, or any for an admin key.
-fn readable<'a>(ctx: &'a RequestContext, query: Option<&'a str>) -> Result<&'a str, ManagementError> {
+fn readable<'a>(ctx: &'a RequestContext, query: &'a Query<'_>) -> Result<&'a str, ManagementError> {
     let own = ctx.principal.workspace.as_deref().ok_or(ManagementError::InsufficientScope("read credits"))?;
-    match (ctx.principal.scope, query_param(query, "workspace")) {
+    match (ctx.principal.scope, query.get("workspace")) {
         (Scope::Admin, Some(ws)) => Ok(ws),
         (_, Some(ws)) if ws != own => Err(ManagementError::InsufficientScope("read another workspace's credits")),
         _ => Ok(own),
@@ -59,7 +59,8 @@ async fn view(meter: &Meter, balances: Balances) -> Result<CreditsView, MeterErr
 }
 
 pub async fn get_credits(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
-    let workspace = readable(ctx, query)?;
+    let query = Query::parse(query);
+    let workspace = readable(ctx, &query)?;
     let meter = meter(app)?;
     let balances = meter.balances(workspace).await?;
     Ok(json(StatusCode::OK, &view(meter, balances).await?))
@@ -106,12 +107,13 @@ pub async fn top_up(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (UTC days, default: the last 30),
 /// optionally `&key_id=` and `&agent=`.
 pub async fn get_usage(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
-    let workspace = readable(ctx, query)?;
+    let query = Query::parse(query);
+    let workspace = readable(ctx, &query)?;
     let meter = meter(app)?;
     let today = Period::utc_day(meter.clock.now_ms());
     let month_ago = Period::utc_day(meter.clock.now_ms() - 29 * 86_400_000);
-    let from = query_param(query, "from").unwrap_or(&month_ago);
-    let to = query_param(query, "to").unwrap_or(&today);
+    let from = query.get("from").unwrap_or(&month_ago);
+    let to = query.get("to").unwrap_or(&today);
     let range = days(from, to);
     if range.is_empty() || range.last().map(String::as_str) != Some(to) {
         let message = format!(
@@ -121,10 +123,10 @@ pub async fn get_usage(app: &App, ctx: &RequestContext, query: Option<&str>) -> 
         return Err(ManagementError::Invalid { param: "from", message }.into());
     }
     let mut rows = meter.usage(workspace, from, to).await?;
-    if let Some(key) = query_param(query, "key_id") {
+    if let Some(key) = query.get("key_id") {
         rows.retain(|r| r.key_id == key);
     }
-    if let Some(agent) = query_param(query, "agent") {
+    if let Some(agent) = query.get("agent") {
         rows.retain(|r| r.agent == agent);
     }
     #[derive(Serialize)]

@@ -178,7 +178,8 @@ pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>)
 
 pub async fn list_keys(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
     let (own, scope) = manager(ctx)?;
-    let asked = super::query_param(query, "workspace");
+    let query = super::Query::parse(query);
+    let asked = query.get("workspace");
     let workspace = match (scope, asked) {
         (Scope::Admin, Some(ws)) => ws,
         (_, Some(ws)) if ws != own => {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::management::{json, parse, ManagementError};
 use super::openai::read_body;
-use super::query_param;
+use super::Query;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::error::Error;
@@ -133,7 +133,8 @@ pub async fn create(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
 }
 
 pub async fn list(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
-    let ws = workspace(ctx, query_param(query, "workspace"))?;
+    let query = Query::parse(query);
+    let ws = workspace(ctx, query.get("workspace"))?;
     let hooks = events(app)?.webhooks.list_webhooks(ws).await.map_err(ManagementError::from)?;
     #[derive(Serialize)]
     struct List<'a> {
@@ -166,6 +167,10 @@ pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Respons
 pub async fn test(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
     let events = events(app)?;
     let webhook = owned_webhook(events, ctx, id).await?;
+    if webhook.disabled_at.is_some() {
+        let message = "the webhook is disabled; register it again to receive events".to_owned();
+        return Err(ManagementError::Invalid { param: "id", message }.into());
+    }
     #[derive(Serialize)]
     struct TestData<'a> {
         webhook_id: &'a str,
@@ -234,7 +239,7 @@ pub async fn deliveries(
     let events = events(app)?;
     let webhook = owned_webhook(events, ctx, id).await?;
     let kept = events.webhook_config.attempts_kept;
-    let limit = page_limit(query, kept.min(DEFAULT_PAGE), kept)?;
+    let limit = page_limit(&Query::parse(query), kept.min(DEFAULT_PAGE), kept)?;
     let attempts = events.queue.attempts(&webhook, limit).await.map_err(ManagementError::from)?;
     #[derive(Serialize)]
     struct View<'a> {
@@ -256,8 +261,8 @@ pub async fn deliveries(
     Ok(json(StatusCode::OK, &List { object: "list", webhook_id: &webhook.id, data }))
 }
 
-fn page_limit(query: Option<&str>, default: usize, max: usize) -> Result<usize, ManagementError> {
-    match query_param(query, "limit") {
+fn page_limit(query: &Query<'_>, default: usize, max: usize) -> Result<usize, ManagementError> {
+    match query.get("limit") {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
@@ -268,16 +273,18 @@ fn page_limit(query: Option<&str>, default: usize, max: usize) -> Result<usize, 
 
 /// `GET /v1/events?type=&after=&limit=&order=`: a workspace's event log.
 pub async fn list_events(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
-    let ws = workspace(ctx, query_param(query, "workspace"))?;
+    let query = Query::parse(query);
+    let ws = workspace(ctx, query.get("workspace"))?;
     let events = events(app)?;
-    let types: Vec<String> = query_param(query, "type")
+    let types: Vec<String> = query
+        .get("type")
         .map(|t| t.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default();
     if let Some(bad) = types.iter().find(|t| EventType::parse(t).is_none()) {
         let message = format!("{bad:?} is not an event type");
         return Err(ManagementError::Invalid { param: "type", message }.into());
     }
-    let ascending = match query_param(query, "order") {
+    let ascending = match query.get("order") {
         None | Some("desc") => false,
         Some("asc") => true,
         Some(other) => {
@@ -285,7 +292,7 @@ pub async fn list_events(app: &App, ctx: &RequestContext, query: Option<&str>) -
             return Err(ManagementError::Invalid { param: "order", message }.into());
         }
     };
-    let after = query_param(query, "after").map(str::to_owned);
+    let after = query.get("after").map(str::to_owned);
     if after
         .as_deref()
         .is_some_and(|c| c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
@@ -293,7 +300,7 @@ pub async fn list_events(app: &App, ctx: &RequestContext, query: Option<&str>) -
         let message = "pass the next_cursor of the previous page".to_owned();
         return Err(ManagementError::Invalid { param: "after", message }.into());
     }
-    let limit = page_limit(query, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = page_limit(&query, DEFAULT_PAGE, MAX_PAGE)?;
     let q = EventQuery { types, after, limit, ascending };
     let page = events.log.list_events(ws, &q).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::{Event, EventLog};
 
@@ -82,16 +82,39 @@ impl EventBus {
         }
     }
 
-    /// Appends everything queued so far, forever: the drain task.
-    pub async fn drain(&self) -> std::convert::Infallible {
+    /// Appends everything queued, until `stop` is set: the drain task. It
+    /// stops only between batches, or while a batch waits for a store that
+    /// refuses it — then the batch goes back to the overflow, so the last
+    /// [`EventBus::flush`] writes it. Cancelling this future instead could
+    /// lose the batch it holds.
+    pub async fn drain(&self, mut stop: watch::Receiver<bool>) {
         let mut receiver = self.receiver.lock().await;
         let mut batch = Vec::with_capacity(self.batch_size);
         loop {
-            if receiver.recv_many(&mut batch, self.batch_size).await == 0 {
+            let received = tokio::select! {
+                biased;
+                () = stopped(&mut stop) => return,
+                n = receiver.recv_many(&mut batch, self.batch_size) => n,
+            };
+            if received == 0 {
                 // Every sender is gone (the bus lives in the app): nothing more comes.
-                std::future::pending::<()>().await;
+                stopped(&mut stop).await;
+                return;
             }
-            append_until_stored(&*self.log, &batch, self.retry, &self.stats, &self.deliveries_queued).await;
+            let stored = append_until_stored(
+                &*self.log,
+                &batch,
+                self.retry,
+                &self.stats,
+                &self.deliveries_queued,
+                Some(&mut stop),
+            )
+            .await;
+            if !stored {
+                let mut overflow = self.overflow.lock().expect("overflow lock");
+                overflow.splice(0..0, batch.drain(..));
+                return;
+            }
             batch.clear();
         }
     }
@@ -107,7 +130,7 @@ impl EventBus {
             }
             batch.append(&mut self.overflow.lock().expect("overflow lock"));
             for chunk in batch.chunks(self.batch_size) {
-                append_until_stored(&*self.log, chunk, self.retry, &self.stats, &self.deliveries_queued).await;
+                append_until_stored(&*self.log, chunk, self.retry, &self.stats, &self.deliveries_queued, None).await;
             }
         };
         if tokio::time::timeout(limit, work).await.is_err() {
@@ -143,14 +166,29 @@ impl Spill {
                 }
                 continue;
             }
-            append_until_stored(&*self.log, &batch, self.retry, &self.stats, &self.notify).await;
+            append_until_stored(&*self.log, &batch, self.retry, &self.stats, &self.notify, None).await;
         }
     }
 }
 
+/// Resolves once `stop` is set; never if its sender is gone without setting it.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Appends a batch, retrying while the store is unavailable: events are
-/// only dropped if the process dies meanwhile.
-async fn append_until_stored(log: &dyn EventLog, batch: &[Event], retry: Duration, stats: &BusStats, notify: &Notify) {
+/// only dropped if the process dies meanwhile. `false` when `stop` was set
+/// while the store kept refusing (the caller keeps the batch).
+async fn append_until_stored(
+    log: &dyn EventLog,
+    batch: &[Event],
+    retry: Duration,
+    stats: &BusStats,
+    notify: &Notify,
+    mut stop: Option<&mut watch::Receiver<bool>>,
+) -> bool {
     loop {
         match log.append(batch).await {
             Ok(deliveries) => {
@@ -158,11 +196,18 @@ async fn append_until_stored(log: &dyn EventLog, batch: &[Event], retry: Duratio
                 if deliveries > 0 {
                     notify.notify_one();
                 }
-                return;
+                return true;
             }
             Err(e) => {
                 tracing::warn!(error = %e, events = batch.len(), "cannot store events; retrying");
-                tokio::time::sleep(retry).await;
+                match stop.as_deref_mut() {
+                    Some(stop) => {
+                        if tokio::time::timeout(retry, stopped(stop)).await.is_ok() {
+                            return false;
+                        }
+                    }
+                    None => tokio::time::sleep(retry).await,
+                }
             }
         }
     }

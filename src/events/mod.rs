@@ -219,9 +219,15 @@ impl Events {
     }
 }
 
-/// The event subsystem's background work, forever: the drain, the delivery
-/// worker and the retention pruner. Runs on the control runtime.
-pub async fn run(events: Arc<Events>, meter: Option<Arc<crate::credits::Meter>>) -> std::convert::Infallible {
+/// The event subsystem's background work: the drain, the delivery worker,
+/// the retention pruner and the credit watcher. Runs on the control runtime
+/// until `stop` is set and the drain has finished the batch it was writing
+/// (the rest is written by [`EventBus::flush`] at shutdown).
+pub async fn run(
+    events: Arc<Events>,
+    meter: Option<Arc<crate::credits::Meter>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let pruning = async {
         let mut every = tokio::time::interval(PRUNE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -246,8 +252,8 @@ pub async fn run(events: Arc<Events>, meter: Option<Arc<crate::credits::Meter>>)
     };
     let worker = worker::Worker::new(events.clone(), meter.clone());
     tokio::select! {
-        never = events.bus.drain() => never,
-        never = worker.run() => never,
+        () = events.bus.drain(stop) => {}
+        never = worker.run() => match never {},
         never = pruning => never,
         never = watching => never,
     }

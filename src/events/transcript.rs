@@ -42,8 +42,9 @@ struct Message<'a> {
 
 #[derive(Deserialize)]
 struct WireToolCall<'a> {
-    #[serde(default)]
-    index: usize,
+    /// Stream deltas say which call they continue; a whole answer's calls
+    /// have no index and are taken in order.
+    index: Option<usize>,
     #[serde(borrow)]
     id: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
@@ -80,14 +81,15 @@ impl Transcript {
                 self.content.push_str(&text);
             }
         }
-        for call in message.tool_calls {
-            if call.index >= 128 {
+        for (position, call) in message.tool_calls.into_iter().enumerate() {
+            let index = call.index.unwrap_or(position);
+            if index >= 128 {
                 continue;
             }
-            if self.tool_calls.len() <= call.index {
-                self.tool_calls.resize(call.index + 1, ToolCall::default());
+            if self.tool_calls.len() <= index {
+                self.tool_calls.resize(index + 1, ToolCall::default());
             }
-            let slot = &mut self.tool_calls[call.index];
+            let slot = &mut self.tool_calls[index];
             if let Some(id) = call.id.filter(|id| !id.is_empty()) {
                 slot.id = id.into_owned();
             }
@@ -105,9 +107,16 @@ mod tests {
     #[test]
     fn collects_text_and_tool_calls_from_an_answer_and_from_deltas() {
         let mut t = Transcript::default();
-        t.add_choices(br#"[{"index":0,"message":{"role":"assistant","content":"hi","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},"finish_reason":"tool_calls"}]"#);
+        t.add_choices(br#"[{"index":0,"message":{"role":"assistant","content":"hi","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{}"}},{"id":"call_2","type":"function","function":{"name":"send","arguments":"{}"}}]},"finish_reason":"tool_calls"}]"#);
         assert_eq!(t.content, "hi");
-        assert_eq!(t.tool_calls, [ToolCall { id: "call_1".into(), name: "get_weather".into() }]);
+        assert_eq!(
+            t.tool_calls,
+            [
+                ToolCall { id: "call_1".into(), name: "get_weather".into() },
+                ToolCall { id: "call_2".into(), name: "send".into() }
+            ],
+            "a whole answer's calls carry no index: one per position"
+        );
         assert_eq!(t.finish_reason.as_deref(), Some("tool_calls"));
 
         let mut s = Transcript::default();

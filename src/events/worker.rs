@@ -280,11 +280,8 @@ impl Worker {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| error_chain(&e))?;
             let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after =
+                response.headers().get(header::RETRY_AFTER).and_then(|v| retry_after(v.to_str().ok()?, now_ms));
             // Read (a bounded part of) the answer so the connection can be reused.
             let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
             Ok::<_, String>(Answer::Status { status, retry_after })
@@ -332,6 +329,21 @@ impl Worker {
     }
 }
 
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110), from `now_ms`;
+/// bounded to a day so a receiver cannot park a delivery for ever.
+fn retry_after(value: &str, now_ms: i64) -> Option<Duration> {
+    const MAX: Duration = Duration::from_secs(86_400);
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?.timestamp_millis();
+            Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64)
+        }
+    };
+    Some(wait.min(MAX))
+}
+
 /// An error and its sources on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -342,4 +354,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc2822("Sun, 22 Nov 2026 10:00:00 GMT").unwrap().timestamp_millis();
+        assert_eq!(retry_after("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after("Sun, 22 Nov 2026 10:02:00 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO), "a past date: now");
+        assert_eq!(retry_after("99999999", now), Some(Duration::from_secs(86_400)), "bounded to a day");
+        assert_eq!(retry_after("soon", now), None);
+    }
 }

@@ -77,14 +77,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
+        id TEXT NOT NULL,
         workspace TEXT NOT NULL,
         type TEXT NOT NULL,
         ts INTEGER NOT NULL,
         json TEXT NOT NULL
     );
     CREATE INDEX events_by_workspace ON events (workspace, seq);
-    CREATE INDEX events_by_time ON events (ts);
     CREATE TABLE webhooks (
         id TEXT PRIMARY KEY,
         workspace TEXT NOT NULL,

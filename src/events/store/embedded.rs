@@ -88,7 +88,7 @@ impl EventLog for EmbeddedEvents {
                     tx.prepare_cached("INSERT INTO events (id, workspace, type, ts, json) VALUES (?1, ?2, ?3, ?4, ?5)")
                         .map_err(sql)?
                         .execute(params![event.id, &*event.workspace, event.kind.as_str(), event.timestamp_ms, json])
-                        .map_err(insert_error(format!("event {}", event.id)))?;
+                        .map_err(sql)?;
                     // Batches are mostly one workspace: read its webhooks once per run.
                     if hooks.as_ref().is_none_or(|(ws, _)| **ws != *event.workspace) {
                         let list = webhooks_where(&tx, "workspace = ?1", &event.workspace)?;
@@ -153,7 +153,16 @@ impl EventLog for EmbeddedEvents {
         self.store
             .call(move |conn| {
                 let tx = conn.transaction().map_err(sql)?;
-                let mut deleted = tx.execute("DELETE FROM events WHERE ts < ?1", [min_ms]).map_err(sql)? as u64;
+                // Events are appended in time order, so everything before the
+                // first event young enough goes (a scan from the oldest that
+                // stops there; no index on time to maintain per insert).
+                let mut deleted = tx
+                    .execute(
+                        "DELETE FROM events WHERE seq < COALESCE((SELECT seq FROM events WHERE ts >= ?1 \
+                         ORDER BY seq LIMIT 1), (SELECT MAX(seq) + 1 FROM events), 0)",
+                        [min_ms],
+                    )
+                    .map_err(sql)? as u64;
                 // Per workspace, everything older than its `max_count`th newest event.
                 deleted += tx
                     .execute(
