@@ -190,3 +190,15 @@ pub fn json_response(status: StatusCode, json: impl Into<bytes::Bytes>) -> Respo
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
+
+/// An error and its sources on one line, for logs and delivery records.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -7,7 +7,6 @@
 #[path = "support/receiver.rs"]
 mod receiver;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::header::{HeaderName, HeaderValue};
@@ -25,8 +24,6 @@ const VECTOR_SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
 /// Two more secrets (24 random bytes each, as the gateway makes them).
 const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW_SECRET: &str = "whsec_5WbX5kEWLlfzsGNjH64I8lOOqUB2e+JV";
-
-const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
@@ -269,36 +266,6 @@ async fn a_wait_that_is_never_satisfied_fails_with_a_clear_message() {
     receiver.wait_for(1).await;
 }
 
-/// Runs tests/sdk/standardwebhooks_verify.py on `lines`; `None` (after a loud
-/// skip) when python3 or the library is missing, except in CI where that fails.
-fn verify_with_python(lines: &[Value]) -> Option<(bool, Vec<String>)> {
-    let available =
-        Command::new("python3").args(["-c", "import standardwebhooks"]).output().is_ok_and(|o| o.status.success());
-    if !available {
-        let how = "`pip install standardwebhooks` (needs python3) to run it";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the standardwebhooks check cannot run: {how}"
-        );
-        eprintln!("\n*** SKIPPED the standardwebhooks Python cross-check: {how} ***\n");
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .arg("standardwebhooks_verify.py")
-        .current_dir(SDK_DIR)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 starts");
-    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.code().is_some(), "the script ran to its end: {}", String::from_utf8_lossy(&output.stderr));
-    Some((output.status.success(), stdout.lines().map(str::to_owned).collect()))
-}
-
 /// The Rust signer (and the receiver's raw recording) agree with the stock
 /// library: what the receiver calls valid, `standardwebhooks` verifies too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,21 +280,14 @@ async fn the_stock_standardwebhooks_library_verifies_what_the_receiver_recorded(
     let seen = receiver.wait_for(3).await;
     assert_eq!(seen.iter().map(|d| d.std_valid).collect::<Vec<_>>(), [true, true, false]);
 
-    let lines: Vec<Value> = seen
-        .iter()
-        .map(|d| {
-            let headers: serde_json::Map<String, Value> =
-                d.headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap()))).collect();
-            json!({"secret": NEW_SECRET, "headers": headers, "body": String::from_utf8(d.body.clone()).unwrap()})
-        })
-        .collect();
-    let Some((success, out)) = verify_with_python(&lines) else { return };
+    let lines: Vec<(&str, &receiver::Delivery)> = seen.iter().map(|d| (NEW_SECRET, d)).collect();
+    let Some((success, out)) = receiver::verify_with_python(&lines) else { return };
     assert!(!success, "one line fails, so the script exits 1: {out:?}");
     assert_eq!(out.len(), 3, "{out:?}");
     assert_eq!(out[0], "ok msg_py_1");
     assert_eq!(out[1], "ok msg_py_2");
     assert!(out[2].starts_with("fail ") && out[2].contains("No matching signature"), "{out:?}");
 
-    let (success, out) = verify_with_python(&lines[..2]).expect("available above");
+    let (success, out) = receiver::verify_with_python(&lines[..2]).expect("available above");
     assert!(success, "all lines verify: {out:?}");
 }

@@ -41,7 +41,6 @@ mod receiver;
 mod redis_server;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::mock::{chat_chunk, event, Reply, COMPLETION_TOKENS, PROMPT_TOKENS};
@@ -126,50 +125,9 @@ fn assert_envelope(d: &Delivery, workspace: &str) {
     assert!(d.json["data"].is_object(), "{}", d.json);
 }
 
-const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
-
-/// Verifies `(secret, delivery)` pairs with the official `standardwebhooks`
-/// Python library (tests/sdk/standardwebhooks_verify.py): one output line per
-/// pair, `ok <webhook-id>` or `fail <reason>`. `None` (after a loud skip) when
-/// python3 or the library is missing, except under CI, where that fails.
-fn verify_with_python(pairs: &[(&str, &Delivery)]) -> Option<Vec<String>> {
-    let available =
-        Command::new("python3").args(["-c", "import standardwebhooks"]).output().is_ok_and(|o| o.status.success());
-    if !available {
-        let how = "`pip install standardwebhooks` (needs python3) to run it";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the standardwebhooks check cannot run: {how}"
-        );
-        eprintln!("\n*** SKIPPED the standardwebhooks Python cross-check: {how} ***\n");
-        return None;
-    }
-    let input: String = pairs
-        .iter()
-        .map(|(secret, d)| {
-            let headers: serde_json::Map<String, Value> =
-                d.headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap()))).collect();
-            let body = String::from_utf8(d.body.clone()).expect("a UTF-8 body");
-            format!("{}\n", json!({"secret": secret, "headers": headers, "body": body}))
-        })
-        .collect();
-    let mut child = Command::new("python3")
-        .arg("standardwebhooks_verify.py")
-        .current_dir(SDK_DIR)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 starts");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.code().is_some(), "the script ran to its end: {}", String::from_utf8_lossy(&output.stderr));
-    Some(String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect())
-}
-
 /// Asserts the Python library verifies every pair.
 fn python_verifies(pairs: &[(&str, &Delivery)]) {
-    let Some(out) = verify_with_python(pairs) else { return };
+    let Some((_, out)) = receiver::verify_with_python(pairs) else { return };
     let expected: Vec<String> = pairs.iter().map(|(_, d)| format!("ok {}", d.webhook_id.as_deref().unwrap())).collect();
     assert_eq!(out, expected, "standardwebhooks verifies every delivery");
 }

@@ -278,7 +278,7 @@ impl Worker {
             Err(e) => return Answer::Failed(format!("cannot build the request: {e}")),
         };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| error_chain(&e))?;
+            let response = self.client.request(request).await.map_err(|e| crate::error::chain(&e))?;
             let status = response.status();
             let retry_after =
                 response.headers().get(header::RETRY_AFTER).and_then(|v| retry_after(v.to_str().ok()?, now_ms));
@@ -342,18 +342,6 @@ fn retry_after(value: &str, now_ms: i64) -> Option<Duration> {
         }
     };
     Some(wait.min(MAX))
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

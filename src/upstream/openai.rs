@@ -123,10 +123,10 @@ impl OpenAiProvider {
             {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) if e.is_connect() => {
-                    let err = UpstreamError::Unreachable { detail: error_chain(&e) };
+                    let err = UpstreamError::Unreachable { detail: crate::error::chain(&e) };
                     self.retry_delay(attempt, None).ok_or(err)?
                 }
-                Ok(Err(e)) => return Err(UpstreamError::Unreachable { detail: error_chain(&e) }),
+                Ok(Err(e)) => return Err(UpstreamError::Unreachable { detail: crate::error::chain(&e) }),
                 Ok(Ok(response)) => {
                     let status = response.status();
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -147,7 +147,8 @@ impl OpenAiProvider {
                             .headers()
                             .get(header::CONTENT_TYPE)
                             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-                        let body = response.into_body().map_err(|e| UpstreamError::Body { detail: error_chain(&e) });
+                        let body =
+                            response.into_body().map_err(|e| UpstreamError::Body { detail: crate::error::chain(&e) });
                         return Ok(UpstreamResponse {
                             status,
                             event_stream,
@@ -258,16 +259,4 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
     }
     parse("retry-after").map(|s| Duration::from_secs_f64(s.max(0.0)))
-}
-
-/// An error and its sources on one line, for the log.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

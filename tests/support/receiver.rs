@@ -409,3 +409,45 @@ fn answer(status: u16, headers: &[(String, String)]) -> Response<Full<Bytes>> {
     }
     response.body(Full::new(Bytes::from_static(b"receiver\n"))).expect("a valid scripted response")
 }
+
+/// Verifies `(secret, delivery)` pairs with the official `standardwebhooks`
+/// Python library (tests/sdk/standardwebhooks_verify.py): whether every pair
+/// verified, and one output line per pair, `ok <webhook-id>` or
+/// `fail <reason>`. `None` (after a loud skip) when python3 or the library is
+/// missing, except under `CI=true`, where that fails.
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub fn verify_with_python(pairs: &[(&str, &Delivery)]) -> Option<(bool, Vec<String>)> {
+    use std::process::{Command, Stdio};
+    let available =
+        Command::new("python3").args(["-c", "import standardwebhooks"]).output().is_ok_and(|o| o.status.success());
+    if !available {
+        let how = "`pip install standardwebhooks` (needs python3) to run it";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the standardwebhooks check cannot run: {how}"
+        );
+        eprintln!("\n*** SKIPPED the standardwebhooks Python cross-check: {how} ***\n");
+        return None;
+    }
+    let input: String = pairs
+        .iter()
+        .map(|(secret, d)| {
+            let headers: serde_json::Map<String, Value> =
+                d.headers.iter().map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap()))).collect();
+            let body = String::from_utf8(d.body.clone()).expect("a UTF-8 body");
+            format!("{}\n", serde_json::json!({"secret": secret, "headers": headers, "body": body}))
+        })
+        .collect();
+    let mut child = Command::new("python3")
+        .arg("standardwebhooks_verify.py")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.code().is_some(), "the script ran to its end: {}", String::from_utf8_lossy(&output.stderr));
+    Some((output.status.success(), String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()))
+}

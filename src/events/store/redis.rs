@@ -30,6 +30,10 @@ use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 
 const GROUP: &str = "workers";
+/// How often (in claims) dead consumers are looked for.
+const CONSUMER_SWEEP_EVERY: u64 = 1000;
+/// A consumer idle this long (1 h) with nothing pending is a process that is gone.
+const DEAD_CONSUMER_IDLE_MS: u64 = 3_600_000;
 /// The most entries `GET /v1/events` reads to fill one filtered page.
 const SCAN_CAP: usize = 10_000;
 
@@ -108,6 +112,8 @@ pub struct RedisEvents {
     attempts_kept: usize,
     /// Where the next XAUTOCLAIM scan starts.
     autoclaim_cursor: Mutex<String>,
+    /// Claims since the group's dead consumers were last removed.
+    claims: std::sync::atomic::AtomicU64,
     scripts: Scripts,
 }
 
@@ -131,6 +137,7 @@ impl RedisEvents {
             max_age_ms: events.max_age.as_millis() as i64,
             attempts_kept: w.attempts_kept,
             autoclaim_cursor: Mutex::new("0-0".into()),
+            claims: Default::default(),
             scripts: Scripts {
                 list: Script::new(LIST_WEBHOOKS),
                 insert: Script::new(INSERT_WEBHOOK),
@@ -190,6 +197,38 @@ impl RedisEvents {
         self.store.query(::redis::cmd("GET").arg(self.index_name(id)).to_owned()).await
     }
 
+    /// Every process joins the group as a consumer of its own; one that is
+    /// gone leaves its name behind. Names idle for [`DEAD_CONSUMER_IDLE_MS`]
+    /// with nothing pending are removed (one with pending deliveries stays
+    /// until XAUTOCLAIM has taken them over: removing it would drop them).
+    async fn remove_dead_consumers(&self, queue: &str) -> Result<(), StoreError> {
+        let info: Value =
+            self.store.query(::redis::cmd("XINFO").arg("CONSUMERS").arg(queue).arg(GROUP).to_owned()).await?;
+        let Value::Array(consumers) = info else { return Ok(()) };
+        for consumer in consumers {
+            let fields = match consumer {
+                Value::Array(flat) => {
+                    pairs(flat.iter().map(|v| string(v).or_else(|| integer(v)).unwrap_or_default()).collect())
+                }
+                Value::Map(kv) => {
+                    kv.iter().filter_map(|(k, v)| Some((string(k)?, string(v).or_else(|| integer(v))?))).collect()
+                }
+                _ => continue,
+            };
+            let (Some(name), Some(pending), Some(idle)) =
+                (fields.get("name"), fields.get("pending"), fields.get("idle"))
+            else {
+                continue;
+            };
+            let idle: u64 = idle.parse().unwrap_or(0);
+            if name != &self.consumer && pending == "0" && idle >= DEAD_CONSUMER_IDLE_MS {
+                let del = ::redis::cmd("XGROUP").arg("DELCONSUMER").arg(queue).arg(GROUP).arg(name).to_owned();
+                self.store.query::<Value>(del).await?;
+            }
+        }
+        Ok(())
+    }
+
     fn xadd_delivery(&self, pipe: &mut Pipeline, hook: &Webhook, event: &Event, body: &str) {
         pipe.cmd("XADD")
             .arg(self.queue())
@@ -246,6 +285,13 @@ fn entries(v: &Value) -> Vec<(String, HashMap<String, String>)> {
             Some((id, pairs(flat)))
         })
         .collect()
+}
+
+fn integer(v: &Value) -> Option<String> {
+    match v {
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn string(v: &Value) -> Option<String> {
@@ -451,6 +497,9 @@ impl DeliveryQueue for RedisEvents {
 
     async fn claim(&self, max: usize, now_ms: i64) -> Result<Vec<Delivery>, StoreError> {
         let (queue, retry) = (self.queue(), self.retry_set());
+        if self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CONSUMER_SWEEP_EVERY == 0 {
+            self.remove_dead_consumers(&queue).await?;
+        }
         let _: i64 = self
             .store
             .eval(&self.scripts.promote, &[retry, queue.clone()], &[now_ms.to_string(), "1000".into()])
