@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
         created_at: 0,
         disabled_at: None,
         disabled_reason: None,
+        failures: 0,
     };
     runtime.block_on(events.webhooks.insert_webhook(&webhook, 10)).expect("webhook");
     let data = json!({

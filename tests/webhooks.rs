@@ -664,6 +664,7 @@ async fn private_targets_are_refused_at_registration_and_delivery(backend: Backe
         created_at: unix_now(),
         disabled_at: None,
         disabled_reason: None,
+        failures: 0,
     };
     let by_address = direct("wh_direct_address", receiver.url("/address"));
     let by_name = direct("wh_direct_name", format!("http://localhost:{port}/name"));

@@ -119,6 +119,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
         created_at: crate::store::now(),
         disabled_at: None,
         disabled_reason: None,
+        failures: 0,
     };
     let max = events.webhook_config.max_per_workspace;
     events.webhooks.insert_webhook(&webhook, max).await.map_err(|e| match e {

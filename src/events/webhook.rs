@@ -25,6 +25,8 @@ pub struct Webhook {
     pub created_at: i64,
     pub disabled_at: Option<i64>,
     pub disabled_reason: Option<String>,
+    /// Failed attempts since the last success (as read; the store counts).
+    pub failures: u64,
 }
 
 impl Webhook {
@@ -58,6 +60,7 @@ impl Webhook {
             created_at: self.created_at,
             disabled_at: self.disabled_at,
             disabled_reason: self.disabled_reason.as_deref(),
+            consecutive_failures: self.failures,
             previous_secret_expires_at: self.previous_until_ms.map(|ms| ms / 1000),
         }
     }
@@ -75,5 +78,6 @@ pub struct WebhookView<'a> {
     pub created_at: i64,
     pub disabled_at: Option<i64>,
     pub disabled_reason: Option<&'a str>,
+    pub consecutive_failures: u64,
     pub previous_secret_expires_at: Option<i64>,
 }

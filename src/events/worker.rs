@@ -105,8 +105,28 @@ impl Worker {
                 }
             };
             let idle = claimed.is_empty();
+            // One read per webhook per batch, not one per delivery.
+            let mut webhooks: HashMap<String, Option<Arc<Webhook>>> = HashMap::new();
             for delivery in claimed {
-                this.clone().start(delivery).await;
+                if !webhooks.contains_key(&delivery.webhook) {
+                    let read = this.events.webhooks.webhook(&delivery.webhook).await;
+                    let read = match read {
+                        Ok(w) => Some(w.map(Arc::new)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read a webhook; its deliveries wait");
+                            None
+                        }
+                    };
+                    match read {
+                        Some(w) => webhooks.insert(delivery.webhook.clone(), w),
+                        None => {
+                            this.put_back(&delivery, config.poll_interval).await;
+                            continue;
+                        }
+                    };
+                }
+                let webhook = webhooks[&delivery.webhook].clone();
+                this.clone().start(delivery, webhook).await;
             }
             if idle || this.slots.available_permits() == 0 {
                 let wake = this.events.bus.deliveries_queued.notified();
@@ -120,7 +140,7 @@ impl Worker {
 
     /// Starts one delivery in a task of its own, or puts it back if its
     /// endpoint is at its concurrency bound.
-    async fn start(self: Arc<Self>, delivery: Delivery) {
+    async fn start(self: Arc<Self>, delivery: Delivery, webhook: Option<Arc<Webhook>>) {
         let limit = self.events.webhook_config.per_endpoint_concurrency;
         let admitted = {
             let mut busy = self.busy.lock().expect("busy lock");
@@ -128,23 +148,18 @@ impl Worker {
             (*n < limit).then(|| *n += 1).is_some()
         };
         if !admitted {
-            let at_ms = self.events.clock.now_ms() + BUSY_WAIT.as_millis() as i64;
-            let next = Next::Retry { at_ms, attempts: delivery.attempts };
-            if let Err(e) = self.events.queue.finish(&delivery, next, None).await {
-                tracing::warn!(error = %e, "cannot put back a webhook delivery; it will be claimed again");
-            }
-            return;
+            return self.put_back(&delivery, BUSY_WAIT).await;
         }
         let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
         tokio::spawn(async move {
-            let webhook = delivery.webhook.clone();
-            self.deliver(delivery).await;
+            let id = delivery.webhook.clone();
+            self.deliver(delivery, webhook).await;
             drop(permit);
             let mut busy = self.busy.lock().expect("busy lock");
-            if let Some(n) = busy.get_mut(&webhook) {
+            if let Some(n) = busy.get_mut(&id) {
                 *n -= 1;
                 if *n == 0 {
-                    busy.remove(&webhook);
+                    busy.remove(&id);
                 }
             }
             // A slot is free: look for more work at once.
@@ -153,22 +168,27 @@ impl Worker {
         });
     }
 
-    async fn deliver(&self, d: Delivery) {
+    /// Puts a claimed delivery back, to be claimed again after `wait`
+    /// (no attempt counted).
+    async fn put_back(&self, delivery: &Delivery, wait: Duration) {
+        let at_ms = self.events.clock.now_ms() + wait.as_millis() as i64;
+        let next = Next::Retry { at_ms, attempts: delivery.attempts };
+        if let Err(e) = self.events.queue.finish(delivery, next, None).await {
+            tracing::warn!(error = %e, "cannot put back a webhook delivery; it will be claimed again");
+        }
+    }
+
+    async fn deliver(&self, d: Delivery, webhook: Option<Arc<Webhook>>) {
         let (queue, d) = (&self.events.queue, &d);
         let finish = |next, attempt: Option<Attempt>| async move {
             if let Err(e) = queue.finish(d, next, attempt.as_ref()).await {
                 tracing::warn!(error = %e, event = %d.event_id, "cannot record a webhook delivery; it will be retried");
             }
         };
-        let webhook = match self.events.webhooks.webhook(&d.webhook).await {
-            Ok(Some(w)) if w.disabled_at.is_none() => w,
+        let webhook = match webhook {
+            Some(w) if w.disabled_at.is_none() => w,
             // Deleted or disabled meanwhile: nothing to deliver to.
-            Ok(_) => return finish(Next::Done, None).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read a webhook; its delivery waits");
-                let at_ms = self.events.clock.now_ms() + self.events.webhook_config.poll_interval.as_millis() as i64;
-                return finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
-            }
+            _ => return finish(Next::Done, None).await,
         };
         let config = &self.events.webhook_config;
         let workspace: Arc<str> = Arc::from(d.workspace.as_str());
@@ -206,11 +226,16 @@ impl Worker {
             None => true,
             Some(s) => s == 408 || s == 429 || s >= 500,
         };
-        let failures = match self.events.webhooks.count_attempt(&webhook.id, success).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot count a webhook attempt");
-                0
+        // A success after successes changes nothing: no store write.
+        let failures = if success && webhook.failures == 0 {
+            0
+        } else {
+            match self.events.webhooks.count_attempt(&webhook.id, success).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count a webhook attempt");
+                    0
+                }
             }
         };
         let disable = if gone {

@@ -32,7 +32,7 @@ impl EmbeddedEvents {
 }
 
 const WEBHOOK_COLUMNS: &str = "id, workspace, url, events, description, secret, previous_secret, \
-     previous_until_ms, created_at, disabled_at, disabled_reason";
+     previous_until_ms, created_at, disabled_at, disabled_reason, failures";
 
 fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Webhook, StoreError>> {
     let id: String = row.get(0)?;
@@ -53,6 +53,7 @@ fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Webhook, StoreErro
         created_at: row.get(8)?,
         disabled_at: row.get(9)?,
         disabled_reason: row.get(10)?,
+        failures: row.get::<_, i64>(11)?.max(0) as u64,
     }))
 }
 
@@ -197,7 +198,9 @@ impl WebhookStore for EmbeddedEvents {
                 }
                 let events = serde_json::to_string(&w.events).expect("strings serialise");
                 tx.execute(
-                    &format!("INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"),
+                    &format!(
+                        "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+                    ),
                     params![
                         w.id,
                         w.workspace,
@@ -209,7 +212,8 @@ impl WebhookStore for EmbeddedEvents {
                         w.previous_until_ms,
                         w.created_at,
                         w.disabled_at,
-                        w.disabled_reason
+                        w.disabled_reason,
+                        w.failures as i64
                     ],
                 )
                 .map_err(insert_error(format!("webhook {}", w.id)))?;

@@ -268,6 +268,7 @@ fn webhook_from_fields(mut f: HashMap<String, String>) -> Result<Webhook, StoreE
         created_at: num(take("created_at"), "created_at")?.unwrap_or(0),
         disabled_at: num(take("disabled_at"), "disabled_at")?,
         disabled_reason: take("disabled_reason"),
+        failures: num(take("failures"), "failures")?.unwrap_or(0).max(0) as u64,
         id,
     })
 }
