@@ -21,9 +21,17 @@
 //! - `gw-metered-embedded` — embedded ledger (in memory, written behind),
 //! - `gw-metered-redis`    — Redis ledger (one script per admission, settles asynchronous),
 //!
+//! and the plain store-key gateways again with a webhook registered for `request.completed`,
+//! delivered to a receiver on loopback inside this process (`load/webhooks.rs`), one delivery per
+//! request; after each of their turns the benchmark waits until the receiver has every event
+//! owed so far, and at the end checks that every request's event arrived:
+//!
+//! - `gw-webhooks-embedded` — against `gw-embedded`,
+//! - `gw-webhooks-redis`    — against `gw-redis` (on a `redis-server` of its own),
+//!
 //! and prints a Markdown report with throughput, latency percentiles, server CPU per request,
 //! peak RSS, Redis round trips per request and PASS/MISS budgets for the gateway, the cached key
-//! lookup, and limits and credits.
+//! lookup, limits and credits, and webhooks (p99, and every event delivered).
 //!
 //! Environment: `BENCH_SECS` (measured seconds per run, default 5), `BENCH_WARMUP_SECS`
 //! (default 1), `BENCH_CONCURRENCY` (default `1,16,64`), `BENCH_STREAM_CONCURRENCY`
@@ -45,6 +53,8 @@ mod redis;
 mod report;
 #[path = "load/sys.rs"]
 mod sys;
+#[path = "load/webhooks.rs"]
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,10 +68,11 @@ use mock::UPSTREAM_MODEL;
 use procs::{Harness, Plan, Server, Store, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
 use redis::{CommandStats, Traffic};
 use report::{
-    CensusRecord, Header, Record, RedisUsage, Usage, DIRECT, GATEWAY, GW_EMBEDDED, GW_METERED_EMBEDDED,
-    GW_METERED_REDIS, GW_REDIS, NGINX, PATHS,
+    CensusRecord, DeliveryPace, Header, Record, RedisUsage, Usage, WebhookCheck, DIRECT, GATEWAY, GW_EMBEDDED,
+    GW_METERED_EMBEDDED, GW_METERED_REDIS, GW_REDIS, GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS, NGINX, PATHS,
 };
 use sys::{Machine, ProcSample, ProcSet};
+use webhooks::Receiver;
 
 fn main() {
     // Cargo passes `--bench` (and maybe a filter); only our own flag matters.
@@ -86,9 +97,10 @@ fn main() {
         .build()
         .expect("cannot build the load generator runtime");
     let records = run_matrix(&runtime, &settings, &paths);
+    let checks = check_deliveries(&paths, &records);
     let censuses = run_census(&runtime, &paths);
 
-    println!("{}", report::render(&header, &records, &censuses));
+    println!("{}", report::render(&header, &records, &censuses, &checks));
     if harness.keeps_dir() {
         eprintln!("configs and logs kept in {}", harness.dir().display());
     }
@@ -115,6 +127,7 @@ fn start_paths(harness: &mut Harness, header: &mut Header, settings: &Settings) 
         }
     }
     paths.extend(start_store_paths(harness, header, upstream, settings));
+    paths.extend(start_webhook_paths(harness, header, upstream, settings));
 
     if !settings.wants(NGINX) {
         return paths;
@@ -179,7 +192,7 @@ fn start_store_paths(
         skip(header, "redis-server is not installed", "looked in $PATH and the usual sbin directories");
         return paths;
     };
-    let (redis, redis_pid) = match harness.start_redis(&bin) {
+    let (redis, redis_pid) = match harness.start_redis(&bin, "redis") {
         Ok(started) => started,
         Err(err) => {
             skip(header, "redis-server did not start", &err);
@@ -218,6 +231,73 @@ fn start_store_gateway(
     let key = procs::create_store_key(&config, plan)?;
     let server = harness.start_gateway(name, &config)?;
     Ok(Path { streams: false, ..Path::through(name, server, AGENT_MODEL, &key) })
+}
+
+/// Starts the gateways with a webhook: `gw-embedded`'s and `gw-redis`'s configs plus a
+/// `[webhooks]` section that allows a loopback target, each with its own receiver registered for
+/// `request.completed`. The Redis one gets a `redis-server` of its own: its delivery worker polls
+/// its store, which must not show up in the other Redis paths' command counts and census.
+fn start_webhook_paths(
+    harness: &mut Harness,
+    header: &mut Header,
+    upstream: SocketAddr,
+    settings: &Settings,
+) -> Vec<Path> {
+    let mut paths = Vec::new();
+    if settings.wants(GW_WEBHOOKS_EMBEDDED) {
+        match start_webhook_gateway(harness, GW_WEBHOOKS_EMBEDDED, upstream, &Store::Embedded) {
+            Ok(path) => paths.push(path),
+            Err(err) => skip(header, &format!("{GW_WEBHOOKS_EMBEDDED} did not start"), &err),
+        }
+    }
+    if settings.wants(GW_WEBHOOKS_REDIS) {
+        match procs::find_redis_server() {
+            None => skip(header, "redis-server is not installed", "looked in $PATH and the usual sbin directories"),
+            Some(bin) => match harness.start_redis(&bin, "redis-webhooks") {
+                Err(err) => skip(header, "redis-server (webhooks) did not start", &err),
+                Ok((redis, redis_pid)) => {
+                    match start_webhook_gateway(harness, GW_WEBHOOKS_REDIS, upstream, &Store::Redis(redis)) {
+                        Ok(path) => paths.push(Path { redis: Some((redis, redis_pid)), ..path }),
+                        Err(err) => skip(header, &format!("{GW_WEBHOOKS_REDIS} did not start"), &err),
+                    }
+                }
+            },
+        }
+    }
+    if !paths.is_empty() {
+        header.setup.push(format!(
+            "{GW_WEBHOOKS_EMBEDDED} / {GW_WEBHOOKS_REDIS}: {GW_EMBEDDED}'s / {GW_REDIS}'s config plus \
+             `[webhooks] allow_private_targets = true` (all other webhook settings default), and a webhook \
+             registered with `POST /v1/webhooks` (a `webhook`-scope key of the same workspace) for `{}` → a \
+             receiver on loopback in the benchmark process (HTTP/1.1, answers 200 with an empty body, counts \
+             distinct `webhook-id`s); after each turn of these paths the benchmark waits (≤ {TURN_DRAIN:?}) until \
+             the receiver has every event owed so far, then at the end (≤ {FINAL_DRAIN:?}) checks every request \
+             answered on the path, warm-up included, was delivered; {GW_WEBHOOKS_REDIS} uses a second private \
+             redis-server, not shared with the other Redis paths",
+            webhooks::EVENT_TYPE
+        ));
+    }
+    paths
+}
+
+/// Like [`start_store_gateway`] on the unmetered plan, plus the webhook: the config allows a
+/// loopback target, a `webhook`-scope key registers a fresh receiver once the gateway serves.
+fn start_webhook_gateway(
+    harness: &mut Harness,
+    name: &'static str,
+    upstream: SocketAddr,
+    store: &Store,
+) -> Result<Path, String> {
+    eprintln!("starting {name}");
+    let config = harness.write_gateway_config(name, upstream, store, Plan::Unmetered)?;
+    webhooks::enable_in_config(&config)?;
+    let key = procs::create_store_key(&config, Plan::Unmetered)?;
+    let manager = procs::create_webhook_key(&config)?;
+    let server = harness.start_gateway(name, &config)?;
+    let receiver = Receiver::start()?;
+    let id = webhooks::register(server.addr, &manager, &receiver)?;
+    eprintln!("  webhook {id} → {} for {}", receiver.url(), webhooks::EVENT_TYPE);
+    Ok(Path { streams: false, receiver: Some(receiver), ..Path::through(name, server, AGENT_MODEL, &key) })
 }
 
 /// Says that a path is not measured, now on stderr (with details) and in the report.
@@ -359,6 +439,8 @@ struct Path {
     /// The Redis server this path's gateway uses (address, pid), whose commands and CPU are
     /// counted per window.
     redis: Option<(SocketAddr, u32)>,
+    /// The receiver of this path's webhook, which is owed one event per answered request.
+    receiver: Option<Receiver>,
 }
 
 impl Path {
@@ -371,6 +453,7 @@ impl Path {
             server: None,
             streams: true,
             redis: None,
+            receiver: None,
         }
     }
 
@@ -383,6 +466,7 @@ impl Path {
             server: Some(server),
             streams: true,
             redis: None,
+            receiver: None,
         }
     }
 
@@ -411,10 +495,12 @@ struct Snapshot {
     /// The path's Redis server: its command counters (`None`: no Redis, or it did not answer)
     /// and its CPU.
     redis: Option<(CommandStats, ProcSample)>,
+    /// Distinct events the path's webhook receiver has got so far (webhooks paths only).
+    delivered: Option<u64>,
 }
 
 impl Snapshot {
-    fn take(server: &Server, redis: Option<(SocketAddr, u32)>) -> Self {
+    fn take(server: &Server, redis: Option<(SocketAddr, u32)>, receiver: Option<&Receiver>) -> Self {
         let redis = redis.and_then(|(addr, pid)| {
             let stats =
                 redis::command_stats(addr).map_err(|err| eprintln!("  !! redis INFO commandstats: {err}")).ok()?;
@@ -424,6 +510,7 @@ impl Snapshot {
             procs: ProcSample::take(server.procs),
             log_bytes: std::fs::metadata(&server.log).map_or(0, |m| m.len()),
             redis,
+            delivered: receiver.map(|r| r.counts().distinct),
         }
     }
 }
@@ -449,7 +536,8 @@ fn run_matrix(runtime: &tokio::runtime::Runtime, settings: &Settings, paths: &[P
                         if stream { "stream" } else { "non-stream" },
                         settings.rounds
                     );
-                    let record = runtime.block_on(measure(path, stream, spec, ticks_per_sec));
+                    let mut record = runtime.block_on(measure(path, stream, spec, ticks_per_sec));
+                    settle_deliveries(path, &mut record);
                     match slot {
                         Some(sum) => sum.merge(record),
                         None => *slot = Some(record),
@@ -460,6 +548,54 @@ fn run_matrix(runtime: &tokio::runtime::Runtime, settings: &Settings, paths: &[P
         }
     }
     records
+}
+
+/// Longest wait after a turn of a webhooks path for the deliveries its load left behind.
+const TURN_DRAIN: Duration = Duration::from_secs(120);
+/// Longest wait at the end of the run for the last deliveries.
+const FINAL_DRAIN: Duration = Duration::from_secs(60);
+
+/// After a turn of a webhooks path: counts the requests it answered as events owed, notes the
+/// backlog the load left, and waits (bounded) until it has arrived, so the next path is measured
+/// without this gateway delivering in the background.
+fn settle_deliveries(path: &Path, record: &mut Record) {
+    let Some(receiver) = &path.receiver else {
+        return;
+    };
+    receiver.expect(record.load.answered);
+    let backlog = receiver.backlog();
+    let (drain, drained) = match receiver.wait_delivered(TURN_DRAIN) {
+        Ok(waited) => (waited, true),
+        Err(waited) => {
+            eprintln!("  !! {}: {} events still not delivered after {waited:?}", path.name, receiver.backlog());
+            (waited, false)
+        }
+    };
+    let pace = record.delivery.get_or_insert_with(DeliveryPace::default);
+    pace.backlog = backlog;
+    pace.drain = drain;
+    pace.drained = drained;
+}
+
+/// After the measured rows: waits (bounded) until each webhooks path's receiver has one event
+/// for every request its gateway answered in the whole run, and reports what arrived.
+fn check_deliveries(paths: &[Path], records: &[Record]) -> Vec<WebhookCheck> {
+    paths
+        .iter()
+        .filter_map(|path| {
+            let receiver = path.receiver.as_ref()?;
+            eprintln!("waiting for the last webhook deliveries of {} ...", path.name);
+            let waited = receiver.wait_delivered(FINAL_DRAIN).unwrap_or_else(|waited| waited);
+            let errors = records.iter().filter(|r| r.path == path.name).map(|r| r.load.errors).sum();
+            Some(WebhookCheck {
+                path: path.name,
+                expected: receiver.expected(),
+                errors,
+                received: receiver.counts(),
+                waited,
+            })
+        })
+        .collect()
 }
 
 /// Load and length of the Redis census. The census counts every command from before the first
@@ -477,6 +613,8 @@ const CENSUS_DRAIN: Duration = Duration::from_secs(10);
 fn run_census(runtime: &tokio::runtime::Runtime, paths: &[Path]) -> Vec<CensusRecord> {
     paths
         .iter()
+        // A webhooks path's requests are events owed to its receiver; it has no census.
+        .filter(|path| path.receiver.is_none())
         .filter_map(|path| {
             let (addr, _) = path.redis?;
             eprintln!("census  {:<19} non-stream c={CENSUS_CONCURRENCY:<3} (MONITOR, untimed) ...", path.name);
@@ -508,8 +646,15 @@ fn census(runtime: &tokio::runtime::Runtime, path: &Path, addr: SocketAddr) -> R
 
 async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> Record {
     let target = Arc::new(path.target(stream));
-    let sample = || path.server.as_ref().map(|server| Snapshot::take(server, path.redis));
+    let sample = || path.server.as_ref().map(|server| Snapshot::take(server, path.redis, path.receiver.as_ref()));
     let (load, before, after) = loadgen::run(target, spec, sample).await;
+    let delivery = match (&before, &after) {
+        (Some(before), Some(after)) => before
+            .delivered
+            .zip(after.delivered)
+            .map(|(before, after)| DeliveryPace { in_window: after.saturating_sub(before), ..DeliveryPace::default() }),
+        _ => None,
+    };
     let usage = match (before, after) {
         (Some(before), Some(after)) if load.completed > 0 => {
             let requests = load.completed as f64;
@@ -537,5 +682,5 @@ async fn measure(path: &Path, stream: bool, spec: Spec, ticks_per_sec: u64) -> R
     if load.errors > 0 {
         eprintln!("  !! {} errors, e.g. {}", load.errors, load.error_samples.first().map_or("", String::as_str));
     }
-    Record { path: path.name, stream, concurrency: spec.concurrency, load, usage }
+    Record { path: path.name, stream, concurrency: spec.concurrency, load, usage, delivery }
 }

@@ -61,6 +61,9 @@ pub struct LoadResult {
     pub reconnects: u64,
     /// Requests sent in the window that completed after it (in flight at its end).
     pub late: u64,
+    /// Every complete 200 of the run — warm-up, window and late alike: what the server answered,
+    /// e.g. to match against the events it emitted.
+    pub answered: u64,
 }
 
 impl LoadResult {
@@ -121,6 +124,7 @@ struct Tally {
     error_samples: Vec<String>,
     reconnects: u64,
     late: u64,
+    answered: u64,
 }
 
 impl Tally {
@@ -137,6 +141,7 @@ impl Tally {
             error_samples: Vec::new(),
             reconnects: 0,
             late: 0,
+            answered: 0,
         }
     }
 
@@ -164,6 +169,7 @@ impl Tally {
         self.errors += other.errors;
         self.reconnects += other.reconnects;
         self.late += other.late;
+        self.answered += other.answered;
         for message in other.error_samples {
             self.keep_sample(message);
         }
@@ -179,14 +185,15 @@ impl Tally {
             error_samples: self.error_samples,
             reconnects: self.reconnects,
             late: self.late,
+            answered: self.answered,
         }
     }
 }
 
 impl From<LoadResult> for Tally {
     fn from(r: LoadResult) -> Tally {
-        let LoadResult { completed, total, ttfb, errors, error_samples, reconnects, late, .. } = r;
-        Tally { completed, total, ttfb, errors, error_samples, reconnects, late }
+        let LoadResult { completed, total, ttfb, errors, error_samples, reconnects, late, answered, .. } = r;
+        Tally { completed, total, ttfb, errors, error_samples, reconnects, late, answered }
     }
 }
 
@@ -207,6 +214,9 @@ async fn worker(connection: Result<Sender, String>, target: Arc<Target>, window:
             .await
             .unwrap_or_else(|_| Err(format!("no full response within {REQUEST_TIMEOUT:?}")));
         let finished = Instant::now();
+        if result.is_ok() {
+            tally.answered += 1;
+        }
         match result {
             Ok(timing) if finished >= window.start && finished < window.end => tally.record(&timing),
             Ok(_) if finished >= window.end => tally.late += 1,

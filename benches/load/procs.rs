@@ -138,7 +138,18 @@ pub fn create_store_key(config: &Path, plan: Plan) -> Result<String, String> {
         Plan::Unmetered => cli(config, &["workspaces", "create", STORE_WORKSPACE])?,
         Plan::Metered => cli(config, &["workspaces", "create", STORE_WORKSPACE, "--plan", METERED_PLAN])?,
     };
-    let stdout = cli(config, &["keys", "create", "--workspace", STORE_WORKSPACE, "--name", "bench"])?;
+    issued_key(&cli(config, &["keys", "create", "--workspace", STORE_WORKSPACE, "--name", "bench"])?)
+}
+
+/// Creates a `webhook`-scope key in the bench workspace (made by [`create_store_key`] first): the
+/// least a key needs to register the workspace's webhooks through the API.
+pub fn create_webhook_key(config: &Path) -> Result<String, String> {
+    let args = ["keys", "create", "--workspace", STORE_WORKSPACE, "--name", "bench-webhooks", "--scope", "webhook"];
+    issued_key(&cli(config, &args)?)
+}
+
+/// The plaintext of a key from `keys create`'s stdout (its only line).
+fn issued_key(stdout: &str) -> Result<String, String> {
     match stdout.lines().collect::<Vec<_>>().as_slice() {
         [key] if key.starts_with("tg_") => Ok((*key).to_owned()),
         _ => Err(format!("`tollgate keys create` printed {stdout:?} instead of one key")),
@@ -252,18 +263,18 @@ impl Harness {
 
     /// Starts a private `redis-server` on a free loopback port, without persistence, for the
     /// Redis-backed gateways. Never the machine's own Redis: the benchmark counts every command
-    /// the server processes, so nothing else may talk to it.
-    pub fn start_redis(&mut self, redis_server: &Path) -> Result<(SocketAddr, u32), String> {
+    /// the server processes, so nothing else may talk to it. It logs to `<name>.log`.
+    pub fn start_redis(&mut self, redis_server: &Path, name: &'static str) -> Result<(SocketAddr, u32), String> {
         let addr = free_port()?;
-        let log = self.dir.join("redis.log");
+        let log = self.dir.join(format!("{name}.log"));
         let mut command = Command::new(redis_server);
         command
             .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             // Where it would put a dump if asked to; never the caller's working directory.
             .arg("--dir")
             .arg(&self.dir);
-        let pid = self.spawn_logged("redis-server", command, &log)?;
-        self.wait_for("redis-server", &log, || redis::ping(addr).map_err(|e| format!("not serving on {addr}: {e}")))?;
+        let pid = self.spawn_logged(name, command, &log)?;
+        self.wait_for(name, &log, || redis::ping(addr).map_err(|e| format!("not serving on {addr}: {e}")))?;
         Ok((addr, pid))
     }
 

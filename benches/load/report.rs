@@ -1,15 +1,18 @@
 //! Turning raw run results into the Markdown report (pasteable into the README): one table
 //! per case, the gateway's overhead relative to direct and to nginx, the budget check, what
-//! a store-backed key costs over a static one, and what limits and credits cost over a
-//! store-backed key on an unmetered plan.
+//! a store-backed key costs over a static one, what limits and credits cost over a
+//! store-backed key on an unmetered plan, and what a webhook for every request costs and
+//! whether all its events arrived.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
 use crate::loadgen::LoadResult;
 use crate::redis::{Census, Traffic};
 use crate::sys::Machine;
+use crate::webhooks::{self, Counts};
 
 pub const DIRECT: &str = "direct";
 pub const GATEWAY: &str = "gateway";
@@ -22,10 +25,26 @@ pub const GW_REDIS: &str = "gw-redis";
 pub const GW_METERED_EMBEDDED: &str = "gw-metered-embedded";
 /// [`GW_REDIS`] with the key's workspace on a plan with limits and credits.
 pub const GW_METERED_REDIS: &str = "gw-metered-redis";
+/// [`GW_EMBEDDED`] with a webhook registered for `request.completed` (receiver on loopback).
+pub const GW_WEBHOOKS_EMBEDDED: &str = "gw-webhooks-embedded";
+/// [`GW_REDIS`] with a webhook registered for `request.completed` (receiver on loopback).
+pub const GW_WEBHOOKS_REDIS: &str = "gw-webhooks-redis";
 /// Every path, in the order they are started and measured.
-pub const PATHS: [&str; 7] = [DIRECT, GATEWAY, GW_EMBEDDED, GW_METERED_EMBEDDED, GW_REDIS, GW_METERED_REDIS, NGINX];
+pub const PATHS: [&str; 9] = [
+    DIRECT,
+    GATEWAY,
+    GW_EMBEDDED,
+    GW_METERED_EMBEDDED,
+    GW_REDIS,
+    GW_METERED_REDIS,
+    GW_WEBHOOKS_EMBEDDED,
+    GW_WEBHOOKS_REDIS,
+    NGINX,
+];
 /// Each metered path and the plain store-key path it is judged against.
 const METERED_PAIRS: [(&str, &str); 2] = [(GW_METERED_EMBEDDED, GW_EMBEDDED), (GW_METERED_REDIS, GW_REDIS)];
+/// Each webhooks path and the same store-key path without a webhook, which it is judged against.
+pub const WEBHOOK_PAIRS: [(&str, &str); 2] = [(GW_WEBHOOKS_EMBEDDED, GW_EMBEDDED), (GW_WEBHOOKS_REDIS, GW_REDIS)];
 
 /// What the gateway must achieve at the budget concurrency.
 const BUDGET_CONCURRENCY: usize = 64;
@@ -48,6 +67,10 @@ const BUDGET_METERED_P99_RATIO: f64 = 1.05;
 /// take a rare key-cache or terms-cache refresh.
 const BUDGET_METERED_REDIS_ROUND_TRIPS: f64 = 1.0;
 const ROUND_TRIP_TOLERANCE: f64 = 0.01;
+
+/// Webhooks (issue 5): a webhook for every request may add this much to p99 over the same
+/// store key without one, and every event of the run must have been delivered by the end.
+const BUDGET_WEBHOOKS_P99_RATIO: f64 = 1.05;
 
 /// Server-side cost of one run, for the paths whose server process we started.
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +98,23 @@ pub struct Record {
     pub concurrency: usize,
     pub load: LoadResult,
     pub usage: Option<Usage>,
+    /// How the path's webhook deliveries kept up (webhooks paths only).
+    pub delivery: Option<DeliveryPace>,
+}
+
+/// A webhooks path's deliveries in one row: during the measured window, and the backlog the
+/// load left behind, which the benchmark lets drain before the next path's turn (so no path is
+/// measured while another gateway is still delivering).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeliveryPace {
+    /// Events received (distinct ids) during the measured window.
+    pub in_window: u64,
+    /// Events owed but not yet received when the load stopped (largest over the rounds).
+    pub backlog: u64,
+    /// How long that backlog took to arrive (longest over the rounds).
+    pub drain: Duration,
+    /// Whether every backlog arrived within the benchmark's limit.
+    pub drained: bool,
 }
 
 impl Record {
@@ -92,6 +132,15 @@ impl Record {
                     traffic: a.traffic.add(b.traffic),
                     cpu_us_per_req: mean(a.cpu_us_per_req, b.cpu_us_per_req),
                 }),
+            }),
+            (a, b) => a.or(b),
+        };
+        self.delivery = match (self.delivery, other.delivery) {
+            (Some(a), Some(b)) => Some(DeliveryPace {
+                in_window: a.in_window + b.in_window,
+                backlog: a.backlog.max(b.backlog),
+                drain: a.drain.max(b.drain),
+                drained: a.drained && b.drained,
             }),
             (a, b) => a.or(b),
         };
@@ -114,6 +163,18 @@ impl CensusRecord {
     }
 }
 
+/// A webhooks path's deliveries over the whole run, after the final wait.
+pub struct WebhookCheck {
+    pub path: &'static str,
+    /// Requests the gateway answered with a complete 200, warm-up included: the events owed.
+    pub expected: u64,
+    /// Requests that failed on the client's side (their events may or may not exist).
+    pub errors: u64,
+    pub received: Counts,
+    /// How long the final wait took (after the last row), and whether everything had arrived.
+    pub waited: Duration,
+}
+
 /// Everything printed above the tables.
 pub struct Header {
     pub machine: Machine,
@@ -122,7 +183,7 @@ pub struct Header {
     pub warnings: Vec<String>,
 }
 
-pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord]) -> String {
+pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord], checks: &[WebhookCheck]) -> String {
     let mut out = String::new();
     render_header(&mut out, header);
     render_plain_table(&mut out, records);
@@ -132,6 +193,7 @@ pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord]) ->
     render_budget(&mut out, records);
     render_store_keys(&mut out, records, censuses);
     render_metering(&mut out, records, censuses);
+    render_webhooks(&mut out, records, checks);
     out
 }
 
@@ -711,6 +773,153 @@ fn render_metering_budget(out: &mut String, records: &[Record], censuses: &[Cens
         .filter(|r| {
             !r.stream
                 && METERED_PAIRS.iter().any(|&(metered, plain)| r.path == metered || r.path == plain)
+                && r.load.errors > 0
+        })
+        .map(|r| format!("{} c={}", r.path, r.concurrency))
+        .collect();
+    if !with_errors.is_empty() {
+        let _ = writeln!(out, "- **⚠ errors in {}; the numbers above are not valid**", with_errors.join(", "));
+    }
+    out.push('\n');
+}
+
+/// Webhooks: each webhooks path against the same store key without a webhook, one table per
+/// concurrency, then the budget (p99) and the delivery check.
+fn render_webhooks(out: &mut String, records: &[Record], checks: &[WebhookCheck]) {
+    let rows = || records.iter().filter(|r| !r.stream && WEBHOOK_PAIRS.iter().any(|&(hooked, _)| hooked == r.path));
+    if rows().next().is_none() {
+        let _ = writeln!(out, "### Webhooks (non-stream)\n\nNot measured (see warnings above).\n");
+        return;
+    }
+    let _ = writeln!(out, "### Webhooks (non-stream; ratios against the same store key without a webhook, same run)\n");
+    let _ = writeln!(
+        out,
+        "Without = the plain store-key path (events are still emitted into the log, nothing is delivered); \
+         with = the same config plus a webhook for `{}` on a receiver on loopback, one delivery per request. \
+         Delivered/s = distinct event ids the receiver got during the measured window; backlog = events owed \
+         but not yet received when the load stopped (largest of the rounds), drain = how long they took to \
+         arrive (longest); the next path's turn starts only after that.\n",
+        webhooks::EVENT_TYPE
+    );
+    let mut concurrencies: Vec<usize> = rows().map(|r| r.concurrency).collect();
+    concurrencies.dedup();
+    for &c in &concurrencies {
+        render_webhooks_table(out, records, c);
+    }
+    render_webhooks_budget(out, records, checks, &concurrencies);
+}
+
+fn render_webhooks_table(out: &mut String, records: &[Record], concurrency: usize) {
+    let _ = writeln!(out, "#### Concurrency {concurrency}\n");
+    let _ = writeln!(
+        out,
+        "| path | webhook | req/s | p50 ms | p99 ms | CPU µs/req | req/s vs without | p99 vs without | \
+         delivered/s | backlog | drain s | Redis cmds executed/req |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let rows = [
+        (GW_EMBEDDED, "none", None),
+        (GW_WEBHOOKS_EMBEDDED, webhooks::EVENT_TYPE, Some(GW_EMBEDDED)),
+        (GW_REDIS, "none", None),
+        (GW_WEBHOOKS_REDIS, webhooks::EVENT_TYPE, Some(GW_REDIS)),
+    ];
+    for (path, hook, without) in rows {
+        let Some(r) = find(records, path, false, concurrency) else {
+            continue;
+        };
+        let without = without.and_then(|p| find(records, p, false, concurrency));
+        let ratio = |f: fn(&Record) -> f64| without.map_or("–".to_owned(), |o| format!("{:.3}×", f(r) / f(o)));
+        let (delivered, backlog, drain) = match r.delivery {
+            Some(d) => (
+                format!("{:.0}", d.in_window as f64 / r.load.window.as_secs_f64()),
+                d.backlog.to_string(),
+                format!("{:.1}{}", d.drain.as_secs_f64(), if d.drained { "" } else { " ⚠ not drained" }),
+            ),
+            None => ("–".to_owned(), "–".to_owned(), "–".to_owned()),
+        };
+        let executed = r
+            .usage
+            .and_then(|u| u.redis)
+            .map_or("–".to_owned(), |redis| format!("{:.1}", per_request(redis.traffic.executed, r)));
+        let _ = writeln!(
+            out,
+            "| {path} | {hook} | {:.0} | {} | {} | {} | {} | {} | {delivered} | {backlog} | {drain} | {executed} |",
+            r.load.rps(),
+            ms(&r.load.total, 50.0),
+            ms(&r.load.total, 99.0),
+            cpu_cell(r),
+            ratio(|r| r.load.rps()),
+            ratio(|r| pct_ms(&r.load.total, 99.0)),
+        );
+    }
+    out.push('\n');
+}
+
+fn render_webhooks_budget(out: &mut String, records: &[Record], checks: &[WebhookCheck], concurrencies: &[usize]) {
+    for (hooked, without) in WEBHOOK_PAIRS {
+        let pairs: Vec<(usize, &Record, &Record)> = concurrencies
+            .iter()
+            .filter_map(|&c| Some((c, find(records, hooked, false, c)?, find(records, without, false, c)?)))
+            .collect();
+        let what = format!(
+            "{hooked}: p99 with webhooks vs without (budget ≤ {BUDGET_WEBHOOKS_P99_RATIO}×, every concurrency)"
+        );
+        if pairs.is_empty() {
+            if concurrencies.iter().any(|&c| find(records, hooked, false, c).is_some()) {
+                budget_line(out, None, &what, &format!("{without} not measured"));
+            }
+            continue;
+        }
+        let p99 = |r: &Record| pct_ms(&r.load.total, 99.0);
+        let ok = pairs.iter().all(|&(_, h, w)| p99(h) <= BUDGET_WEBHOOKS_P99_RATIO * p99(w));
+        let detail = pairs
+            .iter()
+            .map(|&(c, h, w)| format!("c={c}: {:.3} vs {:.3} ms = {:.3}×", p99(h), p99(w), p99(h) / p99(w)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        budget_line(out, Some(ok), &what, &detail);
+        let throughput = pairs
+            .iter()
+            .map(|&(c, h, w)| {
+                format!("c={c}: {:.0} vs {:.0} = {:.3}×", h.load.rps(), w.load.rps(), h.load.rps() / w.load.rps())
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = writeln!(out, "- {hooked}: req/s with webhooks vs without (no budget): {throughput}");
+    }
+    for check in checks {
+        let got = check.received;
+        // Every event owed arrived; more than owed only as far as failed requests may have
+        // produced events too.
+        let ok = got.distinct >= check.expected && got.distinct - check.expected <= check.errors;
+        let extra = match got.distinct.checked_sub(check.expected) {
+            Some(0) | None => String::new(),
+            Some(n) => format!("; {n} more than answered ({} client errors)", check.errors),
+        };
+        budget_line(
+            out,
+            Some(ok),
+            &format!("{}: events delivered by the end", check.path),
+            &format!(
+                "{} of {} (distinct `webhook-id`s of `{}` received vs requests answered 200, warm-up included; \
+                 final wait {:.1} s{extra}; {} deliveries, {} duplicates, {} of other types, {} without signature \
+                 headers)",
+                got.distinct,
+                check.expected,
+                webhooks::EVENT_TYPE,
+                check.waited.as_secs_f64(),
+                got.deliveries,
+                got.duplicates(),
+                got.other,
+                got.unsigned,
+            ),
+        );
+    }
+    let with_errors: Vec<String> = records
+        .iter()
+        .filter(|r| {
+            !r.stream
+                && WEBHOOK_PAIRS.iter().any(|&(hooked, without)| r.path == hooked || r.path == without)
                 && r.load.errors > 0
         })
         .map(|r| format!("{} c={}", r.path, r.concurrency))
