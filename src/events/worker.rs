@@ -12,9 +12,12 @@
 //!   `Retry-After` the receiver sent. Other 4xx answers are not retried.
 //!   410 Gone disables the endpoint at once, as does a run of
 //!   `disable_after_failures` failed attempts; either emits `webhook.disabled`.
-//! - **Isolation**: at most `per_endpoint_concurrency` attempts per endpoint
-//!   and `max_in_flight` per replica; a delivery claimed for a busy endpoint
-//!   is put back a moment later, so a receiver that hangs holds only its own
+//! - **Isolation**: at most `per_endpoint_concurrency` attempts in flight per
+//!   endpoint. A replica holds at most `max_in_flight` claimed deliveries:
+//!   those in flight, and per endpoint a short local line (twice its
+//!   concurrency) that its running tasks take next, so a busy endpoint costs
+//!   no store write per waiting delivery. Beyond its line a delivery is put
+//!   back for a moment; so a receiver that hangs holds only its own few
 //!   slots and every other endpoint keeps its pace.
 //! - **Credits**: each delivered event costs `webhooks.price` integration
 //!   micro-credits, reserved before the attempt and charged after a 2xx
@@ -48,13 +51,23 @@ type HttpClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<By
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How long a delivery for a busy endpoint waits before it is claimed again.
 const BUSY_WAIT: Duration = Duration::from_millis(250);
+/// An endpoint's local line: this many times its concurrency.
+const LINE_FACTOR: usize = 2;
 
 pub struct Worker {
     events: Arc<Events>,
     meter: Option<Arc<Meter>>,
     client: HttpClient,
-    slots: Arc<Semaphore>,
-    busy: Arc<Mutex<HashMap<String, usize>>>,
+    /// Claimed deliveries this replica may hold (in flight or in a line).
+    budget: Arc<Semaphore>,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
+}
+
+/// One endpoint's deliveries on this replica.
+#[derive(Default)]
+struct Endpoint {
+    running: usize,
+    line: std::collections::VecDeque<(Delivery, Option<Arc<Webhook>>)>,
 }
 
 /// How one attempt went.
@@ -83,8 +96,8 @@ impl Worker {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        let slots = Arc::new(Semaphore::new(config.max_in_flight));
-        Worker { events, meter, client, slots, busy: Arc::default() }
+        let budget = Arc::new(Semaphore::new(config.max_in_flight));
+        Worker { events, meter, client, budget, endpoints: Mutex::default() }
     }
 
     /// Claims and delivers, forever.
@@ -92,7 +105,7 @@ impl Worker {
         let this = Arc::new(self);
         let config = &this.events.webhook_config;
         loop {
-            let free = this.slots.available_permits();
+            let free = this.budget.available_permits();
             let claimed = if free == 0 {
                 Vec::new()
             } else {
@@ -128,7 +141,7 @@ impl Worker {
                 let webhook = webhooks[&delivery.webhook].clone();
                 this.clone().start(delivery, webhook).await;
             }
-            if idle || this.slots.available_permits() == 0 {
+            if idle || this.budget.available_permits() == 0 {
                 let wake = this.events.bus.deliveries_queued.notified();
                 tokio::select! {
                     _ = wake => {}
@@ -138,34 +151,71 @@ impl Worker {
         }
     }
 
-    /// Starts one delivery in a task of its own, or puts it back if its
-    /// endpoint is at its concurrency bound.
+    /// Starts one delivery in a task of its own, lines it up behind its
+    /// endpoint's running tasks, or puts it back when that line is full.
     async fn start(self: Arc<Self>, delivery: Delivery, webhook: Option<Arc<Webhook>>) {
         let limit = self.events.webhook_config.per_endpoint_concurrency;
-        let admitted = {
-            let mut busy = self.busy.lock().expect("busy lock");
-            let n = busy.entry(delivery.webhook.clone()).or_default();
-            (*n < limit).then(|| *n += 1).is_some()
-        };
-        if !admitted {
+        let Ok(permit) = self.budget.try_acquire() else {
             return self.put_back(&delivery, BUSY_WAIT).await;
+        };
+        enum Placed {
+            Run(Delivery, Option<Arc<Webhook>>),
+            Lined,
+            Full(Delivery),
         }
-        let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
-        tokio::spawn(async move {
+        let placed = {
+            let mut endpoints = self.endpoints.lock().expect("endpoints lock");
+            let e = endpoints.entry(delivery.webhook.clone()).or_default();
+            if e.running < limit {
+                e.running += 1;
+                Placed::Run(delivery, webhook)
+            } else if e.line.len() < limit * LINE_FACTOR {
+                e.line.push_back((delivery, webhook));
+                Placed::Lined
+            } else {
+                Placed::Full(delivery)
+            }
+        };
+        match placed {
+            Placed::Run(delivery, webhook) => {
+                // Released by hand as each delivery of the task ends.
+                permit.forget();
+                tokio::spawn(self.run_endpoint(delivery, webhook));
+            }
+            Placed::Lined => permit.forget(),
+            Placed::Full(delivery) => {
+                drop(permit);
+                self.put_back(&delivery, BUSY_WAIT).await;
+            }
+        }
+    }
+
+    /// Delivers, then takes the next delivery in the endpoint's line, until
+    /// the line is empty.
+    async fn run_endpoint(self: Arc<Self>, mut delivery: Delivery, mut webhook: Option<Arc<Webhook>>) {
+        loop {
             let id = delivery.webhook.clone();
             self.deliver(delivery, webhook).await;
-            drop(permit);
-            let mut busy = self.busy.lock().expect("busy lock");
-            if let Some(n) = busy.get_mut(&id) {
-                *n -= 1;
-                if *n == 0 {
-                    busy.remove(&id);
+            self.budget.add_permits(1);
+            let next = {
+                let mut endpoints = self.endpoints.lock().expect("endpoints lock");
+                let e = endpoints.get_mut(&id).expect("a running endpoint is listed");
+                let next = e.line.pop_front();
+                if next.is_none() {
+                    e.running -= 1;
+                    if e.running == 0 {
+                        endpoints.remove(&id);
+                    }
                 }
-            }
-            // A slot is free: look for more work at once.
-            drop(busy);
+                next
+            };
+            // Room in the budget: look for more work at once.
             self.events.bus.deliveries_queued.notify_one();
-        });
+            match next {
+                Some((d, w)) => (delivery, webhook) = (d, w),
+                None => return,
+            }
+        }
     }
 
     /// Puts a claimed delivery back, to be claimed again after `wait`
