@@ -210,8 +210,10 @@ fn start_store_paths(
          (each gateway under its own key prefix); `INFO commandstats` and the server's CPU before and after each \
          window count the gateway's script calls (`EVALSHA`) and every command executed, including those scripts \
          run inside Redis; after the measured rows, an untimed census ({CENSUS_WINDOW:?} at c={CENSUS_CONCURRENCY} \
-         per path, `MONITOR` attached from before the first request until the last settle has landed) tells round \
-         trips from commands run inside scripts, and each script by its sha",
+         per path, `MONITOR` counting from a {CENSUS_QUIET:?} lull before the first request until the last settle \
+         and event have landed) tells round trips from commands run inside scripts, each script by its sha, and, by \
+         the keys each command touches, the gateway's background work (event log, webhook delivery worker, credit \
+         watcher), counted apart from the request path and settles, and other gateways' commands, left out",
         redis::version(&bin)
     ));
     paths
@@ -602,14 +604,22 @@ fn check_deliveries(paths: &[Path], records: &[Record]) -> Vec<WebhookCheck> {
 /// request to after the last settle, so a modest load keeps the settle queue short.
 const CENSUS_CONCURRENCY: usize = 4;
 const CENSUS_WINDOW: Duration = Duration::from_secs(2);
-/// Longest wait for the gateway's queued settles after the census load.
+/// The gateway is quiet once it has sent no command of the request path, no settle and no
+/// event-log write for this long (its delivery worker and credit watcher poll on timers and
+/// never stop, so they do not count)...
+const CENSUS_QUIET: Duration = Duration::from_millis(500);
+/// ...which the census waits for, at most this long, before the load and after it (the
+/// gateway's queued settles and events).
 const CENSUS_DRAIN: Duration = Duration::from_secs(10);
 
 /// After the measured rows, one more untimed run per Redis-backed path with `MONITOR` attached,
 /// which labels every command the server runs as a round trip (and from which script) or as run
-/// inside a script — what `INFO commandstats` cannot tell apart. It counts from before the
-/// first request until the gateway's last asynchronous settle has landed, so the counts per
-/// request are exact (give or take the store's rare background calls).
+/// inside a script — what `INFO commandstats` cannot tell apart — and, by the keys it touches,
+/// as the path's own or another gateway's (left out), and as judged (request path, settles) or
+/// background (event log, delivery worker, credit watcher; counted apart). It counts from when
+/// the gateway is quiet before the first request until its last asynchronous settle and event
+/// have landed, so the counts per request are exact (give or take the store's rare background
+/// calls, and the timers' polls, which are counted as they come).
 fn run_census(runtime: &tokio::runtime::Runtime, paths: &[Path]) -> Vec<CensusRecord> {
     paths
         .iter()
@@ -630,12 +640,13 @@ fn run_census(runtime: &tokio::runtime::Runtime, paths: &[Path]) -> Vec<CensusRe
 }
 
 fn census(runtime: &tokio::runtime::Runtime, path: &Path, addr: SocketAddr) -> Result<CensusRecord, String> {
-    redis::wait_until_idle(addr, CENSUS_DRAIN)?;
-    let monitor = redis::Monitor::start(addr)?;
+    // The Redis store's key prefix is the path's name (`procs::Store::section`).
+    let mut monitor = redis::Monitor::start(addr, path.name)?;
+    monitor.start_counting(CENSUS_QUIET, CENSUS_DRAIN)?;
     // No warm-up: every request, including those still in flight at the end, is counted.
     let spec = Spec { concurrency: CENSUS_CONCURRENCY, warmup: Duration::ZERO, measure: CENSUS_WINDOW };
     let (load, (), ()) = runtime.block_on(loadgen::run(Arc::new(path.target(false)), spec, || ()));
-    let drained = redis::wait_until_idle(addr, CENSUS_DRAIN);
+    let drained = monitor.wait_until_quiet(CENSUS_QUIET, CENSUS_DRAIN);
     let census = monitor.stop()?;
     drained?;
     if load.errors > 0 {

@@ -500,6 +500,7 @@ fn render_store_budget(out: &mut String, records: &[Record], censuses: &[CensusR
                     census_summary(plain, metered)
                 ),
             );
+            background_line(out, plain);
         }
     }
 
@@ -563,7 +564,9 @@ fn runs_script(census: Option<&CensusRecord>, sha: &str) -> bool {
 /// the response) and the store's last-used and reaper scripts, which the plain and metered paths
 /// both run; so the scripts only the metered path runs are its admission. Every round trip that
 /// runs no script (key or workspace reads on a cache miss, but also the reaper's listing) is
-/// counted as on the request path too: an upper bound.
+/// counted as on the request path too: an upper bound. The census has already set apart the
+/// background work (event log, delivery worker, credit watcher; [`background_line`]), by the
+/// keys it touches: none of it is among these.
 fn request_path(census: &CensusRecord, other_path: Option<&CensusRecord>) -> u64 {
     let own_scripts: u64 =
         census.census.scripts().filter(|(sha, _)| !runs_script(other_path, sha)).map(|(_, n)| n).sum();
@@ -610,6 +613,45 @@ fn census_summary(census: &CensusRecord, other_path: Option<&CensusRecord>) -> S
         if others.is_empty() { String::new() } else { format!(" ({others})") },
         census.per_request(c.in_scripts),
     )
+}
+
+/// The census's background traffic, which the round trips above leave out: `- Background Redis
+/// commands of gw-redis (census; off the request path, not counted above): 4.0352/req = event log
+/// 4.0325 (evalsha `4cbac236` 0.0162, xadd 4.0000, xtrim 0.0162) + delivery worker 0.0027
+/// (evalsha `2a0af46d` 0.0009, ...); 0.0 commands/req run inside background scripts`. Per
+/// request, though the delivery worker and the credit watcher run on timers: their share is their
+/// polls over the census window.
+fn background_line(out: &mut String, census: &CensusRecord) {
+    let c = &census.census;
+    let sources = c
+        .background
+        .iter()
+        .map(|(&source, commands)| {
+            let commands = commands
+                .iter()
+                .map(|(name, &n)| match name.strip_prefix("evalsha ") {
+                    Some(sha) => format!("evalsha `{sha}` {:.4}", census.per_request(n)),
+                    None => format!("{name} {:.4}", census.per_request(n)),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{} {:.4} ({commands})", source.label(), census.per_request(c.background_of(source)))
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let _ = writeln!(
+        out,
+        "- Background Redis commands of {} (census; off the request path, not counted above): {:.4}/req = {}; \
+         {:.1} commands/req run inside background scripts{}",
+        census.path,
+        census.per_request(c.background_total()),
+        if sources.is_empty() { "none".to_owned() } else { sources },
+        census.per_request(c.background_in_scripts),
+        match c.elsewhere {
+            0 => String::new(),
+            n => format!("; {n} commands of other gateways on the same server left out"),
+        },
+    );
 }
 
 /// Limits and credits: each metered path against the plain store-key path of its backend (and
@@ -730,6 +772,7 @@ fn render_metering_budget(out: &mut String, records: &[Record], censuses: &[Cens
                 if plain.is_none() { "; no gw-redis census to tell the settle from the admission" } else { "" }
             );
             budget_line(out, plain.map(|_| ok), &what, &detail);
+            background_line(out, metered);
         }
     }
     let scripts: Vec<String> = concurrencies
