@@ -201,6 +201,8 @@ impl RedisEvents {
     /// gone leaves its name behind. Names idle for [`DEAD_CONSUMER_IDLE_MS`]
     /// with nothing pending are removed (one with pending deliveries stays
     /// until XAUTOCLAIM has taken them over: removing it would drop them).
+    /// Removing a live but quiet replica's name is harmless: its next
+    /// XREADGROUP creates it again.
     async fn remove_dead_consumers(&self, queue: &str) -> Result<(), StoreError> {
         let info: Value =
             self.store.query(::redis::cmd("XINFO").arg("CONSUMERS").arg(queue).arg(GROUP).to_owned()).await?;
