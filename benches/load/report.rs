@@ -811,19 +811,7 @@ fn render_metering_budget(out: &mut String, records: &[Record], censuses: &[Cens
         let _ = writeln!(out, "- redis metered − plain: {}", costs.join("; "));
     }
 
-    let with_errors: Vec<String> = records
-        .iter()
-        .filter(|r| {
-            !r.stream
-                && METERED_PAIRS.iter().any(|&(metered, plain)| r.path == metered || r.path == plain)
-                && r.load.errors > 0
-        })
-        .map(|r| format!("{} c={}", r.path, r.concurrency))
-        .collect();
-    if !with_errors.is_empty() {
-        let _ = writeln!(out, "- **⚠ errors in {}; the numbers above are not valid**", with_errors.join(", "));
-    }
-    out.push('\n');
+    warn_errors(out, records, &METERED_PAIRS);
 }
 
 /// Webhooks: each webhooks path against the same store key without a webhook, one table per
@@ -958,13 +946,14 @@ fn render_webhooks_budget(out: &mut String, records: &[Record], checks: &[Webhoo
             ),
         );
     }
+    warn_errors(out, records, &WEBHOOK_PAIRS);
+}
+
+/// Flags the non-stream rows of `pairs` whose load had errors, and ends the section.
+fn warn_errors(out: &mut String, records: &[Record], pairs: &[(&str, &str)]) {
     let with_errors: Vec<String> = records
         .iter()
-        .filter(|r| {
-            !r.stream
-                && WEBHOOK_PAIRS.iter().any(|&(hooked, without)| r.path == hooked || r.path == without)
-                && r.load.errors > 0
-        })
+        .filter(|r| !r.stream && pairs.iter().any(|&(a, b)| r.path == a || r.path == b) && r.load.errors > 0)
         .map(|r| format!("{} c={}", r.path, r.concurrency))
         .collect();
     if !with_errors.is_empty() {

@@ -132,6 +132,10 @@ pub struct RawWebhooks {
     pub attempts_kept: Option<u64>,
 }
 
+/// The longest retry wait and secret grace period (7 days): bounds what the
+/// worker adds to a timestamp.
+const MAX_WAIT_MS: u64 = 7 * 24 * 3600 * 1000;
+
 impl Validator<'_> {
     pub(super) fn events(&self, e: RawEvents) -> Result<EventsConfig, ConfigError> {
         let d = EventsConfig::default();
@@ -166,6 +170,9 @@ impl Validator<'_> {
         let retry_schedule = match w.retry_schedule_ms {
             Some(list) if list.len() > 20 => {
                 return Err(self.err("webhooks.retry_schedule_ms", "at most 20 retries"));
+            }
+            Some(list) if list.iter().any(|&ms| ms > MAX_WAIT_MS) => {
+                return Err(self.err("webhooks.retry_schedule_ms", "each wait must be at most 7 days"));
             }
             Some(list) => list.into_iter().map(Duration::from_millis).collect(),
             None => d.retry_schedule.clone(),
@@ -205,7 +212,12 @@ impl Validator<'_> {
             poll_interval: self.millis("webhooks.poll_interval_ms", w.poll_interval_ms, ms(d.poll_interval))?,
             claim_idle,
             credit_wait: self.millis("webhooks.credit_wait_ms", w.credit_wait_ms, ms(d.credit_wait))?,
-            secret_grace: Duration::from_millis(w.secret_grace_ms.unwrap_or(ms(d.secret_grace))),
+            secret_grace: match w.secret_grace_ms {
+                Some(grace) if grace > MAX_WAIT_MS => {
+                    return Err(self.err("webhooks.secret_grace_ms", "must be at most 7 days"));
+                }
+                grace => Duration::from_millis(grace.unwrap_or(ms(d.secret_grace))),
+            },
             max_per_workspace: self.positive(
                 "webhooks.max_per_workspace",
                 w.max_per_workspace,

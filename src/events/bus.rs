@@ -132,6 +132,11 @@ impl EventBus {
             for chunk in batch.chunks(self.batch_size) {
                 append_until_stored(&*self.log, chunk, self.retry, &self.stats, &self.deliveries_queued, None).await;
             }
+            // A spill task holding a batch of its own finishes it here (it
+            // runs on this runtime, which stops polling it once we return).
+            while self.spilling.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         };
         if tokio::time::timeout(limit, work).await.is_err() {
             tracing::error!("events still queued at shutdown could not be stored within {limit:?}");

@@ -24,7 +24,9 @@ use hyper_util::client::legacy::connect::dns::Name;
 pub enum TargetError {
     #[error("the webhook URL must be an absolute http(s) URL with a host and no credentials")]
     BadUrl,
-    #[error("the webhook URL's host {host} resolves to {ip}, a loopback, private or link-local address; refused")]
+    /// The address is kept for the log, not shown: a tenant must not map the
+    /// operator's internal names through this message.
+    #[error("the webhook URL's host {host} resolves to a loopback, private or link-local address; refused")]
     Private { host: String, ip: IpAddr },
     #[error("the webhook URL's host {0} does not resolve")]
     Unresolvable(String),
@@ -59,7 +61,12 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
                 || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
                 || (v6.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
-                || (first == 0x64 && v6.segments()[1] == 0xff9b) // NAT64 64:ff9b::/96
+                || (first == 0x64 && v6.segments()[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
+                || (first == 0x2002 && {
+                    // 6to4 2002::/16 wraps an IPv4 address in its next 32 bits.
+                    let [_, hi, lo, ..] = v6.segments();
+                    is_private(IpAddr::V4(std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32)))
+                })
         }
     }
 }
@@ -172,6 +179,8 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip} must be refused");
         }

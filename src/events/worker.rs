@@ -61,6 +61,9 @@ pub struct Worker {
     /// Claimed deliveries this replica may hold (in flight or in a line).
     budget: Arc<Semaphore>,
     endpoints: Mutex<HashMap<String, Endpoint>>,
+    /// Webhooks this replica saw fail since their record was read: their
+    /// next success must reset the stored run of failures.
+    failed: Mutex<std::collections::HashSet<String>>,
 }
 
 /// One endpoint's deliveries on this replica.
@@ -97,7 +100,7 @@ impl Worker {
             .timer(TokioTimer::new())
             .build(https);
         let budget = Arc::new(Semaphore::new(config.max_in_flight));
-        Worker { events, meter, client, budget, endpoints: Mutex::default() }
+        Worker { events, meter, client, budget, endpoints: Mutex::default(), failed: Mutex::default() }
     }
 
     /// Claims and delivers, forever.
@@ -117,7 +120,7 @@ impl Worker {
                     }
                 }
             };
-            let idle = claimed.is_empty();
+            let mut progressed = false;
             // One read per webhook per batch, not one per delivery.
             let mut webhooks: HashMap<String, Option<Arc<Webhook>>> = HashMap::new();
             for delivery in claimed {
@@ -139,9 +142,11 @@ impl Worker {
                     };
                 }
                 let webhook = webhooks[&delivery.webhook].clone();
-                this.clone().start(delivery, webhook).await;
+                progressed |= this.clone().start(delivery, webhook).await;
             }
-            if idle || this.budget.available_permits() == 0 {
+            // Nothing started or lined up (idle, or every claimed delivery was
+            // for a full endpoint and went back): wait, never spin.
+            if !progressed || this.budget.available_permits() == 0 {
                 let wake = this.events.bus.deliveries_queued.notified();
                 tokio::select! {
                     _ = wake => {}
@@ -153,10 +158,12 @@ impl Worker {
 
     /// Starts one delivery in a task of its own, lines it up behind its
     /// endpoint's running tasks, or puts it back when that line is full.
-    async fn start(self: Arc<Self>, delivery: Delivery, webhook: Option<Arc<Webhook>>) {
+    /// Whether it was started or lined up.
+    async fn start(self: Arc<Self>, delivery: Delivery, webhook: Option<Arc<Webhook>>) -> bool {
         let limit = self.events.webhook_config.per_endpoint_concurrency;
         let Ok(permit) = self.budget.try_acquire() else {
-            return self.put_back(&delivery, BUSY_WAIT).await;
+            self.put_back(&delivery, BUSY_WAIT).await;
+            return false;
         };
         enum Placed {
             Run(Delivery, Option<Arc<Webhook>>),
@@ -181,11 +188,16 @@ impl Worker {
                 // Released by hand as each delivery of the task ends.
                 permit.forget();
                 tokio::spawn(self.run_endpoint(delivery, webhook));
+                true
             }
-            Placed::Lined => permit.forget(),
+            Placed::Lined => {
+                permit.forget();
+                true
+            }
             Placed::Full(delivery) => {
                 drop(permit);
                 self.put_back(&delivery, BUSY_WAIT).await;
+                false
             }
         }
     }
@@ -277,7 +289,16 @@ impl Worker {
             Some(s) => s == 408 || s == 429 || s >= 500,
         };
         // A success after successes changes nothing: no store write.
-        let failures = if success && webhook.failures == 0 {
+        let failed_here = {
+            let mut failed = self.failed.lock().expect("failed lock");
+            if success {
+                failed.remove(&webhook.id)
+            } else {
+                failed.insert(webhook.id.clone());
+                true
+            }
+        };
+        let failures = if success && webhook.failures == 0 && !failed_here {
             0
         } else {
             match self.events.webhooks.count_attempt(&webhook.id, success).await {

@@ -349,15 +349,18 @@ impl DeliveryQueue for EmbeddedEvents {
                 }
                 .map_err(sql)?;
                 if let Some(json) = attempt {
-                    let id = tx
-                        .prepare_cached("INSERT INTO webhook_attempts (webhook, json) VALUES (?1, ?2)")
+                    tx.prepare_cached("INSERT INTO webhook_attempts (webhook, json) VALUES (?1, ?2)")
                         .map_err(sql)?
-                        .insert(params![webhook, json])
+                        .execute(params![webhook, json])
                         .map_err(sql)?;
-                    tx.prepare_cached("DELETE FROM webhook_attempts WHERE webhook = ?1 AND seq <= ?2")
-                        .map_err(sql)?
-                        .execute(params![webhook, id - kept])
-                        .map_err(sql)?;
+                    // This webhook's attempts beyond its newest `kept`.
+                    tx.prepare_cached(
+                        "DELETE FROM webhook_attempts WHERE webhook = ?1 AND seq < COALESCE((SELECT seq FROM \
+                         webhook_attempts WHERE webhook = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2), 0)",
+                    )
+                    .map_err(sql)?
+                    .execute(params![webhook, kept - 1])
+                    .map_err(sql)?;
                 }
                 tx.commit().map_err(sql)
             })
