@@ -70,6 +70,8 @@ pub struct Worker {
 #[derive(Default)]
 struct Endpoint {
     running: usize,
+    /// This replica disabled it: what is still lined up is dropped, not sent.
+    disabled: bool,
     line: std::collections::VecDeque<(Delivery, Option<Arc<Webhook>>)>,
 }
 
@@ -207,12 +209,14 @@ impl Worker {
     async fn run_endpoint(self: Arc<Self>, mut delivery: Delivery, mut webhook: Option<Arc<Webhook>>) {
         loop {
             let id = delivery.webhook.clone();
-            self.deliver(delivery, webhook).await;
+            let disabled = self.deliver(delivery, webhook).await;
             self.budget.add_permits(1);
             let next = {
                 let mut endpoints = self.endpoints.lock().expect("endpoints lock");
                 let e = endpoints.get_mut(&id).expect("a running endpoint is listed");
-                let next = e.line.pop_front();
+                e.disabled |= disabled;
+                // A webhook of `None` finishes the delivery without an attempt.
+                let next = e.line.pop_front().map(|(d, w)| (d, w.filter(|_| !e.disabled)));
                 if next.is_none() {
                     e.running -= 1;
                     if e.running == 0 {
@@ -240,7 +244,8 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, d: Delivery, webhook: Option<Arc<Webhook>>) {
+    /// One attempt and what follows it; whether it disabled the webhook.
+    async fn deliver(&self, d: Delivery, webhook: Option<Arc<Webhook>>) -> bool {
         let (queue, d) = (&self.events.queue, &d);
         let finish = |next, attempt: Option<Attempt>| async move {
             if let Err(e) = queue.finish(d, next, attempt.as_ref()).await {
@@ -250,7 +255,10 @@ impl Worker {
         let webhook = match webhook {
             Some(w) if w.disabled_at.is_none() => w,
             // Deleted or disabled meanwhile: nothing to deliver to.
-            _ => return finish(Next::Done, None).await,
+            _ => {
+                finish(Next::Done, None).await;
+                return false;
+            }
         };
         let config = &self.events.webhook_config;
         let workspace: Arc<str> = Arc::from(d.workspace.as_str());
@@ -264,7 +272,8 @@ impl Worker {
                             tracing::warn!(error = %e, "cannot reserve integration credits; the delivery waits");
                         }
                         let at_ms = self.events.clock.now_ms() + config.credit_wait.as_millis() as i64;
-                        return finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
+                        finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
+                        return false;
                     }
                 }
             }
@@ -341,6 +350,7 @@ impl Worker {
         if let Some(reason) = disable {
             self.disable(&webhook, reason, status).await;
         }
+        disable.is_some()
     }
 
     /// One signed POST, bounded by `webhooks.timeout_ms` from connect to the

@@ -164,14 +164,25 @@ impl EventLog for EmbeddedEvents {
                         [min_ms],
                     )
                     .map_err(sql)? as u64;
-                // Per workspace, everything older than its `max_count`th newest event.
-                deleted += tx
-                    .execute(
-                        "DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER \
-                         (PARTITION BY workspace ORDER BY seq DESC) AS n FROM events) WHERE n > ?1)",
-                        [max_count as i64],
-                    )
-                    .map_err(sql)? as u64;
+                // Per workspace, everything older than its `max_count`th newest
+                // event: one index range per workspace, not a pass over the log.
+                let workspaces: Vec<String> = tx
+                    .prepare("SELECT id FROM workspaces")
+                    .map_err(sql)?
+                    .query_map([], |r| r.get(0))
+                    .map_err(sql)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql)?;
+                for ws in workspaces {
+                    deleted += tx
+                        .prepare_cached(
+                            "DELETE FROM events WHERE workspace = ?1 AND seq < COALESCE((SELECT seq FROM events \
+                             WHERE workspace = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2), 0)",
+                        )
+                        .map_err(sql)?
+                        .execute(params![ws, max_count.saturating_sub(1).min(i64::MAX as u64) as i64])
+                        .map_err(sql)? as u64;
+                }
                 tx.commit().map_err(sql)?;
                 Ok(deleted)
             })
