@@ -15,6 +15,9 @@
 //! with a fixed sleep.
 
 mod common;
+#[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -459,27 +462,6 @@ fn retry_after(a: &Answer) -> Duration {
     assert!(secs >= 1, "Retry-After is at least 1 s: {:?}", a.headers);
     assert!(secs * 1000 >= ms && (secs - 1) * 1000 <= ms, "Retry-After {secs} s vs retry-after-ms {ms}");
     Duration::from_millis(ms)
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Embedded).await
-                }
-            )*
-        }
-        mod on_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Redis).await
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

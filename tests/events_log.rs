@@ -20,6 +20,8 @@
 
 mod common;
 #[macro_use]
+#[path = "support/backends.rs"]
+mod backends;
 #[path = "support/events_env.rs"]
 mod events_env;
 #[path = "support/redis_server.rs"]

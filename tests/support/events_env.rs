@@ -6,7 +6,8 @@
 //! (skipped loudly when none is installed, mandatory under `CI=true`).
 //!
 //! Include it after `mod common;` and `mod redis_server;`:
-//! `#[macro_use] #[path = "support/events_env.rs"] mod events_env;`. Every wait is bounded
+//! `#[path = "support/events_env.rs"] mod events_env;` (scenarios run on both
+//! backends through `support/backends.rs`'s `on_both_backends!`). Every wait is bounded
 //! (`common::WAIT`); polls re-read state every few milliseconds, none relies
 //! on a fixed sleep.
 
@@ -429,27 +430,4 @@ impl Env {
 /// The `id`s of events as logged.
 pub fn ids(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["id"].as_str().expect("an event id").to_owned()).collect()
-}
-
-/// Generates `on_embedded::<name>` and `on_redis::<name>` for each scenario
-/// `name(Backend)` (include this file with `#[macro_use]`).
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Embedded).await
-                }
-            )*
-        }
-        mod on_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Redis).await
-                }
-            )*
-        }
-    };
 }
