@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -75,9 +76,9 @@ impl Accounting {
             record.usage = usage;
             record.latency = self.started.elapsed();
             if let Some(Settle { meter, ticket, price }) = self.settle.take() {
-                record.credits =
-                    if ticket.admit.amount > 0 { crate::credits::charge(&price, outcome, &usage) } else { 0 };
-                meter.settle(ticket, record.model.clone(), &price, outcome, &usage);
+                let metered = ticket.admit.amount > 0;
+                let cost = meter.settle(ticket, record.model.clone(), &price, outcome, &usage);
+                record.credits = if metered { cost } else { 0 };
             }
             self.sink.record(record);
         }
@@ -227,23 +228,30 @@ pub async fn collect(mut body: UpstreamBody, limit: usize, idle: Duration) -> Re
     Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
-/// Splices the client-visible model into a JSON answer and reads its usage.
-/// Anything that is not a JSON object is garbage from the client's view.
-pub fn rewrite_json(body: Bytes, model: Option<&Bytes>) -> Result<(Bytes, Option<Usage>), UpstreamError> {
-    let [model_range, usage_range] =
-        find_fields(&body, ["model", "usage"]).map_err(|e| UpstreamError::Invalid { detail: e.to_string() })?;
+/// A non-stream answer as the client gets it.
+pub type Rewritten = (Bytes, Option<Usage>, Option<Range<usize>>);
+
+/// Splices the client-visible model into a JSON answer and reads its usage,
+/// in one scan that also finds `choices` (returned as a range of the
+/// rewritten body, for the events' transcript). Anything that is not a JSON
+/// object is garbage from the client's view.
+pub fn rewrite_json(body: Bytes, model: Option<&Bytes>) -> Result<Rewritten, UpstreamError> {
+    let [model_range, usage_range, choices] = find_fields(&body, ["model", "usage", "choices"])
+        .map_err(|e| UpstreamError::Invalid { detail: e.to_string() })?;
     let usage = usage_range.filter(|r| !is_null(&body[r.clone()])).and_then(|r| Usage::from_json(&body[r]));
-    let body = match (model_range, model) {
+    let (body, choices) = match (model_range, model) {
         (Some(range), Some(model)) => {
             let mut out = BytesMut::with_capacity(body.len() + model.len());
             out.extend_from_slice(&body[..range.start]);
             out.extend_from_slice(model);
             out.extend_from_slice(&body[range.end..]);
-            out.freeze()
+            // Fields after the model move by the length it changed by.
+            let shift = |at: usize| if at >= range.end { at + model.len() - range.len() } else { at };
+            (out.freeze(), choices.map(|c| shift(c.start)..shift(c.end)))
         }
-        _ => body,
+        _ => (body, choices),
     };
-    Ok((body, usage))
+    Ok((body, usage, choices))
 }
 
 #[cfg(test)]
@@ -254,9 +262,22 @@ mod tests {
     fn rewrites_model_and_reads_usage() {
         let body = Bytes::from_static(br#"{"id":"x","model":"up","usage":{"prompt_tokens":2,"completion_tokens":3}}"#);
         let model = Bytes::from_static(b"\"agent\"");
-        let (out, usage) = rewrite_json(body, Some(&model)).unwrap();
+        let (out, usage, choices) = rewrite_json(body, Some(&model)).unwrap();
+        assert_eq!(choices, None);
         assert_eq!(&out[..], br#"{"id":"x","model":"agent","usage":{"prompt_tokens":2,"completion_tokens":3}}"#);
         assert_eq!(usage, Some(Usage { prompt_tokens: 2, completion_tokens: 3, estimated: false }));
         assert!(rewrite_json(Bytes::from_static(b"<html>oops</html>"), None).is_err());
+    }
+
+    #[test]
+    fn the_choices_range_follows_the_spliced_model() {
+        let model = Bytes::from_static(b"\"a-much-longer-agent-name\"");
+        for body in [
+            &br#"{"model":"up","choices":[{"message":{"content":"hi"}}]}"#[..],
+            &br#"{"choices":[{"message":{"content":"hi"}}],"model":"up"}"#[..],
+        ] {
+            let (out, _, choices) = rewrite_json(Bytes::from_static(body), Some(&model)).unwrap();
+            assert_eq!(&out[choices.unwrap()], br#"[{"message":{"content":"hi"}}]"#);
+        }
     }
 }

@@ -104,10 +104,12 @@ pub async fn model_call(
     let answer = collect(upstream.body, app.server.max_upstream_body_bytes, upstream.idle_timeout).await;
     let rewritten = answer.and_then(|bytes| rewrite_json(bytes, target.client_model_json.as_ref()));
     match rewritten {
-        Ok((json, usage)) => {
+        Ok((json, usage, choices)) => {
             let usage = usage.unwrap_or_else(|| accounting.estimate(0));
-            if transcribe {
-                accounting.set_transcript(crate::events::sink::transcript_of(&json));
+            if let (true, Some(choices)) = (transcribe, choices) {
+                let mut transcript = Box::<crate::events::transcript::Transcript>::default();
+                transcript.add_choices(&json[choices]);
+                accounting.set_transcript(Some(transcript));
             }
             accounting.finish(200, Outcome::Completed, usage);
             let mut response = Response::new(Body::full(json));

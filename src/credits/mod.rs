@@ -327,8 +327,8 @@ impl Meter {
         admitted
     }
 
-    /// Settles a call (never blocks).
-    pub fn settle(&self, ticket: Ticket, agent: Arc<str>, price: &Price, outcome: Outcome, usage: &Usage) {
+    /// Settles a call (never blocks); what it was charged, in micro-credits.
+    pub fn settle(&self, ticket: Ticket, agent: Arc<str>, price: &Price, outcome: Outcome, usage: &Usage) -> u64 {
         let used = usage.prompt_tokens.saturating_add(usage.completion_tokens).min(MAX_CHARGE);
         if let Some(local) = &ticket.local {
             local.correct_tokens(used);
@@ -338,6 +338,7 @@ impl Meter {
             self.touch(&a.workspace);
         }
         let day = Period::utc_day(self.clock.now_ms());
+        let cost = charge(price, outcome, usage).min(MAX_CHARGE);
         self.ledger.settle(Settlement {
             ticket_id: a.id,
             workspace: a.workspace,
@@ -349,13 +350,14 @@ impl Meter {
             limits: a.limits,
             tokens_charged: a.tokens,
             tokens_used: used,
-            cost: charge(price, outcome, usage).min(MAX_CHARGE),
+            cost,
             input_tokens: usage.prompt_tokens.min(MAX_CHARGE),
             output_tokens: usage.completion_tokens.min(MAX_CHARGE),
             day,
             expires_at_ms: a.expires_at_ms,
             recorded: ticket.recorded,
         });
+        cost
     }
 
     /// Reserves a fixed `amount` of `kind` for work that is not a model call

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::transcript::Transcript;
 use super::{EventType, Events};
 use crate::usage::{UsageRecord, UsageSink};
 
@@ -83,14 +82,6 @@ struct Message<'a> {
 pub fn agent_started(events: &Events, workspace: &Arc<str>, r: &UsageRecord, key_id: Option<&str>) {
     let data = Execution { agent_id: &r.model, execution_id: &r.request_id, key_id, status: None, duration_ms: None };
     events.emit(workspace, EventType::AgentExecutionStarted, &data);
-}
-
-/// The text and tool calls of a whole (non-stream) chat answer.
-pub fn transcript_of(answer: &[u8]) -> Option<Box<Transcript>> {
-    let [choices] = crate::json::find_fields(answer, ["choices"]).ok()?;
-    let mut t = Box::<Transcript>::default();
-    t.add_choices(&answer[choices?]);
-    Some(t)
 }
 
 impl UsageSink for EventSink {
