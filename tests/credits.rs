@@ -225,13 +225,8 @@ impl Env {
             Backend::Embedded => None,
         };
         let n = ENVS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("tollgate-credits-{test}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = match &redis {
-            None => format!("[store]\nbackend = \"embedded\"\npath = \"{}\"\n", dir.join("t.db").display()),
-            Some(server) => format!("[store]\nbackend = \"redis\"\nurls = [\"{}\"]\nprefix = \"tgc\"\n", server.url()),
-        };
+        let url = redis.as_ref().map(|server| server.url());
+        let (dir, store) = backends::fresh_store(&format!("credits-{test}"), n, url.as_deref(), "tgc");
         let mock = MockUpstream::start().await;
         let toml = format!("{}\n{}\n{store}", config_toml(&Settings::default(), &mock.base_url()), extra_toml());
         let config = tollgate::config::Config::from_toml(&toml, "test.toml").expect("the test config is valid");

@@ -210,13 +210,8 @@ impl Env {
             },
         };
         let n = ENVS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("tollgate-events-{test}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = match &redis {
-            None => format!("[store]\nbackend = \"embedded\"\npath = \"{}\"\n", dir.join("t.db").display()),
-            Some(server) => format!("[store]\nbackend = \"redis\"\nurls = [\"{}\"]\nprefix = \"tgw\"\n", server.url()),
-        };
+        let url = redis.as_ref().map(|server| server.url());
+        let (dir, store) = crate::backends::fresh_store(&format!("events-{test}"), n, url.as_deref(), "tgw");
         let mock = MockUpstream::start().await;
         let toml =
             format!("{}\n{EXTRA_TOML}\n{store}\n{}", config_toml(&Settings::default(), &mock.base_url()), tune.toml());
