@@ -38,7 +38,8 @@ use crate::store::{KeyStore, Scope, Stores};
 use crate::upstream::Provider;
 use crate::usage::{LogUsageSink, UsageSink};
 
-/// Shared, read-only after startup: no field needs a lock.
+/// Shared, read-only after startup (but for the atomics inside `connections`
+/// and `drain`): no field needs a lock.
 pub struct App {
     pub server: ServerConfig,
     pub catalog: Catalog,
@@ -55,6 +56,11 @@ pub struct App {
     pub meter: Option<Arc<Meter>>,
     /// Events, webhooks and their delivery; `None` emits nothing (no store).
     pub events: Option<Arc<crate::events::Events>>,
+    /// The process's client connections: the `max_connections` bound shared
+    /// by every worker, and each connection's idle watchdog state.
+    pub connections: Arc<crate::server::Connections>,
+    /// Shutdown's state, shared by every worker (see `server::drain`).
+    pub drain: crate::server::Drain,
     request_ids: RequestIds,
 }
 
@@ -80,6 +86,8 @@ impl App {
             usage: Arc::new(LogUsageSink),
             meter: None,
             events: None,
+            connections: crate::server::Connections::new(config.server.max_connections),
+            drain: crate::server::Drain::default(),
             request_ids: RequestIds::new(),
         })
     }
@@ -151,6 +159,7 @@ impl App {
         if route.is_public() {
             return Ok(match route {
                 Route::Health => api::health::healthz(),
+                Route::Ready => api::health::readyz(self.drain.is_draining()),
                 _ => unreachable!("only the routes listed in Route::is_public get here"),
             });
         }
@@ -185,7 +194,7 @@ impl App {
             Route::TestWebhook(id) => api::webhooks::test(self, &ctx, &id).await,
             Route::RotateWebhookSecret(id) => api::webhooks::rotate_secret(self, &ctx, &id, req).await,
             Route::WebhookDeliveries(id) => api::webhooks::deliveries(self, &ctx, &id, req.uri().query()).await,
-            Route::Health => Ok(api::health::healthz()),
+            Route::Health | Route::Ready => unreachable!("public routes are answered above"),
         }
     }
 }

@@ -160,16 +160,21 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted; larger bodies get 413 before being read.
     pub max_body_bytes: usize,
-    /// A client must send its request headers within this time (slowloris guard).
+    /// A new connection must have sent its first request's headers within
+    /// this time (first byte, h2 preface and settings included; slowloris guard).
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long
+    /// (HTTP/1 keep-alive, h2 kept open by pings).
+    pub idle_timeout: Duration,
     /// A client must send its whole body within this time.
     pub body_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests and streams.
     pub shutdown_grace: Duration,
     /// Largest non-stream upstream response the gateway buffers to rewrite.
     pub max_upstream_body_bytes: usize,
-    /// Open client connections at most; beyond it the gateway stops accepting
-    /// (new connections wait in the kernel's backlog) so memory stays bounded.
+    /// Open client connections of the whole process at most (all workers
+    /// share it); at the bound the stalest idle connection makes room, and a
+    /// newcomer waits up to `header_read_timeout` for a slot (see `server::connections`).
     pub max_connections: usize,
     /// Worker threads, each with its own runtime and listener (see `runtime`).
     pub workers: usize,
@@ -295,6 +300,7 @@ impl Validator<'_> {
             listen: listen.parse().map_err(|e| self.err("server.listen", format!("{listen:?}: {e}")))?,
             max_body_bytes: self.positive("server.max_body_bytes", s.max_body_bytes, 4 << 20)? as usize,
             header_read_timeout: self.millis("server.header_read_timeout_ms", s.header_read_timeout_ms, 10_000)?,
+            idle_timeout: self.millis("server.idle_timeout_ms", s.idle_timeout_ms, 60_000)?,
             body_read_timeout: self.millis("server.body_read_timeout_ms", s.body_read_timeout_ms, 30_000)?,
             shutdown_grace: self.millis("server.shutdown_grace_ms", s.shutdown_grace_ms, 30_000)?,
             max_upstream_body_bytes: self.positive(

@@ -18,6 +18,7 @@ use crate::body::Body;
 use crate::credits::MeterError;
 use crate::limits::{LimitError, RateHeaders};
 use crate::router::RouteError;
+use crate::server::ServerError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum Error {
     Management(#[from] ManagementError),
     #[error(transparent)]
     Meter(#[from] MeterError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
 /// Who caused a failure.
@@ -78,7 +81,8 @@ impl Error {
         match self {
             Error::Auth(AuthError::Unavailable)
             | Error::Management(ManagementError::Unavailable)
-            | Error::Meter(MeterError::Unavailable(_)) => Origin::Internal,
+            | Error::Meter(MeterError::Unavailable(_))
+            | Error::Server(_) => Origin::Internal,
             Error::Upstream(e) if e.is_client_fault() => Origin::Client,
             Error::Upstream(_) => Origin::Upstream,
             _ => Origin::Client,
@@ -148,6 +152,10 @@ impl Error {
                     Parts { param: Some("amount"), ..p(StatusCode::BAD_REQUEST, INVALID, "invalid_value") }
                 }
                 MeterError::Unavailable(_) => p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "store_unavailable"),
+            },
+            Error::Server(ServerError::ShuttingDown) => Parts {
+                retry_after: Some(Duration::from_secs(1)),
+                ..p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "shutting_down")
             },
         }
     }

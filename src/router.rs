@@ -9,6 +9,7 @@ use http::Method;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
+    Ready,
     ChatCompletions,
     Completions,
     Embeddings,
@@ -35,7 +36,7 @@ pub enum Route {
 impl Route {
     /// Routes served without credentials. Every other route authenticates.
     pub fn is_public(&self) -> bool {
-        matches!(self, Route::Health)
+        matches!(self, Route::Health | Route::Ready)
     }
 }
 
@@ -51,7 +52,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let under = |root: &str| path.strip_prefix(root).filter(|rest| rest.starts_with('/'));
     let path = match (path, under("/v1/api").or_else(|| under("/api/v1")), under("/v1")) {
-        ("/healthz", _, _) => path,
+        ("/healthz" | "/readyz", _, _) => path,
         (_, Some(rest), _) | (_, None, Some(rest)) => rest,
         _ => return Err(RouteError::NotFound),
     };
@@ -60,6 +61,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
     let id = |prefix: &str| path.strip_prefix(prefix).filter(|id| !id.is_empty() && !id.contains('/'));
     let (route, allow) = match path {
         "/healthz" => (get.then_some(Route::Health), "GET"),
+        "/readyz" => (get.then_some(Route::Ready), "GET"),
         "/chat/completions" => (post.then_some(Route::ChatCompletions), "POST"),
         "/completions" => (post.then_some(Route::Completions), "POST"),
         "/embeddings" => (post.then_some(Route::Embeddings), "POST"),

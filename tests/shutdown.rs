@@ -1,5 +1,5 @@
-//! Graceful shutdown: in-flight streams finish, new connections are refused,
-//! and the grace period bounds the wait.
+//! Graceful shutdown: in-flight streams finish, new connections are told the
+//! gateway is going away, and the grace period bounds the wait.
 
 mod common;
 
@@ -29,7 +29,23 @@ async fn an_in_flight_stream_finishes_after_shutdown_begins() {
     assert_eq!(sse.next_json().await["choices"][0]["delta"]["content"], "first");
 
     let server = env.gw.shut_down();
-    assert!(refuses_connections(env.gw.addr).await, "the listener closes when shutdown begins");
+    // While the stream drains, the listener stays open and says "going away":
+    // readiness fails, liveness holds, a new request gets 503 + Connection: close.
+    let readyz = ready_status(&env).await;
+    assert_eq!(readyz, 503, "/readyz fails from the moment shutdown begins");
+    let mut stream = raw_send(env.gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(raw_read_response(&mut stream).await.status, 200, "/healthz still answers while draining");
+    let mut stream = raw_send(
+        env.gw.addr,
+        format!("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let going_away = raw_read_response(&mut stream).await;
+    assert_eq!(going_away.status, 503);
+    assert_eq!(going_away.header("connection"), Some("close"));
+    assert_eq!(going_away.header("retry-after"), Some("1"));
+    assert_eq!(going_away.json()["error"]["code"], "shutting_down");
+    assert!(!server.is_finished(), "the stream in flight keeps the gateway draining");
 
     upstream.send_content(AGENT_UPSTREAM_MODEL, "second").await;
     upstream.finish(AGENT_UPSTREAM_MODEL, None).await;
@@ -37,6 +53,7 @@ async fn an_in_flight_stream_finishes_after_shutdown_begins() {
     assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "the stream ran to its end: {rest:?}");
     assert!(rest.iter().any(|e| e.contains("second")));
     within("drain", server).await.expect("server task").expect("clean shutdown");
+    assert!(refuses_connections(env.gw.addr).await, "the listener closes once the drain is done");
 }
 
 #[tokio::test]
@@ -54,4 +71,18 @@ async fn shutdown_grace_bounds_the_wait_for_a_stream_that_never_ends() {
     within("grace", server).await.expect("server task").expect("shutdown returns after the grace period");
     assert!(started.elapsed() >= std::time::Duration::from_millis(900), "the stream got its grace period first");
     drop(upstream);
+}
+
+/// `/readyz` on a fresh connection.
+async fn ready_status(env: &TestEnv) -> u16 {
+    let mut stream = raw_send(env.gw.addr, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    raw_read_response(&mut stream).await.status
+}
+
+#[tokio::test]
+async fn readyz_answers_200_while_serving() {
+    let env = TestEnv::start().await;
+    assert_eq!(ready_status(&env).await, 200);
+    let response = env.client.get(env.url("/readyz")).send().await.unwrap();
+    assert_eq!(json_of(response).await["status"], "ready");
 }

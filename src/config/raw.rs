@@ -92,6 +92,7 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
     pub body_read_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub max_upstream_body_bytes: Option<u64>,
