@@ -80,7 +80,8 @@ impl App {
         Ok(App {
             server: config.server.clone(),
             catalog: Catalog::new(config, &providers),
-            auth: Authenticator::new(&config.keys, config.store.key_cache_ttl),
+            auth: Authenticator::new(&config.keys, config.store.key_cache_ttl)
+                .with_stale_if_error(config.store.key_stale_if_error),
             stores: None,
             plans: config.plans.clone(),
             usage: Arc::new(LogUsageSink),

@@ -12,9 +12,15 @@
 //! replica keeps accepting a revoked key (the replica that revokes forgets the
 //! key at once). Unknown keys are cached as unknown for the same time.
 //!
-//! When the store is unreachable, cached keys keep working and uncached keys
-//! are refused with 503 (fail-closed: an unverifiable key is not a valid key,
-//! but the caller is told to retry rather than that the key is wrong).
+//! When the store cannot answer, a key read from it within
+//! `store.key_stale_if_error_ms` (10 minutes) keeps working past its TTL —
+//! stale-if-error, logged — and every other key is refused with 503
+//! (fail-closed: an unverifiable key is not a valid key, but the caller is
+//! told to retry rather than that the key is wrong). A key revoked or expired
+//! in its last known record stays refused, a key this replica revoked is
+//! forgotten at once, and as soon as the store answers again its answer wins.
+//! After a failed lookup the store is left alone for [`STORE_RETRY`], so an
+//! outage costs one command timeout per second, not one per request.
 
 pub mod keys;
 
@@ -34,6 +40,10 @@ pub type KeyHash = [u8; 32];
 
 /// Most store keys kept in the cache; beyond it, the least used are evicted.
 const KEY_CACHE_CAPACITY: u64 = 100_000;
+
+/// After a failed key lookup, lookups answer from the last known records for
+/// this long before the store is tried again.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -106,8 +116,16 @@ impl Principal {
 pub struct Authenticator {
     static_keys: HashMap<KeyHash, Arc<Principal>>,
     store: Option<Arc<dyn KeyStore>>,
-    /// hash → the key as last read from the store (`None`: no such key).
+    /// hash → the key as last read from the store (`None`: no such key),
+    /// trusted for the cache TTL.
     cache: moka::future::Cache<KeyHash, Option<Arc<Principal>>>,
+    /// The same records, kept for the stale-if-error bound: what a lookup
+    /// answers while the store cannot (`None` when stale-if-error is off).
+    last_known: Option<moka::sync::Cache<KeyHash, Option<Arc<Principal>>>>,
+    /// Until when (ms after `epoch`) lookups skip the store after a failure;
+    /// an atomic, read on every cache miss.
+    store_down_until_ms: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
     /// Store keys used since the last flush, with the latest time. A mutex,
     /// not a lock-free map: one short insert per request, never held across
     /// an await, and emptied in one swap by [`flush_last_used`](Self::flush_last_used).
@@ -122,7 +140,22 @@ impl Authenticator {
     pub fn new(keys: &[KeyConfig], cache_ttl: Duration) -> Authenticator {
         let static_keys = keys.iter().map(|k| (k.sha256, Arc::new(Principal::from_config(k)))).collect();
         let cache = moka::future::Cache::builder().max_capacity(KEY_CACHE_CAPACITY).time_to_live(cache_ttl).build();
-        Authenticator { static_keys, store: None, cache, used: Default::default() }
+        Authenticator {
+            static_keys,
+            store: None,
+            cache,
+            last_known: None,
+            store_down_until_ms: Default::default(),
+            epoch: std::time::Instant::now(),
+            used: Default::default(),
+        }
+    }
+
+    /// Serves keys read from the store within `bound` while it cannot answer.
+    pub fn with_stale_if_error(mut self, bound: Duration) -> Authenticator {
+        self.last_known = (!bound.is_zero())
+            .then(|| moka::sync::Cache::builder().max_capacity(KEY_CACHE_CAPACITY).time_to_live(bound).build());
+        self
     }
 
     pub fn with_store(mut self, store: Arc<dyn KeyStore>) -> Authenticator {
@@ -146,17 +179,10 @@ impl Authenticator {
         else {
             return Err(AuthError::Invalid);
         };
-        let principal = self
-            .cache
-            .try_get_with(hash, async {
-                let record = store.key_by_hash(&hex::encode(hash)).await?;
-                Ok::<_, crate::store::StoreError>(record.map(|r| Arc::new(Principal::from_record(r))))
-            })
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "key lookup failed");
-                AuthError::Unavailable
-            })?;
+        let principal = match self.cache.get(&hash).await {
+            Some(fresh) => fresh,
+            None => self.look_up(store, hash).await?,
+        };
         match principal {
             None => Err(AuthError::Invalid),
             Some(p) if p.revoked => Err(AuthError::Invalid),
@@ -167,6 +193,56 @@ impl Authenticator {
                 }
                 Ok(p)
             }
+        }
+    }
+
+    /// A key missing from the cache: read from the store (one read however
+    /// many requests wait for it), or its last known record while the store
+    /// cannot answer.
+    async fn look_up(&self, store: &Arc<dyn KeyStore>, hash: KeyHash) -> Result<Option<Arc<Principal>>, AuthError> {
+        use std::sync::atomic::Ordering;
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        if now_ms < self.store_down_until_ms.load(Ordering::Acquire) {
+            return self.last_known_record(hash);
+        }
+        let loaded = self
+            .cache
+            .try_get_with(hash, async {
+                let record = store.key_by_hash(&hex::encode(hash)).await?;
+                let principal = record.map(|r| Arc::new(Principal::from_record(r)));
+                if let Some(last_known) = &self.last_known {
+                    last_known.insert(hash, principal.clone());
+                }
+                Ok::<_, crate::store::StoreError>(principal)
+            })
+            .await;
+        match loaded {
+            Ok(principal) => Ok(principal),
+            Err(e) => {
+                let retry_at = self.epoch.elapsed() + STORE_RETRY;
+                self.store_down_until_ms.store(retry_at.as_millis() as u64, Ordering::Release);
+                let bound_s = self.last_known.as_ref().and_then(|c| c.policy().time_to_live()).map(|d| d.as_secs());
+                tracing::warn!(
+                    error = %e,
+                    stale_if_error_s = bound_s,
+                    "key lookup failed; serving last known keys, refusing unknown ones with 503"
+                );
+                self.last_known_record(hash)
+            }
+        }
+    }
+
+    /// The key's last known record, while the store cannot answer.
+    fn last_known_record(&self, hash: KeyHash) -> Result<Option<Arc<Principal>>, AuthError> {
+        match self.last_known.as_ref().and_then(|c| c.get(&hash)) {
+            Some(principal) => {
+                tracing::debug!(
+                    key = principal.as_ref().map(|p| &*p.name),
+                    "store unavailable: a stale key record served"
+                );
+                Ok(principal)
+            }
+            None => Err(AuthError::Unavailable),
         }
     }
 
@@ -195,6 +271,9 @@ impl Authenticator {
         let mut hash = [0u8; 32];
         if hex::decode_to_slice(hash_hex, &mut hash).is_ok() {
             self.cache.invalidate(&hash).await;
+            if let Some(last_known) = &self.last_known {
+                last_known.invalidate(&hash);
+            }
         }
     }
 }

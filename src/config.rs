@@ -139,6 +139,9 @@ pub struct StoreConfig {
     /// How long a key looked up in the store is trusted before it is read
     /// again: the bound on how long a revocation takes on other replicas.
     pub key_cache_ttl: Duration,
+    /// While the store cannot answer, a key read from it within this long is
+    /// still served (stale-if-error); zero turns it off.
+    pub key_stale_if_error: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -473,7 +476,11 @@ impl Validator<'_> {
             }
             other => return Err(self.err("store.backend", format!("{other:?} is not \"embedded\" or \"redis\""))),
         };
-        Ok(StoreConfig { backend, key_cache_ttl: self.millis("store.key_cache_ttl_ms", s.key_cache_ttl_ms, 5_000)? })
+        Ok(StoreConfig {
+            backend,
+            key_cache_ttl: self.millis("store.key_cache_ttl_ms", s.key_cache_ttl_ms, 5_000)?,
+            key_stale_if_error: Duration::from_millis(s.key_stale_if_error_ms.unwrap_or(600_000)),
+        })
     }
 
     fn positive(&self, path: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {

@@ -166,3 +166,39 @@ async fn an_unreachable_store_refuses_unknown_keys_with_503_and_serves_cached_on
     assert!(body.contains("store_unavailable"), "{body}");
     assert_eq!(models_status(addr, cached.plaintext.expose()).await.0, 200, "a cached key keeps working");
 }
+
+#[tokio::test]
+async fn a_store_outage_longer_than_the_ttl_serves_last_known_keys_and_keeps_revocations() {
+    let Some(server) = redis_server::RedisServer::start() else { return skip("stale_if_error") };
+    let timeouts = Timeouts { connect: Duration::from_millis(300), response: Duration::from_millis(300) };
+    let store = Arc::new(RedisStore::connect(&[server.url()], false, "e2e", timeouts).await.unwrap());
+    let (_mock, addr, _stop) = replica(store.clone()).await;
+    let (live, revoked, unseen) = (new_key(None), new_key(None), new_key(None));
+    for key in [&live, &revoked, &unseen] {
+        store.insert_key(&key.record).await.unwrap();
+    }
+    assert_eq!(models_status(addr, live.plaintext.expose()).await.0, 200);
+    assert_eq!(models_status(addr, revoked.plaintext.expose()).await.0, 200);
+    // Revoked elsewhere (straight in the store) before the outage; this
+    // replica learns it within its TTL.
+    store.revoke_key(&revoked.record.id, tollgate::store::now()).await.unwrap();
+    until_refused(addr, revoked.plaintext.expose()).await;
+    assert_eq!(models_status(addr, live.plaintext.expose()).await.0, 200, "read again within the last TTL");
+
+    server.pause();
+    tokio::time::sleep(Duration::from_millis(2 * TTL_MS)).await;
+    for _ in 0..3 {
+        let (status, body) = models_status(addr, live.plaintext.expose()).await;
+        assert_eq!(status, 200, "a key known before the outage keeps working past its TTL: {body}");
+    }
+    let (status, body) = models_status(addr, revoked.plaintext.expose()).await;
+    assert_eq!((status, body.contains("invalid_api_key")), (401, true), "still revoked: {body}");
+    let (status, body) = models_status(addr, unseen.plaintext.expose()).await;
+    assert_eq!((status, body.contains("store_unavailable")), (503, true), "never seen: {body}");
+
+    // The store answers again: its word wins at once (within the TTL).
+    server.resume();
+    store.revoke_key(&live.record.id, tollgate::store::now()).await.unwrap();
+    until_refused(addr, live.plaintext.expose()).await;
+    assert_eq!(models_status(addr, unseen.plaintext.expose()).await.0, 200);
+}

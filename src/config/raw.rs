@@ -84,6 +84,7 @@ pub struct RawStore {
     pub connect_timeout_ms: Option<u64>,
     pub command_timeout_ms: Option<u64>,
     pub key_cache_ttl_ms: Option<u64>,
+    pub key_stale_if_error_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -90,6 +90,23 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP: the server stops answering but keeps its connections (a hung
+    /// Redis, not a dead one); commands sent meanwhile run at [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill runs");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Starts the server again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
