@@ -1413,3 +1413,35 @@ async fn on_embedded_an_absurd_max_tokens_cannot_skip_the_balance_check() {
 async fn on_redis_an_absurd_max_tokens_cannot_skip_the_balance_check() {
     an_absurd_max_tokens_cannot_skip_the_balance_check(Backend::Redis).await
 }
+
+/// A metered call answered 503 because Redis hung (SIGSTOP) must not hold
+/// credits when Redis resumes and runs the admission it was sent: the
+/// gateway's cancel undoes it at once, no reaper needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_an_admission_given_up_on_leaves_the_balance_untouched() {
+    let Some(env) = Env::start(Backend::Redis, "given_up", NOV_14_NOON).await else { return };
+    env.workspace("hung", "metered", None).await;
+    // Two requests a minute: one admitted, one given up on, and the next
+    // passes only if the late admission's request was given back.
+    let (_, key) = env.key("hung", Scope::Chat, Some(2), None).await;
+    let body = json!({"model": "priced", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]});
+    env.chat(&key, &body).await.ok();
+    let before = env.settled("hung", 1).await;
+
+    let redis = env._redis.as_ref().expect("a Redis env");
+    redis.pause();
+    env.chat(&key, &body).await.error(503, "api_error", "store_unavailable");
+    redis.resume();
+
+    // Redis now runs the admission it had queued, then the gateway's cancel.
+    // Watch the balance for a while: nothing may stay held.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut after = env.credits("hung").await;
+    while Instant::now() < deadline {
+        after = env.credits("hung").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(message(&after), message(&before), "before {before}\nafter {after}");
+    let next = env.chat(&key, &body).await;
+    assert_eq!(next.status, 200, "the refused call's request was given back to the limiter: {}", next.text);
+}

@@ -10,6 +10,12 @@
 //!   settle that applies it), so a retry after a timeout never charges twice. A clean shutdown drains
 //!   the queue. The queue is bounded by the calls in flight: a settle follows
 //!   an admit, and admits fail while Redis is unreachable.
+//! - **cancel**: when the admit call fails or times out (the caller is
+//!   answered 503), the admission may still run later — a Redis that hung
+//!   and resumes runs what was sent to it. So the gateway queues a cancel for
+//!   that reservation id on the settle queue (retried the same way): it
+//!   undoes the admission if it ran, or leaves a tombstone that makes a late
+//!   one write nothing. An admission given up on never holds credits.
 //! - **reap**: every `credits.reaper_interval_ms`, each replica releases
 //!   reservations older than `credits.reservation_ttl_ms` whose settle never
 //!   came (their replica died). Reaping is one script per workspace, safe to
@@ -46,6 +52,8 @@ const ADMIT: &str = include_str!("redis/admit.lua");
 const SETTLE: &str = include_str!("redis/settle.lua");
 const REAP: &str = include_str!("redis/reap.lua");
 const BALANCES: &str = include_str!("redis/balances.lua");
+/// v1; see its header.
+const CANCEL: &str = include_str!("redis/cancel.lua");
 
 /// Daily usage totals are kept this long.
 const USAGE_TTL_S: u64 = 400 * 86_400;
@@ -59,6 +67,14 @@ struct Scripts {
     settle: Script,
     reap: Script,
     balances: Script,
+    cancel: Script,
+}
+
+/// What the background task applies, each retried until Redis takes it.
+enum Job {
+    Settle(Settlement),
+    /// An admission the gateway gave up on (see the module doc).
+    Cancel(Admit),
 }
 
 /// Settles queued or being applied; `flush` waits for zero.
@@ -79,7 +95,7 @@ impl Pending {
 pub struct RedisLedger {
     store: Arc<RedisStore>,
     scripts: Arc<Scripts>,
-    queue: mpsc::UnboundedSender<Settlement>,
+    queue: mpsc::UnboundedSender<Job>,
     pending: Arc<Pending>,
 }
 
@@ -93,11 +109,21 @@ impl RedisLedger {
             settle: with_prelude(SETTLE),
             reap: with_prelude(REAP),
             balances: with_prelude(BALANCES),
+            cancel: with_prelude(CANCEL),
         });
         let (queue, settles) = mpsc::unbounded_channel();
         let pending = Arc::new(Pending::default());
         tokio::spawn(settle_worker(store.clone(), scripts.clone(), settles, pending.clone()));
         RedisLedger { store, scripts, queue, pending }
+    }
+
+    fn enqueue(&self, job: Job) {
+        self.pending.count.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(job).is_err() {
+            // Only after the worker stopped, i.e. the runtime is going away.
+            self.pending.done();
+            tracing::error!("a settle or cancel arrived after the ledger stopped; it was not applied");
+        }
     }
 
     fn name(&self, what: &str, workspace: &str) -> String {
@@ -170,7 +196,14 @@ impl Ledger for RedisLedger {
         ];
         args.extend(limits.iter().map(|l| l.unwrap_or(0).to_string()));
         args.push(a.tokens.to_string());
-        let answer: Vec<i64> = self.store.eval(&self.scripts.admit, &keys, &args).await?;
+        let answer: Vec<i64> = match self.store.eval(&self.scripts.admit, &keys, &args).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                // The script may still run (see the module doc): undo it.
+                self.enqueue(Job::Cancel(a));
+                return Err(e.into());
+            }
+        };
         let field = |i: usize| answer.get(i).copied().unwrap_or(0);
         let limiter = (field(1).clamp(1, 4) - 1) as usize;
         match field(0) {
@@ -205,12 +238,7 @@ impl Ledger for RedisLedger {
     }
 
     fn settle(&self, s: Settlement) {
-        self.pending.count.fetch_add(1, Ordering::AcqRel);
-        if self.queue.send(s).is_err() {
-            // Only after the worker stopped, i.e. the runtime is going away.
-            self.pending.done();
-            tracing::error!("a settle arrived after the ledger stopped; it was not applied");
-        }
+        self.enqueue(Job::Settle(s));
     }
 
     async fn balances(&self, terms: &Terms, now_ms: i64) -> Result<Balances, MeterError> {
@@ -325,11 +353,11 @@ impl RedisLedger {
     }
 }
 
-/// Applies queued settles, each retried until Redis takes it.
+/// Applies queued settles and cancels, each retried until Redis takes it.
 async fn settle_worker(
     store: Arc<RedisStore>,
     scripts: Arc<Scripts>,
-    mut settles: mpsc::UnboundedReceiver<Settlement>,
+    mut settles: mpsc::UnboundedReceiver<Job>,
     pending: Arc<Pending>,
 ) {
     let mut running = tokio::task::JoinSet::new();
@@ -342,7 +370,15 @@ async fn settle_worker(
                 }
                 let (store, scripts, pending) = (store.clone(), scripts.clone(), pending.clone());
                 running.spawn(async move {
-                    settle_until_applied(&store, &scripts, &s).await;
+                    let (script, keys, args) = match &s {
+                        Job::Settle(s) => (&scripts.settle, settle_keys(&store, s), settle_args(s)),
+                        Job::Cancel(a) => (&scripts.cancel, cancel_keys(&store, a), cancel_args(a)),
+                    };
+                    let id = match &s {
+                        Job::Settle(s) => &s.ticket_id,
+                        Job::Cancel(a) => &a.id,
+                    };
+                    until_applied(&store, script, &keys, &args, id).await;
                     pending.done();
                 });
             }
@@ -352,14 +388,17 @@ async fn settle_worker(
     while running.join_next().await.is_some() {}
 }
 
-async fn settle_until_applied(store: &RedisStore, scripts: &Scripts, s: &Settlement) {
+fn settle_keys(store: &RedisStore, s: &Settlement) -> Vec<String> {
     let [credits, resv, exp, reaped] = names(store, &s.workspace);
     let p = store.prefix();
     let ws = &s.workspace;
     let [_, _, key_tpm, ws_tpm] = limiter_names(store, ws, &s.key);
-    let keys = [credits, resv, exp, reaped, format!("{p}:usage:{{{ws}}}:{}", s.day), key_tpm, ws_tpm];
+    vec![credits, resv, exp, reaped, format!("{p}:usage:{{{ws}}}:{}", s.day), key_tpm, ws_tpm]
+}
+
+fn settle_args(s: &Settlement) -> Vec<String> {
     let delta = s.tokens_used as i64 - s.tokens_charged as i64;
-    let args = [
+    vec![
         s.ticket_id.to_string(),
         s.kind.as_str().to_owned(),
         s.cost.to_string(),
@@ -371,16 +410,36 @@ async fn settle_until_applied(store: &RedisStore, scripts: &Scripts, s: &Settlem
         s.output_tokens.to_string(),
         if s.recorded { "1" } else { "0" }.to_owned(),
         USAGE_TTL_S.to_string(),
-    ];
+    ]
+}
+
+fn cancel_keys(store: &RedisStore, a: &Admit) -> Vec<String> {
+    let [credits, resv, _, _] = names(store, &a.workspace);
+    let mut keys = vec![credits, resv];
+    keys.extend(limiter_names(store, &a.workspace, &a.key));
+    keys
+}
+
+fn cancel_args(a: &Admit) -> Vec<String> {
+    let l = &a.limits;
+    let mut args = vec![a.id.to_string(), a.expires_at_ms.to_string()];
+    args.extend([l.key_rpm, l.workspace_rpm, l.key_tpm, l.workspace_tpm].iter().map(|l| l.unwrap_or(0).to_string()));
+    args.push(a.tokens.to_string());
+    args
+}
+
+/// Runs a settle or cancel script until Redis takes it (both are idempotent
+/// by reservation id, so a retry after a timeout that did apply is harmless).
+async fn until_applied(store: &RedisStore, script: &Script, keys: &[String], args: &[String], id: &str) {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0u32;
     loop {
-        match store.eval::<i64>(&scripts.settle, &keys, &args).await {
+        match store.eval::<i64>(script, keys, args).await {
             Ok(_) => return,
             Err(e) => {
                 attempt += 1;
                 if attempt == 1 || attempt.is_power_of_two() {
-                    tracing::warn!(ticket = %s.ticket_id, attempt, error = %e, "settle failed; retrying");
+                    tracing::warn!(ticket = %id, attempt, error = %e, "settle or cancel failed; retrying");
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

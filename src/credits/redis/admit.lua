@@ -1,4 +1,4 @@
--- tollgate admit, version 4 (after the refresh.lua prelude, version 2).
+-- tollgate admit, version 5 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- One request's rate limits and credit reservation, in one atomic call:
@@ -14,7 +14,11 @@
 -- Returns {status, a, b, then limit, remaining, reset µs for each limiter}:
 -- status 0 admitted (a, b = plan and top-up parts); 1 limited (a = limiter index,
 -- b = retry after µs); 2 too large (a = limiter index, b = requested);
--- 3 insufficient quota (a = available; the windows as if admitted, nothing written).
+-- 3 insufficient quota (a = available; the windows as if admitted, nothing written);
+-- 4 given up: cancel.lua ran first for this id (the gateway stopped waiting for
+-- this call), so nothing is written.
+-- v5: the record is written with HSETNX before anything else, so an admission
+-- that arrives after its cancel (a Redis that hung, then resumed) does nothing.
 local WINDOW = 60000000
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -80,13 +84,16 @@ if amount > 0 and get(c, kind .. ':metered') == 1 then
   add(c, kind .. ':held_plan', from_plan)
   add(c, kind .. ':held_top_up', from_top_up)
 end
-save(KEYS[1], c)
 -- Recorded even when nothing is held: the record is what makes the settle
 -- apply exactly once. "kind|plan part|top-up part|period|expires at (ms)";
 -- the reaper reads the expiry from it (no separate index to keep in step).
 -- The month is the ledger's (c.period), which may be ahead of the caller's.
+-- A cancel's tombstone under this id means the gateway gave up: write nothing.
 local record = kind .. '|' .. int(from_plan) .. '|' .. int(from_top_up) .. '|' .. c.period .. '|' .. ARGV[7]
-redis.call('HSET', KEYS[2], ARGV[1], record)
+if redis.call('HSETNX', KEYS[2], ARGV[1], record) == 0 then
+  return { 4 }
+end
+save(KEYS[1], c)
 
 for i, tat in pairs(writes) do
   redis.call('SET', KEYS[3 + i], int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)

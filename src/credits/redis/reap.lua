@@ -1,4 +1,4 @@
--- tollgate reap, version 3 (after the refresh.lua prelude, version 2).
+-- tollgate reap, version 4 (after the refresh.lua prelude, version 2).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Releases a workspace's reservations that expired without a settle (their
@@ -8,7 +8,8 @@
 -- settle.lua). The reaped hash expires two days after the last reaping.
 -- The expiry is read from each record (the reservations hash holds only the
 -- calls in flight); a record without one (written by admit v2) counts as
--- expired, so an upgrade leaves nothing held forever.
+-- expired, so an upgrade leaves nothing held forever. v4: a cancel's
+-- tombstone (kind `cancelled`, see cancel.lua) is only deleted once expired.
 --
 -- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] v2's expiry index
 -- (deleted), KEYS[4] reaped ids hash.
@@ -25,7 +26,11 @@ for i = 1, #flat, 2 do
   end
   local id, record = flat[i], flat[i + 1]
   local _, _, kind, p, t, at, expires = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
-  if kind and (tonumber(expires) or 0) <= now then
+  if kind == 'cancelled' then
+    if (tonumber(expires) or 0) <= now then
+      redis.call('HDEL', KEYS[2], id)
+    end
+  elseif kind and (tonumber(expires) or 0) <= now then
     c = c or load_credits(KEYS[1])
     if at == c.period then
       add(c, kind .. ':plan', tonumber(p))
