@@ -37,7 +37,8 @@
 //! (default 1), `BENCH_CONCURRENCY` (default `1,16,64`), `BENCH_STREAM_CONCURRENCY`
 //! (default `1,16`), `BENCH_ROUNDS` (turns each path takes per row, pooled; default 1),
 //! `BENCH_PATHS` (comma-separated path names to measure, default all), `BENCH_KEEP_TMP` (keep
-//! configs and logs).
+//! configs and logs), `BENCH_BASELINE_BIN` (another build of `tollgate`, measured as path
+//! `baseline` with the gateway's config, for a before/after table in the same run).
 //!
 //! The binary doubles as the mock upstream: `load --mock-upstream` (see `load/mock.rs`).
 
@@ -68,8 +69,9 @@ use mock::UPSTREAM_MODEL;
 use procs::{Harness, Plan, Server, Store, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
 use redis::{CommandStats, Traffic};
 use report::{
-    CensusRecord, DeliveryPace, Header, Record, RedisUsage, Usage, WebhookCheck, DIRECT, GATEWAY, GW_EMBEDDED,
-    GW_METERED_EMBEDDED, GW_METERED_REDIS, GW_REDIS, GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS, NGINX, PATHS,
+    CensusRecord, DeliveryPace, Header, Record, RedisUsage, Usage, WebhookCheck, BASELINE, DIRECT, GATEWAY,
+    GW_EMBEDDED, GW_METERED_EMBEDDED, GW_METERED_REDIS, GW_REDIS, GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS, NGINX,
+    PATHS,
 };
 use sys::{Machine, ProcSample, ProcSet};
 use webhooks::Receiver;
@@ -124,6 +126,18 @@ fn start_paths(harness: &mut Harness, header: &mut Header, settings: &Settings) 
         match static_gateway {
             Ok(server) => paths.push(Path::through(GATEWAY, server, AGENT_MODEL, BENCH_KEY)),
             Err(err) => skip(header, "gateway did not start", &err),
+        }
+    }
+    if let Some(bin) = std::env::var_os("BENCH_BASELINE_BIN").filter(|_| settings.wants(BASELINE)) {
+        let bin = std::path::PathBuf::from(bin);
+        eprintln!("starting baseline ({})", bin.display());
+        header.setup.push(format!("{BASELINE}: the gateway's config served by `{}`", bin.display()));
+        let baseline = harness
+            .write_gateway_config(BASELINE, upstream, &Store::Unused, Plan::Unmetered)
+            .and_then(|config| harness.start_gateway_bin(BASELINE, &config, &bin));
+        match baseline {
+            Ok(server) => paths.push(Path::through(BASELINE, server, AGENT_MODEL, BENCH_KEY)),
+            Err(err) => skip(header, "baseline did not start", &err),
         }
     }
     paths.extend(start_store_paths(harness, header, upstream, settings));

@@ -244,9 +244,14 @@ impl Harness {
 
     /// Starts `tollgate serve --config config` against the mock, logging to `<name>.log`.
     pub fn start_gateway(&mut self, name: &'static str, config: &Path) -> Result<Server, String> {
+        self.start_gateway_bin(name, config, Path::new(env!("CARGO_BIN_EXE_tollgate")))
+    }
+
+    /// [`start_gateway`](Self::start_gateway) with another build of the binary.
+    pub fn start_gateway_bin(&mut self, name: &'static str, config: &Path, bin: &Path) -> Result<Server, String> {
         let addr = free_port()?;
         let log = self.dir.join(format!("{name}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        let mut command = Command::new(bin);
         command
             .arg("serve")
             .arg("--config")

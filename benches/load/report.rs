@@ -17,6 +17,9 @@ use crate::webhooks::{self, Counts};
 pub const DIRECT: &str = "direct";
 pub const GATEWAY: &str = "gateway";
 pub const NGINX: &str = "nginx";
+/// The same gateway config served by another build (`BENCH_BASELINE_BIN`), for before/after
+/// comparisons in one run.
+pub const BASELINE: &str = "baseline";
 /// The gateway authenticating with a key from its embedded store.
 pub const GW_EMBEDDED: &str = "gw-embedded";
 /// The gateway authenticating with a key from Redis.
@@ -30,9 +33,10 @@ pub const GW_WEBHOOKS_EMBEDDED: &str = "gw-webhooks-embedded";
 /// [`GW_REDIS`] with a webhook registered for `request.completed` (receiver on loopback).
 pub const GW_WEBHOOKS_REDIS: &str = "gw-webhooks-redis";
 /// Every path, in the order they are started and measured.
-pub const PATHS: [&str; 9] = [
+pub const PATHS: [&str; 10] = [
     DIRECT,
     GATEWAY,
+    BASELINE,
     GW_EMBEDDED,
     GW_METERED_EMBEDDED,
     GW_REDIS,
@@ -190,6 +194,7 @@ pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord], ch
     render_stream_table(&mut out, records);
     render_errors(&mut out, records);
     render_comparison(&mut out, records);
+    render_baseline(&mut out, records);
     render_budget(&mut out, records);
     render_store_keys(&mut out, records, censuses);
     render_metering(&mut out, records, censuses);
@@ -313,6 +318,42 @@ fn render_errors(out: &mut String, records: &[Record]) {
     if any {
         out.push('\n');
     }
+}
+
+/// This build against `BENCH_BASELINE_BIN` (same config, same run, interleaved rounds).
+fn render_baseline(out: &mut String, records: &[Record]) {
+    let pairs: Vec<(&Record, &Record)> = records
+        .iter()
+        .filter(|r| r.path == GATEWAY)
+        .filter_map(|gw| find(records, BASELINE, gw.stream, gw.concurrency).map(|b| (gw, b)))
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### This build vs the baseline build (ratio this / baseline; < 1 is faster for latency)\n");
+    let _ = writeln!(out, "| case | conc. | req/s | p50 | p99 | CPU/req | baseline req/s, p50 ms, p99 ms |");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|");
+    for (gw, base) in pairs {
+        let q = |r: &Record, p: f64| pct_ms(&r.load.total, p);
+        let cpu = match (gw.usage, base.usage) {
+            (Some(g), Some(b)) => format!("{:.2}×", g.cpu_us_per_req / b.cpu_us_per_req),
+            _ => "n/a".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2}× | {:.2}× | {:.2}× | {} | {:.0}, {:.3}, {:.3} |",
+            case_name(gw.stream),
+            gw.concurrency,
+            gw.load.rps() / base.load.rps(),
+            q(gw, 50.0) / q(base, 50.0),
+            q(gw, 99.0) / q(base, 99.0),
+            cpu,
+            base.load.rps(),
+            q(base, 50.0),
+            q(base, 99.0),
+        );
+    }
+    out.push('\n');
 }
 
 fn render_comparison(out: &mut String, records: &[Record]) {
