@@ -86,3 +86,52 @@ async fn readyz_answers_200_while_serving() {
     let response = env.client.get(env.url("/readyz")).send().await.unwrap();
     assert_eq!(json_of(response).await["status"], "ready");
 }
+
+#[tokio::test]
+async fn an_h2_connection_gets_goaway_and_its_stream_in_flight_finishes() {
+    use http_body_util::BodyExt;
+    let mut env = TestEnv::start().await;
+    let (reply, upstream) = scripted_stream();
+    env.mock.push(reply);
+    let stream = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .handshake::<_, String>(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let url = env.url("/v1/chat/completions");
+    let chat = |body: &serde_json::Value| {
+        http::Request::post(url.as_str())
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .unwrap()
+    };
+    let response = within("h2 stream", sender.send_request(chat(&chat_stream_body(AGENT, "hi")))).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    upstream.send_content(AGENT_UPSTREAM_MODEL, "first").await;
+    within("the first chunk", body.frame()).await.expect("a frame").expect("data");
+
+    let server = env.gw.shut_down();
+    // GOAWAY: the connection takes no new stream...
+    let refused = within("a request after GOAWAY", async {
+        loop {
+            match sender.send_request(chat(&chat_body(AGENT, "late"))).await {
+                Err(_) => return true,
+                Ok(r) if r.status() == 503 => return true,
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    assert!(refused);
+    // ...and the one in flight runs to its end.
+    upstream.send_content(AGENT_UPSTREAM_MODEL, "second").await;
+    upstream.finish(AGENT_UPSTREAM_MODEL, None).await;
+    let rest = within("the rest of the stream", body.collect()).await.expect("the stream ends cleanly").to_bytes();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("second") && rest.contains("[DONE]"), "{rest}");
+    within("drain", server).await.expect("server task").expect("clean shutdown");
+    within("the h2 connection to close", connection).await.expect("connection task").ok();
+}
