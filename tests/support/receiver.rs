@@ -419,7 +419,8 @@ fn answer(status: u16, headers: &[(String, String)]) -> Response<Full<Bytes>> {
 /// `CI=true`, where that fails.
 pub fn verify_with_python(pairs: &[(&str, &Delivery)]) -> Option<(bool, Vec<String>)> {
     use std::process::{Command, Stdio};
-    if let Some(reason) = crate::tools::python_lacks("standardwebhooks") {
+    if let Some(why) = crate::tools::python_lacks("standardwebhooks") {
+        let reason = format!("its standardwebhooks Python cross-check (the rest of the test ran): {why}");
         crate::tools::skip("the standardwebhooks Python cross-check", &reason);
         return None;
     }

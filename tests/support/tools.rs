@@ -36,34 +36,38 @@ pub fn python_lacks(module: &str) -> Option<String> {
     match Command::new(&python).args(["-c", &format!("import {module}")]).output() {
         Ok(output) if output.status.success() => None,
         Ok(_) => Some(format!("`{python}` cannot import {module} (scripts/test installs it into .venv/)")),
-        Err(e) => Some(format!("`{python}` does not run ({e}); scripts/test makes .venv/ with python3")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("`{python}` is not found (scripts/test installs {module} into .venv/ with python3)"))
+        }
+        Err(e) => Some(format!("`{python}` does not start: {e}")),
     }
 }
 
 /// The reason a Redis test gives when `redis-server` is not installed.
 pub const NO_REDIS: &str = "redis-server is not installed (scripts/test installs it with apt-get)";
 
-/// Records that `test` (what the test checks, for the message) cannot run
-/// here, for `reason`; the caller then returns. Fails the test under
-/// `CI=true`, where everything must run. Otherwise prints a loud line on the
-/// process's stderr (not `eprintln!`, which the harness hides for passing
-/// tests) and, when `$TOLLGATE_SKIP_LOG` names a file, appends
-/// `<crate>::<test name><TAB><reason>` to it, the name being the harness's
-/// (the test thread's name), so the summary can match it to the test's result.
+/// Records that the running test cannot run here, for `reason`; the caller
+/// then returns. Fails the test under `CI=true`, where everything must run.
+/// Otherwise prints a loud line on the process's stderr (not `eprintln!`,
+/// which the harness hides for passing tests) and, when `$TOLLGATE_SKIP_LOG`
+/// names a file, appends `<crate>::<test name><TAB><reason>` to it, so the
+/// summary can match it to the test's result. The name is the harness's (the
+/// test thread's name); `test` describes the test when called elsewhere.
 /// A skip that cannot be recorded fails the test.
 pub fn skip(test: &str, reason: &str) {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {test} cannot run: {reason}");
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {reason} ***\n");
-    let Some(log) = std::env::var_os("TOLLGATE_SKIP_LOG") else { return };
     // libtest runs each test on a thread named after it; a skip from another
     // thread (a spawned task) falls back to the caller's description.
     let thread = std::thread::current();
     let name = match thread.name() {
-        Some(name) if name != "main" && !name.starts_with("tokio-") => name.to_owned(),
-        _ => test.to_owned(),
+        Some(name) if name != "main" && !name.starts_with("tokio-") => name,
+        _ => test,
     };
     let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
-    let line = format!("{}::{}\t{}\n", env!("CARGO_CRATE_NAME"), clean(&name), clean(reason));
+    let name = format!("{}::{}", env!("CARGO_CRATE_NAME"), clean(name));
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {name}: {reason} ***\n");
+    let Some(log) = std::env::var_os("TOLLGATE_SKIP_LOG") else { return };
+    let line = format!("{name}\t{}\n", clean(reason));
     // One write per line, in append mode: tests skipping at once don't interleave.
     // A skip that cannot be recorded would be counted as a pass: fail instead.
     std::fs::OpenOptions::new()
