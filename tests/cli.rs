@@ -5,6 +5,8 @@ mod common;
 mod redis_server;
 #[path = "support/served.rs"]
 mod served;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -256,9 +258,7 @@ async fn keys_survive_kill_9_on_the_embedded_store() {
 #[tokio::test]
 async fn keys_survive_kill_9_on_redis() {
     let Some(server) = redis_server::RedisServer::start() else {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "*** SKIPPED keys_survive_kill_9_on_redis: redis-server not installed ***");
-        return;
+        return tools::skip("keys_survive_kill_9_on_redis", tools::NO_REDIS);
     };
     let store = format!("[store]\nbackend = \"redis\"\nurls = [\"{}\"]\nprefix = \"kill9\"", server.url());
     keys_survive_kill_9("kill9-redis", &store).await;

@@ -20,6 +20,8 @@ mod common;
 mod backends;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -198,11 +200,6 @@ impl Drop for Env {
     }
 }
 
-fn skip(test: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "*** SKIPPED {test} on Redis: redis-server is not installed ***");
-}
-
 static ENVS: AtomicUsize = AtomicUsize::new(0);
 
 /// The default start of the manual clock: mid-November 2026, noon UTC.
@@ -218,7 +215,7 @@ impl Env {
             Backend::Redis => match RedisServer::start() {
                 Some(server) => Some(server),
                 None => {
-                    skip(test);
+                    tools::skip(&format!("{test} on Redis"), tools::NO_REDIS);
                     return None;
                 }
             },

@@ -17,6 +17,8 @@ mod common;
 mod redis_server;
 #[path = "support/served.rs"]
 mod served;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -344,8 +346,7 @@ fn redis_store(server: &redis_server::RedisServer, prefix: &str) -> String {
 }
 
 fn skip(test: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: redis-server is not installed ***\n");
+    tools::skip(test, tools::NO_REDIS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

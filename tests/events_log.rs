@@ -26,6 +26,8 @@ mod backends;
 mod events_env;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

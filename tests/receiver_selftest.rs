@@ -6,6 +6,8 @@
 
 #[path = "support/receiver.rs"]
 mod receiver;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

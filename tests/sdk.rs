@@ -1,7 +1,10 @@
 //! The official SDKs against the real gateway (default config, built-in mock):
 //! the `openai` Python SDK and the Vercel AI SDK (`ai` + `@ai-sdk/openai`).
-//! Mandatory in CI (`CI=true`, where `.ci/run` installs both); elsewhere a test
-//! skips loudly when its runtime or SDK is missing.
+//! Mandatory in CI (`CI=true`); elsewhere a test skips loudly when its runtime
+//! or SDK is missing. `scripts/test` installs both (`.venv/`, `tests/sdk/node_modules`).
+
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,17 +16,8 @@ use tollgate::config::Config;
 const DEMO_KEY: &str = "tg_demo_key_change_me";
 const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
 
-/// Skips (loudly) unless `available`; in CI a missing SDK is a failure.
-fn require(available: bool, test: &str, how: &str) -> bool {
-    if !available {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {test} cannot run: {how}");
-        eprintln!("\n*** SKIPPED {test}: {how} ***\n");
-    }
-    available
-}
-
 /// Runs `program args... BASE_URL KEY` against a gateway on the default config.
-async fn run_against_gateway(program: &'static str, args: Vec<String>) -> Output {
+async fn run_against_gateway(program: String, args: Vec<String>) -> Output {
     let config = Config::embedded_default().expect("default config is valid");
     let app = Arc::new(App::new(&config).expect("app builds"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -55,11 +49,10 @@ fn assert_success(output: &Output) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_works_against_the_demo_agent() {
-    let available = Command::new("python3").args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
-    if !require(available, "the openai Python SDK test", "`pip install openai` to run it") {
-        return;
+    if let Some(reason) = tools::python_lacks("openai") {
+        return tools::skip("the openai Python SDK test", &reason);
     }
-    let output = run_against_gateway("python3", vec!["openai_sdk.py".into()]).await;
+    let output = run_against_gateway(tools::python(), vec!["openai_sdk.py".into()]).await;
     assert_success(&output);
 }
 
@@ -67,10 +60,12 @@ async fn openai_python_sdk_works_against_the_demo_agent() {
 async fn vercel_ai_sdk_works_against_the_demo_agent() {
     let available = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
         && Path::new(SDK_DIR).join("node_modules/@ai-sdk/openai").exists();
-    if !require(available, "the Vercel AI SDK test", "run `npm ci --prefix tests/sdk` (needs node) to run it") {
-        return;
+    if !available {
+        let reason =
+            "node or tests/sdk/node_modules is missing (scripts/test runs `npm ci --prefix tests/sdk`; needs node)";
+        return tools::skip("the Vercel AI SDK test", reason);
     }
-    let output = run_against_gateway("node", vec!["vercel_ai_sdk.mjs".into()]).await;
+    let output = run_against_gateway("node".into(), vec!["vercel_ai_sdk.mjs".into()]).await;
     assert_success(&output);
 }
 
@@ -132,15 +127,14 @@ scope = "admin"
 /// does not retry (one HTTP request with `max_retries=3`: `x-should-retry: false`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_raises_rate_limit_errors_and_does_not_retry_insufficient_quota() {
-    let available = Command::new("python3").args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
-    if !require(available, "the openai Python SDK rate-limit test", "`pip install openai` to run it") {
-        return;
+    if let Some(reason) = tools::python_lacks("openai") {
+        return tools::skip("the openai Python SDK rate-limit test", &reason);
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-ratelimit-{}", std::process::id()));
     let (base_url, server) = metered_gateway(&dir, stopped).await;
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
+        Command::new(tools::python())
             .arg("openai_ratelimit.py")
             .arg(base_url)
             .arg(RATELIMIT_ADMIN_KEY)
@@ -149,7 +143,7 @@ async fn openai_python_sdk_raises_rate_limit_errors_and_does_not_retry_insuffici
     })
     .await
     .expect("join")
-    .expect("python3 starts");
+    .expect("python starts");
     let _ = stop.send(());
     server.await.expect("server task");
     assert_success(&output);

@@ -11,6 +11,8 @@
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -109,21 +111,11 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Says so loudly: written to the process's stderr directly, because the test
-/// harness hides `eprintln!` output of passing tests.
-fn skipped(test: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "*** SKIPPED {test}: redis-server not installed (apt-get install redis-server) ***"
-    );
-}
-
 /// Starts backend `B` and runs one behaviour on it.
 async fn run<B: Backend, F: Future<Output = ()>>(test: &str, behaviour: impl FnOnce(B) -> F) {
     match B::start().await {
         Some(backend) => behaviour(backend).await,
-        None => skipped(test),
+        None => tools::skip(test, tools::NO_REDIS),
     }
 }
 
@@ -377,11 +369,11 @@ async fn concurrent_inserts_all_land_and_duplicates_lose<B: Backend>(backend: B)
 
 // ---- Redis only ----
 
-/// Starts a Redis backend with `options`, or prints the skip.
+/// Starts a Redis backend with `options`, or records the skip.
 fn redis_server(test: &str, options: Options) -> Option<RedisServer> {
     let server = RedisServer::start_with(options);
     if server.is_none() {
-        skipped(test);
+        tools::skip(test, tools::NO_REDIS);
     }
     server
 }

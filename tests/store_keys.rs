@@ -7,6 +7,8 @@
 mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +23,7 @@ use tollgate::store::{KeyStore, Scope};
 const TTL_MS: u64 = 300;
 
 fn skip(test: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "*** SKIPPED {test}: redis-server not installed ***");
+    tools::skip(test, tools::NO_REDIS);
 }
 
 /// A gateway replica on `store`, in front of a mock upstream.

@@ -41,6 +41,8 @@ mod events_env;
 mod receiver;
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -28,6 +28,8 @@ mod receiver;
 mod redis_server;
 #[path = "support/served.rs"]
 mod served;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -138,8 +140,7 @@ fn redis_store(server: &redis_server::RedisServer) -> String {
 }
 
 fn skip(test: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: redis-server is not installed ***\n");
+    tools::skip(test, tools::NO_REDIS);
 }
 
 /// Starts `tollgate serve --config <config>` in `dir`, logging to `<name>.log`.

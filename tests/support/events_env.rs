@@ -5,7 +5,7 @@
 //! store — a fresh embedded file or a `redis-server` of its own on a free port
 //! (skipped loudly when none is installed, mandatory under `CI=true`).
 //!
-//! Include it after `mod common;` and `mod redis_server;`:
+//! Include it after `mod common;`, `mod redis_server;` and `mod tools;`:
 //! `#[path = "support/events_env.rs"] mod events_env;` (scenarios run on both
 //! backends through `support/backends.rs`'s `on_both_backends!`). Every wait is bounded
 //! (`common::WAIT`); polls re-read state every few milliseconds, none relies
@@ -204,7 +204,7 @@ impl Env {
             Backend::Redis => match RedisServer::start() {
                 Some(server) => Some(server),
                 None => {
-                    eprintln!("\n*** SKIPPED {test} on Redis: redis-server is not installed ***\n");
+                    crate::tools::skip(&format!("{test} on Redis"), crate::tools::NO_REDIS);
                     return None;
                 }
             },

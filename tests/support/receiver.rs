@@ -5,7 +5,8 @@
 //! would see.
 //!
 //! Self-contained on purpose (no `common`), so a test binary may include only
-//! this file: `#[path = "support/receiver.rs"] mod receiver;`. Signatures are
+//! this file and `support/tools.rs` (as `crate::tools`, for the Python
+//! cross-check): `#[path = "support/receiver.rs"] mod receiver;`. Signatures are
 //! verified here from the Standard Webhooks spec, independently of `src/`, so a
 //! signing bug in the gateway cannot be mirrored by the check;
 //! `tests/sdk/standardwebhooks_verify.py` cross-checks with the stock library.
@@ -413,20 +414,14 @@ fn answer(status: u16, headers: &[(String, String)]) -> Response<Full<Bytes>> {
 /// Verifies `(secret, delivery)` pairs with the official `standardwebhooks`
 /// Python library (tests/sdk/standardwebhooks_verify.py): whether every pair
 /// verified, and one output line per pair, `ok <webhook-id>` or
-/// `fail <reason>`. `None` (after a loud skip) when python3 or the library is
-/// missing, except under `CI=true`, where that fails.
-#[allow(dead_code)] // not every test file that includes this module uses it
+/// `fail <reason>`. `None` (after [`crate::tools::skip`]: the calling test
+/// counts as skipped) when Python or the library is missing, except under
+/// `CI=true`, where that fails.
 pub fn verify_with_python(pairs: &[(&str, &Delivery)]) -> Option<(bool, Vec<String>)> {
     use std::process::{Command, Stdio};
-    let available =
-        Command::new("python3").args(["-c", "import standardwebhooks"]).output().is_ok_and(|o| o.status.success());
-    if !available {
-        let how = "`pip install standardwebhooks` (needs python3) to run it";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the standardwebhooks check cannot run: {how}"
-        );
-        eprintln!("\n*** SKIPPED the standardwebhooks Python cross-check: {how} ***\n");
+    if let Some(why) = crate::tools::python_lacks("standardwebhooks") {
+        let reason = format!("its standardwebhooks Python cross-check (the rest of the test ran): {why}");
+        crate::tools::skip("the standardwebhooks Python cross-check", &reason);
         return None;
     }
     let input: String = pairs
@@ -438,14 +433,14 @@ pub fn verify_with_python(pairs: &[(&str, &Delivery)]) -> Option<(bool, Vec<Stri
             format!("{}\n", serde_json::json!({"secret": secret, "headers": headers, "body": body}))
         })
         .collect();
-    let mut child = Command::new("python3")
+    let mut child = Command::new(crate::tools::python())
         .arg("standardwebhooks_verify.py")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 starts");
+        .expect("python starts");
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.code().is_some(), "the script ran to its end: {}", String::from_utf8_lossy(&output.stderr));

@@ -2,9 +2,9 @@
 //!
 //! Each test starts its own server so tests run in parallel and never touch a
 //! Redis that is already running on the machine. When `redis-server` is not
-//! installed, [`RedisServer::start`] returns `None` and the caller prints a
-//! loud skip — except under CI (`CI=true`), where `.ci/run` installs it and a
-//! missing server is a failure.
+//! installed, [`RedisServer::start`] returns `None` and the caller skips
+//! (`support/tools.rs`) — except under CI (`CI=true`), where `scripts/test`
+//! installs it and a missing server is a failure.
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -47,7 +47,7 @@ impl RedisServer {
     pub fn start_with(options: Options) -> Option<RedisServer> {
         if let Err(e) = Command::new("redis-server").arg("--version").output() {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("redis-server is not installed ({e}); .ci/run installs it (apt-get install redis-server)");
+                panic!("redis-server is not installed ({e}); scripts/test installs it (apt-get install redis-server)");
             }
             return None;
         }
