@@ -322,13 +322,15 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             control.block_on(admin::bootstrap_admin(&stores, &config)).map_err(|e| format!("store: {e}"))?
         {
             // Straight to stderr, never through the log: the key must not be stored anywhere.
-            eprintln!(
+            // One write, so no log line from another thread lands between the notice and the key.
+            let notice = format!(
                 "tollgate: first start: created the admin key {} (workspace \"{}\"). It is shown once, here; \
-                 store it now:\n{}",
+                 store it now:\n{}\n",
                 admin.record.id,
                 admin::ADMIN_WORKSPACE,
                 admin.plaintext.expose()
             );
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), notice.as_bytes());
         }
         let meter = {
             let _runtime = control.enter();
