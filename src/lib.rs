@@ -18,7 +18,8 @@
 //! | [`credits`] | balances, plans, monthly refresh, reserve/settle ledger (embedded write-behind, Redis Lua), usage totals |
 //! | [`clock`] | wall-clock time behind a trait, so tests can cross a month boundary |
 //! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
-//! | [`api`] | handlers: the model API, models list, health; request parsing |
+//! | [`pipeline`] | the model call without HTTP: parse, resolve, rewrite, admit, send, relay, account |
+//! | [`api`] | front doors and handlers: the model API, models list, health; request parsing |
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
@@ -47,6 +48,7 @@ pub mod events;
 pub mod ids;
 pub mod json;
 pub mod limits;
+pub mod pipeline;
 pub mod relay;
 pub mod router;
 pub mod runtime;

@@ -178,7 +178,7 @@ impl SseRewriter {
 
 /// Finds the end of the first event: returns (end of its content, start of the
 /// next event). Events end with a blank line (`\n\n` or `\r\n\r\n`).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(off) = memchr::memchr(b'\n', &buf[from..]) {
         let k = from + off;
@@ -194,7 +194,7 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// The byte range of the payload of the event's only `data:` line, trimmed.
 /// Events with several data lines are left alone (they are not OpenAI chunks).
-fn single_data_line(event: &[u8]) -> Option<std::ops::Range<usize>> {
+pub(crate) fn single_data_line(event: &[u8]) -> Option<std::ops::Range<usize>> {
     let mut found = None;
     let mut line_start = 0;
     for line in event.split(|&b| b == b'\n') {

@@ -1,0 +1,125 @@
+//! A streamed answer read back as chat chunks, for front doors that speak
+//! another dialect.
+//!
+//! The relay hands out whole SSE events (it buffers only an event split across
+//! upstream frames), so each frame splits into complete events here without
+//! any buffering of its own. [`Translated`] is the client-facing body of such a
+//! front door: every chunk goes through its [`Translator`] as it arrives, and
+//! what the translator writes goes to the client at once.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::Frame;
+
+use crate::relay::RelayBody;
+use crate::sse::{find_event_end, single_data_line};
+
+/// One event of a relayed chat stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// A `chat.completion.chunk` (or the usage chunk): its JSON.
+    Data(&'a [u8]),
+    /// `data: [DONE]`: the upstream finished.
+    Done,
+    /// The gateway's error event (the upstream failed mid-stream): its JSON,
+    /// `{"error": {"message", "type", "code", "param"}}`.
+    Error(&'a [u8]),
+}
+
+/// The chunks of one relayed frame, in order. Comments, keep-alives and
+/// events that are not a single `data:` line are skipped.
+pub fn chunks(frame: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
+    let mut rest = frame;
+    std::iter::from_fn(move || loop {
+        let (end, next) = find_event_end(rest)?;
+        let event = &rest[..end];
+        rest = &rest[next..];
+        let Some(data) = single_data_line(event) else { continue };
+        let payload = &event[data];
+        return Some(if payload == b"[DONE]" {
+            Chunk::Done
+        } else if payload.starts_with(b"{\"error\"") {
+            Chunk::Error(payload)
+        } else {
+            Chunk::Data(payload)
+        });
+    })
+}
+
+/// Turns chat chunks into another dialect's stream events.
+pub trait Translator: Send + Unpin + 'static {
+    /// Called for every chunk as it arrives; pushes the frames to send.
+    fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<Bytes>);
+    /// Called once when the relay ends, whether or not `[DONE]` or an error
+    /// came (a stream cut without either is an error the relay reports first).
+    fn end(&mut self, out: &mut Vec<Bytes>);
+}
+
+/// The client-facing body of a translating front door.
+pub struct Translated<T: Translator> {
+    relay: RelayBody,
+    translator: T,
+    ready: VecDeque<Bytes>,
+    scratch: Vec<Bytes>,
+    ended: bool,
+}
+
+impl<T: Translator> Translated<T> {
+    /// `first` is sent before any chunk (the dialect's opening events).
+    pub fn new(relay: RelayBody, translator: T, first: Vec<Bytes>) -> Self {
+        Translated { relay, translator, ready: first.into(), scratch: Vec::new(), ended: false }
+    }
+}
+
+impl<T: Translator> http_body::Body for Translated<T> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.relay).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    for chunk in chunks(&data) {
+                        this.translator.chunk(chunk, &mut this.scratch);
+                    }
+                    this.ready.extend(this.scratch.drain(..));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    this.translator.end(&mut this.scratch);
+                    this.ready.extend(this.scratch.drain(..));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.ready.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_splits_into_its_chunks() {
+        let frame = b": keep-alive\n\ndata: {\"id\":1}\n\ndata: {\"error\":{\"code\":\"x\"}}\r\n\r\ndata: [DONE]\n\n";
+        let all: Vec<Chunk<'_>> = chunks(frame).collect();
+        assert_eq!(all, vec![Chunk::Data(b"{\"id\":1}"), Chunk::Error(b"{\"error\":{\"code\":\"x\"}}"), Chunk::Done]);
+        assert_eq!(chunks(b"data: {\"partial\"").count(), 0, "the relay never hands out half an event");
+    }
+}
