@@ -60,7 +60,7 @@ pub enum Answer {
     /// accounted for.
     Whole { status: StatusCode, json: Bytes, rate: RateHeaders },
     /// A stream of SSE events, accounted for when it ends or is dropped.
-    Stream { body: RelayBody, rate: RateHeaders },
+    Stream { body: Box<RelayBody>, rate: RateHeaders },
 }
 
 /// Runs one model call through the steps in the module doc.
@@ -123,7 +123,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
             rewriter = rewriter.with_transcript();
         }
         let body = RelayBody::new(upstream.body, rewriter, upstream.idle_timeout, accounting);
-        return Ok(Answer::Stream { body, rate });
+        return Ok(Answer::Stream { body: Box::new(body), rate });
     }
 
     let answer = collect(upstream.body, app.server.max_upstream_body_bytes, upstream.idle_timeout).await;

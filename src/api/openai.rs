@@ -24,7 +24,7 @@ pub async fn model_call(
     let body = read_body(app, req).await?;
     let call = ModelCall { endpoint, door: endpoint.name(), body, keep_usage: false };
     Ok(match pipeline::run(app, ctx, call).await? {
-        Answer::Stream { body, rate } => event_stream(Body::Stream(Box::pin(body)), &rate),
+        Answer::Stream { body, rate } => event_stream(Body::Stream(Box::into_pin(body)), &rate),
         Answer::Whole { status, json, rate } => {
             let mut response = Response::new(Body::full(json));
             *response.status_mut() = status;
