@@ -4,8 +4,11 @@
 //! go through exactly the relay a real provider does: it echoes the last user
 //! message (truncated to `max_tokens` words), counts one token per word, and
 //! streams the answer in `stream_chunks` chunks `chunk_delay` apart, with the
-//! `include_usage` chunk when asked. Embeddings are a fixed-size vector derived
-//! from a hash of the input.
+//! `include_usage` chunk when asked. Offered function tools, it calls one;
+//! asked for a JSON schema, it answers JSON that fits ([`shape`]). Embeddings
+//! are a fixed-size vector derived from a hash of the input.
+
+mod shape;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -76,11 +79,12 @@ struct Meta<'a> {
     endpoint: Endpoint,
 }
 
-/// The echoed answer, one token per word.
+/// The echoed answer, one token per word (or a tool call).
 struct Answer {
     words: Vec<String>,
     prompt_tokens: u64,
     finish_reason: &'static str,
+    tool: Option<shape::ToolCall>,
 }
 
 impl Answer {
@@ -99,7 +103,21 @@ impl Answer {
                 (prompt, tokens)
             }
         };
-        let mut words: Vec<String> = last.split_whitespace().map(str::to_owned).collect();
+        let (mut tool, mut text) = (None, last);
+        if endpoint == Endpoint::Chat {
+            tool = shape::tool_call(request, &text);
+            if let Some(result) = shape::tool_result(request) {
+                text = format!("The tool returned: {result}");
+            }
+            if let Some(formatted) = shape::formatted(request, &text) {
+                text = formatted;
+            }
+        }
+        let mut words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        if let Some(call) = &tool {
+            // Tokens of a tool call: about one per four bytes of arguments.
+            words = vec![String::new(); call.arguments.len().div_ceil(4).max(1)];
+        }
         if words.is_empty() {
             words.push("(empty)".into());
         }
@@ -109,7 +127,14 @@ impl Answer {
             words.truncate(limit as usize);
             finish_reason = "length";
         }
-        Answer { words, prompt_tokens, finish_reason }
+        if tool.is_some() {
+            finish_reason = "tool_calls";
+        }
+        Answer { words, prompt_tokens, finish_reason, tool }
+    }
+
+    fn call_id(m: &Meta) -> String {
+        format!("call_{}", m.id.rsplit('-').next().unwrap_or("0"))
     }
 
     fn usage(&self) -> Value {
@@ -120,6 +145,13 @@ impl Answer {
     fn whole(&self, m: &Meta) -> Bytes {
         let text = self.words.join(" ");
         let choice = match m.endpoint {
+            Endpoint::Chat if self.tool.is_some() => {
+                let call = self.tool.as_ref().expect("checked");
+                let tool_calls = json!([{"id": Self::call_id(m), "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments}}]);
+                json!({"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": tool_calls},
+                    "finish_reason": self.finish_reason})
+            }
             Endpoint::Chat => {
                 json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": self.finish_reason})
             }
@@ -144,7 +176,28 @@ impl Answer {
             Bytes::from(format!("data: {chunk}\n\n"))
         };
         let mut out = VecDeque::new();
-        for (i, words) in self.words.chunks(per_chunk).enumerate() {
+        if let (Endpoint::Chat, Some(call)) = (m.endpoint, &self.tool) {
+            let head = json!([{"index": 0, "id": Self::call_id(m), "type": "function",
+                "function": {"name": call.name, "arguments": ""}}]);
+            out.push_back(event(
+                json!({"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": head},
+                "finish_reason": null}),
+                None,
+            ));
+            let pieces = call.arguments.len().div_ceil(chunks.max(1)).max(1);
+            let mut rest = call.arguments.as_str();
+            while !rest.is_empty() {
+                let mut cut = pieces.min(rest.len());
+                while !rest.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                let (piece, tail) = rest.split_at(cut);
+                rest = tail;
+                let delta = json!([{"index": 0, "function": {"arguments": piece}}]);
+                out.push_back(event(json!({"index": 0, "delta": {"tool_calls": delta}, "finish_reason": null}), None));
+            }
+        }
+        for (i, words) in self.words.chunks(per_chunk).enumerate().filter(|_| self.tool.is_none()) {
             let text = if i == 0 { words.join(" ") } else { format!(" {}", words.join(" ")) };
             let choice = match m.endpoint {
                 Endpoint::Chat if i == 0 => {
