@@ -7,8 +7,10 @@
 mod events;
 mod interpolate;
 mod raw;
+mod responses;
 
 pub use events::{EventsConfig, WebhooksConfig};
+pub use responses::ResponsesConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +55,7 @@ pub struct Config {
     pub credits: CreditsConfig,
     pub events: EventsConfig,
     pub webhooks: WebhooksConfig,
+    pub responses: ResponsesConfig,
 }
 
 /// How the credit ledger runs (see `credits`).
@@ -355,6 +358,7 @@ impl Validator<'_> {
         let credits = self.credits(raw.credits)?;
         let events = self.events(raw.events)?;
         let webhooks = self.webhooks(raw.webhooks)?;
+        let responses = self.responses(raw.responses)?;
         let mut plans = BTreeMap::new();
         plans.insert(DEFAULT_PLAN.to_owned(), PlanConfig::default());
         for (name, plan) in raw.plans {
@@ -393,6 +397,7 @@ impl Validator<'_> {
             credits,
             events,
             webhooks,
+            responses,
         })
     }
 
@@ -733,6 +738,28 @@ mod tests {
         ] {
             let e = load(&format!("{BASE}\n{toml}")).unwrap_err().to_string();
             assert!(e.contains(path), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn responses_settings_are_checked() {
+        let c = load(BASE).unwrap();
+        assert_eq!(c.responses, ResponsesConfig::default());
+        assert_eq!(c.responses.retention, std::time::Duration::from_secs(30 * 86_400));
+        assert_eq!(c.responses.max_history_items, 1000);
+        assert_eq!(c.responses.expires_at(1_000), 1_000 + 30 * 86_400);
+        let c = load(&format!("{BASE}\n[responses]\nretention_days = 2\nmax_history_items = 50")).unwrap();
+        assert_eq!(c.responses.retention, std::time::Duration::from_secs(2 * 86_400));
+        assert_eq!(c.responses.max_history_items, 50);
+        for (toml, expected) in [
+            ("[responses]\nretention_days = 0", "responses.retention_days: must be greater than 0"),
+            ("[responses]\nretention_days = 3651", "responses.retention_days: must be at most 3650"),
+            ("[responses]\nmax_history_items = 0", "responses.max_history_items: must be greater than 0"),
+            ("[responses]\nmax_history_items = 100001", "responses.max_history_items: must be at most 100000"),
+            ("[responses]\nretention_ms = 5", "unknown field `retention_ms`"),
+        ] {
+            let e = load(&format!("{BASE}\n{toml}")).unwrap_err().to_string();
+            assert!(e.contains(expected), "{toml}: {e}");
         }
     }
 }

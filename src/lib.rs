@@ -25,6 +25,7 @@
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
 //! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising |
 //! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
+//! | [`responses`] | stored Responses API responses: turns, their items and chains (`previous_response_id`), per workspace, on both backends |
 //! | [`usage`] | the typed usage record handed to later layers (credits, events) |
 //! | [`error`] | the one place typed errors become the OpenAI error JSON |
 //!
@@ -50,6 +51,7 @@ pub mod json;
 pub mod limits;
 pub mod pipeline;
 pub mod relay;
+pub mod responses;
 pub mod router;
 pub mod runtime;
 pub mod secret;

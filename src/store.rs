@@ -4,8 +4,9 @@
 //! - [`redis`]: standalone Redis or Redis Cluster, for N stateless replicas.
 //!
 //! Handlers and the auth layer depend on these traits only. Keys and workspaces
-//! live here now; the ledger, sessions, events, schedules and notes of later
-//! stages sit beside them as further traits on the same backends.
+//! live here; the ledger (`credits`), the event log (`events::store`) and the
+//! stored responses (`responses`) sit beside them as further traits on the
+//! same backends, and [`Stores`] carries the ones every request may need.
 //!
 //! Timestamps are Unix seconds (UTC). Records are never deleted: a revoked key
 //! keeps its row with `revoked_at` set, for audit.
@@ -133,6 +134,8 @@ pub trait WorkspaceStore: Send + Sync + 'static {
 pub struct Stores {
     pub keys: std::sync::Arc<dyn KeyStore>,
     pub workspaces: std::sync::Arc<dyn WorkspaceStore>,
+    /// Stored Responses API responses (`crate::responses`).
+    pub responses: std::sync::Arc<dyn crate::responses::ResponseStore>,
     /// The backend itself, for subsystems whose hot path is backend-specific
     /// (the credit ledger's one-script admission on Redis).
     pub backend: Backend,
@@ -154,12 +157,22 @@ impl Stores {
         match &config.backend {
             StoreBackend::Embedded { path } => {
                 let store = Arc::new(embedded::EmbeddedStore::open(path)?);
-                Ok(Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Embedded(store) })
+                Ok(Stores {
+                    keys: store.clone(),
+                    workspaces: store.clone(),
+                    responses: Arc::new(crate::responses::embedded::EmbeddedResponses::new(store.clone())),
+                    backend: Backend::Embedded(store),
+                })
             }
             StoreBackend::Redis { urls, cluster, prefix, connect_timeout, command_timeout } => {
                 let timeouts = redis::Timeouts { connect: *connect_timeout, response: *command_timeout };
                 let store = Arc::new(redis::RedisStore::connect(urls, *cluster, prefix, timeouts).await?);
-                Ok(Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Redis(store) })
+                Ok(Stores {
+                    keys: store.clone(),
+                    workspaces: store.clone(),
+                    responses: Arc::new(crate::responses::redis::RedisResponses::new(store.clone())),
+                    backend: Backend::Redis(store),
+                })
             }
         }
     }

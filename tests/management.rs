@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::*;
 use serde_json::{json, Value};
 use tollgate::auth::keys::NewKey;
+use tollgate::responses::embedded::EmbeddedResponses;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::store::{Backend, Scope, Stores};
 
@@ -23,7 +24,12 @@ async fn start(name: &str) -> Env {
     let dir = std::env::temp_dir().join(format!("tollgate-mgmt-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
-    let stores = Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Embedded(store) };
+    let stores = Stores {
+        keys: store.clone(),
+        workspaces: store.clone(),
+        responses: Arc::new(EmbeddedResponses::new(store.clone())),
+        backend: Backend::Embedded(store),
+    };
     let mock = MockUpstream::start().await;
     let toml = format!(
         "{}\n[plans.gold]\nmessage_credits = 100000\nrpm = 600\n[workspaces.seeded]\nname = \"From config\"\nplan = \"gold\"\n",
@@ -194,7 +200,12 @@ async fn a_config_admin_key_manages_workspaces_and_suppresses_the_bootstrap_key(
     let dir = std::env::temp_dir().join(format!("tollgate-mgmt-config-admin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
-    let stores = Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Embedded(store) };
+    let stores = Stores {
+        keys: store.clone(),
+        workspaces: store.clone(),
+        responses: Arc::new(EmbeddedResponses::new(store.clone())),
+        backend: Backend::Embedded(store),
+    };
     let mock = MockUpstream::start().await;
     let admin_key = "ops-admin-key-from-the-environment";
     let toml = format!(

@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub events: super::events::RawEvents,
     #[serde(default)]
     pub webhooks: super::events::RawWebhooks,
+    #[serde(default)]
+    pub responses: super::responses::RawResponses,
 }
 
 #[derive(Debug, Deserialize, Default)]

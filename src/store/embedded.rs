@@ -121,6 +121,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook, seq);
 "#,
     "ALTER TABLE workspaces ADD COLUMN low_credits_threshold INTEGER;",
+    // Stored responses (`responses::embedded`): one row per turn, its items in
+    // order beside it. `json` is the last column so that reading ids and
+    // positions never touches the overflow pages of a large item.
+    r#"
+    CREATE TABLE responses (
+        scope TEXT NOT NULL,
+        id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        previous_response_id TEXT,
+        response TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, id)
+    );
+    CREATE INDEX responses_by_expiry ON responses (expires_at);
+    CREATE TABLE response_items (
+        scope TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (scope, response_id, position),
+        FOREIGN KEY (scope, response_id) REFERENCES responses (scope, id) ON DELETE CASCADE
+    );
+"#,
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;

@@ -56,7 +56,9 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value};
+use ::redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Script, ScriptInvocation, Value,
+};
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 
@@ -259,6 +261,12 @@ impl RedisStore {
         for arg in args {
             invocation.arg(arg);
         }
+        self.invoke(&invocation).await
+    }
+
+    /// Runs a prepared script invocation, bounded by the response timeout:
+    /// for arguments too large to copy into `String`s first (stored items).
+    pub(crate) async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
         bounded(self.timeout, async move { invocation.invoke_async(&mut conn).await }).await
     }
