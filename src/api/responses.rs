@@ -50,11 +50,13 @@
 //!
 //! [Open Responses specification]: https://www.openresponses.org/specification
 
+mod answer;
 mod chat;
 mod echo;
 mod input;
 mod items;
 mod request;
+mod response;
 mod wire;
 
 #[cfg(test)]
@@ -63,6 +65,10 @@ mod tests;
 pub use echo::{Echo, FunctionTool, Reasoning, TextConfig, TextFormat, ToolChoice};
 pub use items::{Detail, Empty, FunctionCall, FunctionCallOutput, Item, ItemStatus, Message, Part, Role, ToolOutput};
 pub use request::{parse_request, translate_request, ParsedRequest, Translated};
+pub use response::{
+    failed_response, response_from_chat, FailureCode, IncompleteReason, Response, ResponseError, ResponseMeta,
+    ResponseUsage, Status,
+};
 
 use http::StatusCode;
 

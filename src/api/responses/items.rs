@@ -154,6 +154,7 @@ impl<'de> Deserialize<'de> for Empty {
 static MESSAGE_IDS: LazyLock<Sequence> = LazyLock::new(|| Sequence::new("msg"));
 static CALL_IDS: LazyLock<Sequence> = LazyLock::new(|| Sequence::new("fc"));
 static OUTPUT_IDS: LazyLock<Sequence> = LazyLock::new(|| Sequence::new("fco"));
+static TOOL_CALL_IDS: LazyLock<Sequence> = LazyLock::new(|| Sequence::new("call"));
 
 /// Ids for input items sent without one (`msg_`, `fc_`, `fco_` + 24 hex).
 pub(crate) fn new_message_id() -> String {
@@ -166,6 +167,19 @@ pub(crate) fn new_call_item_id() -> String {
 
 pub(crate) fn new_output_item_id() -> String {
     OUTPUT_IDS.next()
+}
+
+/// A `call_id` for an upstream tool call that came without one.
+pub(crate) fn new_call_id() -> String {
+    TOOL_CALL_IDS.next()
+}
+
+/// The id of a response's `index`-th output item: derived from the
+/// response's own (unique) id, so it is unique without shared state and the
+/// same for the stream and the object it ends with.
+pub(crate) fn output_item_id(kind: &str, response_id: &str, index: usize) -> String {
+    let unique = response_id.strip_prefix("resp_").unwrap_or(response_id);
+    format!("{kind}_{unique}_{index}")
 }
 
 #[cfg(test)]
@@ -204,5 +218,6 @@ mod tests {
     #[test]
     fn ids_have_their_kind() {
         assert!(new_message_id().starts_with("msg_") && new_call_item_id().starts_with("fc_"));
+        assert_eq!(output_item_id("msg", "resp_abc", 2), "msg_abc_2");
     }
 }
