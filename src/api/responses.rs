@@ -53,10 +53,12 @@
 mod answer;
 mod chat;
 mod echo;
+mod events;
 mod input;
 mod items;
 mod request;
 mod response;
+mod stream;
 mod wire;
 
 #[cfg(test)]
@@ -69,6 +71,7 @@ pub use response::{
     failed_response, response_from_chat, FailureCode, IncompleteReason, Response, ResponseError, ResponseMeta,
     ResponseUsage, Status,
 };
+pub use stream::ResponsesStream;
 
 use http::StatusCode;
 

@@ -1,6 +1,7 @@
-//! The parts of a chat-completions answer the translation reads: borrowed
-//! structs (strings without escapes are slices of the input) that skip
-//! everything else, one pass and no tree of values.
+//! The parts of a chat-completions answer the translation reads: a whole
+//! completion, or one stream chunk. Borrowed structs (strings without
+//! escapes are slices of the input) that skip everything else, so a chunk
+//! costs one pass and no tree of values.
 
 use std::borrow::Cow;
 
@@ -35,9 +36,11 @@ pub(crate) struct AnswerMessage<'a> {
     pub tool_calls: Option<Vec<ToolCall<'a>>>,
 }
 
-/// A tool call.
+/// A tool call, whole (in a completion) or a piece of one (in a chunk).
 #[derive(Deserialize)]
 pub(crate) struct ToolCall<'a> {
+    /// The call's position among the answer's calls (chunks only).
+    pub index: Option<u32>,
     #[serde(borrow)]
     pub id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -50,6 +53,36 @@ pub(crate) struct FunctionPiece<'a> {
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Chunk<'a> {
+    #[serde(borrow, default)]
+    pub choices: Vec<ChunkChoice<'a>>,
+    pub usage: Option<ChatUsage>,
+    /// Some upstreams report a failure mid-stream as a chunk with `error`.
+    #[serde(borrow)]
+    pub error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ChunkChoice<'a> {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(borrow)]
+    pub delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    pub finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Delta<'a> {
+    #[serde(borrow)]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub refusal: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub tool_calls: Option<Vec<ToolCall<'a>>>,
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 
 mod request;
 mod response;
+mod stream;
 
 use serde_json::Value;
 
