@@ -7,6 +7,7 @@ pub mod management;
 pub mod models;
 pub mod openai;
 pub mod request;
+pub mod responses;
 pub mod webhooks;
 
 pub use request::RequestError;

@@ -1,0 +1,140 @@
+//! The OpenAI Responses API (`POST /v1/responses`) as a translation onto
+//! chat completions: pure functions, no HTTP, so the route can run every
+//! Responses request through the same pipeline as `/v1/chat/completions`
+//! (resolve, rewrite, limits, upstream, relay) and turn the chat answer back.
+//!
+//! | step | function | what it does |
+//! |---|---|---|
+//! | request | [`parse_request`] → [`ParsedRequest::translate`] (or [`translate_request`]) | Responses body → chat body, the normalized input items, the [`Echo`] |
+//! | whole answer | [`response_from_chat`], [`failed_response`] | chat completion JSON → [`Response`] |
+//! | stream | [`ResponsesStream`] | chat chunks in, Responses SSE events out, as they arrive |
+//!
+//! The wire formats followed are the [Open Responses specification]
+//! (openresponses.org) and OpenAI's Responses API reference; every object and
+//! event is checked against the two clients that must accept it, the Vercel AI
+//! SDK's `@ai-sdk/openai` schemas and the `openai` Python SDK's types
+//! (`tests/responses_sdk.rs`).
+//!
+//! ## The request
+//! Translated: `model` (kept: an agent id or alias, resolved by the pipeline);
+//! `input` (a string, or items: `message`, `function_call`,
+//! `function_call_output`, `item_reference`; content parts `input_text`,
+//! `input_image` by URL, `input_file` inline, `output_text`, `refusal`;
+//! history first, as `previous_response_id` asks); `instructions` (a leading
+//! `system` message); function `tools`; `tool_choice` (including
+//! `allowed_tools`, enforced by sending only the allowed tools); `text.format`
+//! → `response_format`; `reasoning.effort` → `reasoning_effort`;
+//! `max_output_tokens` → `max_tokens`; `temperature`, `top_p`,
+//! `presence_penalty`, `frequency_penalty`, `parallel_tool_calls`, `user`;
+//! `stream` (with `stream_options.include_usage`, so streams carry usage).
+//!
+//! Kept for the Response object, not sent upstream: `metadata` (validated as
+//! OpenAI does: at most 16 string pairs), `store`, `previous_response_id`,
+//! `truncation` (the gateway never truncates), `reasoning.summary`.
+//!
+//! Refused with 400 and the field's path in `param`: built-in tools and tool
+//! choices (the gateway runs no tools; a chat upstream cannot), file ids
+//! (chat upstreams cannot fetch files), `background`, `conversation`, `prompt`,
+//! unknown item and content types.
+//!
+//! Dropped: `reasoning` input items (chat upstreams accept no reasoning state
+//! back), and every other top-level field (`include`, `service_tier`,
+//! `stream_options`, `top_logprobs`, `max_tool_calls`, `prompt_cache_key`,
+//! `safety_identifier`, ...), as OpenAI-compatible servers ignore what they do
+//! not implement rather than fail clients that send their SDK's defaults.
+//!
+//! ## Items and state
+//! [`Item`] is the normalized form of an input or output item (ids filled in,
+//! string content made a list of parts), so a stored turn can be listed as
+//! `input_items` and replayed as history after a `previous_response_id`.
+//!
+//! [Open Responses specification]: https://www.openresponses.org/specification
+
+mod answer;
+mod chat;
+mod echo;
+mod events;
+mod input;
+mod items;
+mod request;
+mod response;
+mod stream;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use echo::{Echo, FunctionTool, Reasoning, TextConfig, TextFormat, ToolChoice};
+pub use items::{Detail, Empty, FunctionCall, FunctionCallOutput, Item, ItemStatus, Message, Part, Role, ToolOutput};
+pub use request::{parse_request, translate_request, ParsedRequest, Translated};
+pub use response::{
+    failed_response, response_from_chat, FailureCode, IncompleteReason, Response, ResponseError, ResponseMeta,
+    ResponseUsage, Status,
+};
+pub use stream::ResponsesStream;
+
+use http::StatusCode;
+
+/// Why a Responses request could not be translated, or a chat answer could
+/// not be read. Request errors are 400s with the offending field's path in
+/// `param` (`input[2].content[0].type`), as OpenAI reports them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponsesError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    InvalidJson(String),
+    #[error("Missing required parameter: '{param}'.")]
+    Missing { param: String },
+    #[error("Invalid type for '{param}': expected {expected}.")]
+    InvalidType { param: String, expected: String },
+    #[error("Invalid value for '{param}': {reason}")]
+    InvalidValue { param: String, reason: String },
+    /// The upstream's chat answer is not what the chat API promises.
+    #[error("The upstream sent an answer that could not be read: {0}")]
+    Upstream(String),
+}
+
+impl ResponsesError {
+    pub(crate) fn missing(param: impl Into<String>) -> Self {
+        ResponsesError::Missing { param: param.into() }
+    }
+
+    pub(crate) fn invalid(param: impl Into<String>, reason: impl Into<String>) -> Self {
+        ResponsesError::InvalidValue { param: param.into(), reason: reason.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ResponsesError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The OpenAI error `code`; the upstream's garbage is the gateway's
+    /// `upstream_invalid_response`, as for chat completions.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResponsesError::InvalidJson(_) => "invalid_json",
+            ResponsesError::Missing { .. } => "missing_required_parameter",
+            ResponsesError::InvalidType { .. } => "invalid_type",
+            ResponsesError::InvalidValue { .. } => "invalid_value",
+            ResponsesError::Upstream(_) => "upstream_invalid_response",
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ResponsesError::Upstream(_) => "upstream_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            ResponsesError::Missing { param }
+            | ResponsesError::InvalidType { param, .. }
+            | ResponsesError::InvalidValue { param, .. } => Some(param),
+            ResponsesError::InvalidJson(_) | ResponsesError::Upstream(_) => None,
+        }
+    }
+}
