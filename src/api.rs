@@ -8,6 +8,7 @@ pub mod models;
 pub mod openai;
 pub mod request;
 pub mod responses;
+pub mod responses_http;
 pub mod webhooks;
 
 pub use request::RequestError;

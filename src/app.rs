@@ -61,6 +61,8 @@ pub struct App {
     pub connections: Arc<crate::server::Connections>,
     /// Shutdown's state, shared by every worker (see `server::drain`).
     pub drain: crate::server::Drain,
+    /// Stored responses: retention and how much history a continuation loads.
+    pub responses: crate::config::ResponsesConfig,
     request_ids: RequestIds,
 }
 
@@ -89,6 +91,7 @@ impl App {
             events: None,
             connections: crate::server::Connections::new(config.server.max_connections),
             drain: crate::server::Drain::default(),
+            responses: config.responses.clone(),
             request_ids: RequestIds::new(),
         })
     }
@@ -168,7 +171,15 @@ impl App {
         let ctx = RequestContext { request_id, started, principal };
         let model_api = matches!(
             route,
-            Route::ChatCompletions | Route::Completions | Route::Embeddings | Route::ListModels | Route::GetModel(_)
+            Route::ChatCompletions
+                | Route::Completions
+                | Route::Embeddings
+                | Route::ListModels
+                | Route::GetModel(_)
+                | Route::CreateResponse
+                | Route::GetResponse(_)
+                | Route::DeleteResponse(_)
+                | Route::ResponseInputItems(_)
         );
         if model_api && ctx.principal.scope == Scope::Webhook {
             return Err(ManagementError::InsufficientScope("call the model API").into());
@@ -177,6 +188,10 @@ impl App {
             Route::ChatCompletions => api::openai::model_call(self, &ctx, Endpoint::Chat, req).await,
             Route::Completions => api::openai::model_call(self, &ctx, Endpoint::Completions, req).await,
             Route::Embeddings => api::openai::model_call(self, &ctx, Endpoint::Embeddings, req).await,
+            Route::CreateResponse => api::responses_http::create(self, &ctx, req).await,
+            Route::GetResponse(id) => api::responses_http::get(self, &ctx, &id).await,
+            Route::DeleteResponse(id) => api::responses_http::delete(self, &ctx, &id).await,
+            Route::ResponseInputItems(id) => api::responses_http::input_items(self, &ctx, &id, req.uri().query()).await,
             Route::ListModels => Ok(api::models::list(&self.catalog, &ctx.principal)),
             Route::GetModel(id) => api::models::get(&self.catalog, &ctx.principal, &id),
             Route::CreateKey => management::create_key(self, &ctx, req).await,

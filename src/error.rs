@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::agents::CatalogError;
 use crate::api::management::ManagementError;
+use crate::api::responses::ResponsesError;
+use crate::api::responses_http::StoredError;
 use crate::api::RequestError;
 use crate::auth::AuthError;
 use crate::body::Body;
@@ -39,6 +41,16 @@ pub enum Error {
     Meter(#[from] MeterError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Responses(#[from] ResponsesError),
+    #[error(transparent)]
+    Stored(#[from] StoredError),
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::Management(e.into())
+    }
 }
 
 /// Who caused a failure.
@@ -84,6 +96,7 @@ impl Error {
             | Error::Meter(MeterError::Unavailable(_))
             | Error::Server(_) => Origin::Internal,
             Error::Upstream(e) if e.is_client_fault() => Origin::Client,
+            Error::Responses(ResponsesError::Upstream(_)) => Origin::Upstream,
             Error::Upstream(_) => Origin::Upstream,
             _ => Origin::Client,
         }
@@ -153,6 +166,15 @@ impl Error {
                 }
                 MeterError::Unavailable(_) => p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "store_unavailable"),
             },
+            Error::Responses(e) => Parts { param: e.param(), ..p(e.status(), e.error_type(), e.code()) },
+            Error::Stored(StoredError::NotFound(_)) => p(StatusCode::NOT_FOUND, INVALID, "not_found"),
+            Error::Stored(StoredError::UnknownPrevious(_)) => Parts {
+                param: Some("previous_response_id"),
+                ..p(StatusCode::NOT_FOUND, INVALID, "previous_response_not_found")
+            },
+            Error::Stored(StoredError::NoStore) => {
+                Parts { param: Some("store"), ..p(StatusCode::BAD_REQUEST, INVALID, "invalid_value") }
+            }
             Error::Server(ServerError::ShuttingDown) => Parts {
                 retry_after: Some(Duration::from_secs(1)),
                 ..p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "shutting_down")

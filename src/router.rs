@@ -13,6 +13,10 @@ pub enum Route {
     ChatCompletions,
     Completions,
     Embeddings,
+    CreateResponse,
+    GetResponse(String),
+    DeleteResponse(String),
+    ResponseInputItems(String),
     ListModels,
     GetModel(String),
     CreateKey,
@@ -65,6 +69,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         "/chat/completions" => (post.then_some(Route::ChatCompletions), "POST"),
         "/completions" => (post.then_some(Route::Completions), "POST"),
         "/embeddings" => (post.then_some(Route::Embeddings), "POST"),
+        "/responses" => (post.then_some(Route::CreateResponse), "POST"),
+        p if p.starts_with("/responses/") => return response_route(method, &p["/responses/".len()..]),
         "/models" => (get.then_some(Route::ListModels), "GET"),
         "/keys" if post => (Some(Route::CreateKey), ""),
         "/keys" => (get.then_some(Route::ListKeys), "GET, POST"),
@@ -86,6 +92,23 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
             (_, _, Some(ws)) => (get.then(|| Route::GetWorkspace(ws.to_owned())), "GET"),
             _ => return Err(RouteError::NotFound),
         },
+    };
+    route.ok_or(RouteError::MethodNotAllowed { allow })
+}
+
+/// `/responses/{id}` and its input items.
+fn response_route(method: &Method, rest: &str) -> Result<Route, RouteError> {
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    if id.is_empty() || action.contains('/') {
+        return Err(RouteError::NotFound);
+    }
+    let get = method == Method::GET || method == Method::HEAD;
+    let id = id.to_owned();
+    let (route, allow) = match action {
+        "" if method == Method::DELETE => (Some(Route::DeleteResponse(id)), ""),
+        "" => (get.then_some(Route::GetResponse(id)), "GET, DELETE"),
+        "input_items" => (get.then_some(Route::ResponseInputItems(id)), "GET"),
+        _ => return Err(RouteError::NotFound),
     };
     route.ok_or(RouteError::MethodNotAllowed { allow })
 }
@@ -121,6 +144,15 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v1/api/models"), Ok(Route::ListModels));
         assert_eq!(route(&Method::GET, "/v1/models/demo"), Ok(Route::GetModel("demo".into())));
         assert_eq!(route(&Method::GET, "/healthz"), Ok(Route::Health));
+        assert_eq!(route(&Method::POST, "/v1/api/responses"), Ok(Route::CreateResponse));
+        assert_eq!(route(&Method::GET, "/api/v1/responses/resp_1"), Ok(Route::GetResponse("resp_1".into())));
+        assert_eq!(route(&Method::DELETE, "/v1/responses/resp_1"), Ok(Route::DeleteResponse("resp_1".into())));
+        assert_eq!(
+            route(&Method::GET, "/v1/responses/resp_1/input_items"),
+            Ok(Route::ResponseInputItems("resp_1".into()))
+        );
+        assert_eq!(route(&Method::GET, "/v1/responses"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
+        assert_eq!(route(&Method::GET, "/v1/responses/resp_1/other"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::GET, "/v1/chat/completions"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
         assert_eq!(route(&Method::POST, "/v1/nope"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::POST, "/chat/completions"), Err(RouteError::NotFound));

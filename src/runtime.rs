@@ -108,6 +108,13 @@ pub fn run(
             None => std::future::pending::<std::convert::Infallible>().await,
         }
     };
+    // Expired stored responses leave the embedded file (Redis expires its own).
+    let pruning = async {
+        match &app.stores {
+            Some(stores) => crate::responses::run_pruner(stores.responses.clone(), crate::responses::PRUNE_EVERY).await,
+            None => std::future::pending::<std::convert::Infallible>().await,
+        }
+    };
     let (stop_events, events_stop) = watch::channel(false);
     let eventing = async {
         match &app.events {
@@ -122,6 +129,7 @@ pub fn run(
             _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),
             never = flushing => never,
             never = metering => match never {},
+            never = pruning => match never {},
             () = &mut eventing => tracing::error!("the event subsystem stopped"),
         }
         // The event drain finishes the batch it is writing (never cancelled

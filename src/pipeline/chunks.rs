@@ -56,8 +56,13 @@ pub trait Translator: Send + Unpin + 'static {
     fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<Bytes>);
     /// Called once when the relay ends, whether or not `[DONE]` or an error
     /// came (a stream cut without either is an error the relay reports first).
-    fn end(&mut self, out: &mut Vec<Bytes>);
+    /// May return work to finish first (storing the turn): its frames are
+    /// sent when it is done, after those pushed to `out`.
+    fn end(&mut self, out: &mut Vec<Bytes>) -> Option<Closing>;
 }
+
+/// What a translator does before its last frames go out.
+pub type Closing = Pin<Box<dyn std::future::Future<Output = Vec<Bytes>> + Send>>;
 
 /// The client-facing body of a translating front door.
 pub struct Translated<T: Translator> {
@@ -65,13 +70,14 @@ pub struct Translated<T: Translator> {
     translator: T,
     ready: VecDeque<Bytes>,
     scratch: Vec<Bytes>,
+    closing: Option<Closing>,
     ended: bool,
 }
 
 impl<T: Translator> Translated<T> {
     /// `first` is sent before any chunk (the dialect's opening events).
     pub fn new(relay: RelayBody, translator: T, first: Vec<Bytes>) -> Self {
-        Translated { relay, translator, ready: first.into(), scratch: Vec::new(), ended: false }
+        Translated { relay, translator, ready: first.into(), scratch: Vec::new(), closing: None, ended: false }
     }
 }
 
@@ -84,6 +90,12 @@ impl<T: Translator> http_body::Body for Translated<T> {
         loop {
             if let Some(bytes) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if let Some(closing) = this.closing.as_mut() {
+                let last = std::task::ready!(closing.as_mut().poll(cx));
+                this.closing = None;
+                this.ready.extend(last);
+                continue;
             }
             if this.ended {
                 return Poll::Ready(None);
@@ -98,7 +110,7 @@ impl<T: Translator> http_body::Body for Translated<T> {
                 }
                 Poll::Ready(None) => {
                     this.ended = true;
-                    this.translator.end(&mut this.scratch);
+                    this.closing = this.translator.end(&mut this.scratch);
                     this.ready.extend(this.scratch.drain(..));
                 }
                 Poll::Pending => return Poll::Pending,
@@ -107,7 +119,7 @@ impl<T: Translator> http_body::Body for Translated<T> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.ready.is_empty()
+        self.ended && self.ready.is_empty() && self.closing.is_none()
     }
 }
 

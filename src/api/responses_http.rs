@@ -1,0 +1,270 @@
+//! `POST /v1/responses` and the stored responses' routes: the Responses
+//! front door, an adapter over the model pipeline.
+//!
+//! Create, in order: read the body (bounded) → parse it as a Responses request
+//! (400 with `param`) → load the history of `previous_response_id` (404 when
+//! this caller's scope has no such response) → translate to a chat body →
+//! [`pipeline::run`] (resolve, rewrite, limits and credits, upstream, relay,
+//! usage and events — as for chat, under the door name `responses`) →
+//! translate the answer back: a whole Response, or the Responses event stream
+//! as each chat chunk arrives → store the turn when `store` is true (default).
+//! A streamed turn is stored before `response.completed` goes out, so a client
+//! that continues the moment it sees it finds it.
+//!
+//! Stored responses are scoped to the caller's workspace (static config keys:
+//! to the key, `static:<name>`); another scope's id answers 404.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::value::RawValue;
+
+use super::openai::{event_stream, read_body};
+use super::responses::{parse_request, response_from_chat, FailureCode, Item, ResponseMeta, ResponsesStream};
+use super::Query;
+use crate::app::{App, RequestContext};
+use crate::body::Body;
+use crate::error::{json_response, Error};
+use crate::pipeline::chunks::{Chunk, Closing, Translated, Translator};
+use crate::pipeline::{self, Answer, ModelCall};
+use crate::responses::{ItemsQuery, Order, ResponseStore, StoredResponse};
+use crate::store::StoreError;
+
+/// Why a stored-response route refused, beyond bad input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredError {
+    #[error("No response found with id '{0}'.")]
+    NotFound(String),
+    #[error("Previous response with id '{0}' not found.")]
+    UnknownPrevious(String),
+    #[error("This gateway has no store, so responses cannot be stored or continued; send `store: false`.")]
+    NoStore,
+}
+
+/// One id sequence for responses (`resp_…`).
+static IDS: std::sync::LazyLock<crate::ids::Sequence> = std::sync::LazyLock::new(|| crate::ids::Sequence::new("resp"));
+
+/// The store scope of the caller's responses.
+fn scope(ctx: &RequestContext) -> String {
+    match &ctx.principal.workspace {
+        Some(ws) if ctx.principal.key_id.is_some() => ws.to_string(),
+        _ => format!("static:{}", ctx.principal.name),
+    }
+}
+
+fn store(app: &App) -> Result<&Arc<dyn ResponseStore>, Error> {
+    app.stores.as_ref().map(|s| &s.responses).ok_or(Error::Stored(StoredError::NoStore))
+}
+
+fn now_s() -> u64 {
+    crate::store::now().max(0) as u64
+}
+
+fn parse_items(raw: &[Box<RawValue>]) -> Result<Vec<Item>, Error> {
+    raw.iter()
+        .map(|r| serde_json::from_str(r.get()).map_err(|e| StoreError::Corrupt(format!("a stored item: {e}")).into()))
+        .collect()
+}
+
+fn to_raw<T: serde::Serialize>(items: &[T]) -> Vec<Box<RawValue>> {
+    items.iter().map(|i| serde_json::value::to_raw_value(i).expect("items serialise")).collect()
+}
+
+/// `POST /v1/responses`.
+pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming>) -> Result<Response<Body>, Error> {
+    let body = read_body(app, req).await?;
+    let parsed = parse_request(&body)?;
+    let scope = scope(ctx);
+    let history = match parsed.previous_response_id() {
+        None => Vec::new(),
+        Some(previous) => {
+            let max = app.responses.max_history_items;
+            match store(app)?.history(&scope, previous, max).await? {
+                Some(items) => parse_items(&items)?,
+                None => return Err(StoredError::UnknownPrevious(previous.to_owned()).into()),
+            }
+        }
+    };
+    let referenced = Vec::new();
+    let translated = parsed.translate(&history, &referenced)?;
+    let meta = ResponseMeta {
+        id: IDS.next(),
+        created_at: now_s(),
+        model: translated.model.clone(),
+        echo: translated.echo.clone(),
+    };
+    let keep = translated.store().then(|| Keep {
+        store: app.stores.as_ref().map(|s| s.responses.clone()),
+        scope,
+        previous: translated.previous_response_id().map(str::to_owned),
+        input: to_raw(&translated.input_items),
+        expires_at: app.responses.expires_at(meta.created_at as i64),
+    });
+    let call = ModelCall {
+        endpoint: super::request::Endpoint::Chat,
+        door: "responses",
+        body: Bytes::from(translated.chat_body),
+        keep_usage: true,
+    };
+    match pipeline::run(app, ctx, call).await? {
+        Answer::Whole { json, rate, .. } => {
+            let response = response_from_chat(&json, meta, now_s())?;
+            let out = response.to_json();
+            if let Some(keep) = keep {
+                keep.store(&response.id, &out, &to_raw(response.output())).await?;
+            }
+            let mut http = json_response(StatusCode::OK, out);
+            rate.apply(http.headers_mut());
+            Ok(http)
+        }
+        Answer::Stream { body, rate } => {
+            let mut stream = ResponsesStream::new(meta);
+            let mut first = Vec::new();
+            stream.start(&mut first);
+            let translator = StreamTurn { stream: Some(stream), keep, failed: None };
+            Ok(event_stream(Body::Stream(Box::pin(Translated::new(*body, translator, first))), &rate))
+        }
+    }
+}
+
+/// What storing a turn needs, known before the answer.
+struct Keep {
+    store: Option<Arc<dyn ResponseStore>>,
+    scope: String,
+    previous: Option<String>,
+    input: Vec<Box<RawValue>>,
+    expires_at: i64,
+}
+
+impl Keep {
+    async fn store(self, id: &str, response: &[u8], output: &[Box<RawValue>]) -> Result<(), Error> {
+        // A gateway built without a store (embedded in a test or a tool)
+        // answers, but keeps nothing; continuing then fails with `NoStore`.
+        let Some(store) = self.store else { return Ok(()) };
+        let record = StoredResponse {
+            id: id.to_owned(),
+            scope: self.scope,
+            created_at: crate::store::now(),
+            previous_response_id: self.previous,
+            response: RawValue::from_string(String::from_utf8_lossy(response).into_owned())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            input_items: self.input,
+            output_items: output.to_vec(),
+            expires_at: self.expires_at,
+        };
+        store.put(&record).await.map_err(Error::from)
+    }
+}
+
+/// A streamed turn: chat chunks in, Responses events out, the turn stored at
+/// the end.
+struct StreamTurn {
+    stream: Option<ResponsesStream>,
+    keep: Option<Keep>,
+    /// The gateway's error event, when the upstream failed mid-stream.
+    failed: Option<String>,
+}
+
+impl Translator for StreamTurn {
+    fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<Bytes>) {
+        let Some(stream) = self.stream.as_mut() else { return };
+        match chunk {
+            Chunk::Data(json) => {
+                if let Err(e) = stream.push_chunk(json, out) {
+                    self.failed = Some(e.to_string());
+                }
+            }
+            Chunk::Error(json) => {
+                let message = serde_json::from_slice::<serde_json::Value>(json)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned));
+                self.failed = Some(message.unwrap_or_else(|| "The upstream failed mid-response.".into()));
+            }
+            Chunk::Done => {}
+        }
+    }
+
+    fn end(&mut self, out: &mut Vec<Bytes>) -> Option<Closing> {
+        let stream = self.stream.take()?;
+        let mut last = Vec::new();
+        let failed = self.failed.take();
+        let response = match &failed {
+            Some(message) => stream.fail(FailureCode::ServerError, message, None, &mut last),
+            None => stream.finish(now_s(), None, &mut last),
+        };
+        // A failed turn is not kept: there is nothing to continue from.
+        let keep = self.keep.take().filter(|_| failed.is_none());
+        let Some(keep) = keep else {
+            out.append(&mut last);
+            return None;
+        };
+        let (id, json, output) = (response.id.clone(), response.to_json(), to_raw(response.output()));
+        Some(Box::pin(async move {
+            if let Err(e) = keep.store(&id, &json, &output).await {
+                tracing::warn!(response = %id, error = %e, "a streamed response could not be stored");
+            }
+            last
+        }))
+    }
+}
+
+/// `GET /v1/responses/{id}`.
+pub async fn get(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+    match store(app)?.get(&scope(ctx), id).await? {
+        Some(stored) => Ok(json_response(StatusCode::OK, stored.response.get().to_owned())),
+        None => Err(StoredError::NotFound(id.to_owned()).into()),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+    if !store(app)?.delete(&scope(ctx), id).await? {
+        return Err(StoredError::NotFound(id.to_owned()).into());
+    }
+    let body = serde_json::json!({"id": id, "object": "response.deleted", "deleted": true});
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
+/// `GET /v1/responses/{id}/input_items?after=&limit=&order=`: OpenAI's list shape.
+pub async fn input_items(
+    app: &App,
+    ctx: &RequestContext,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, Error> {
+    let q = Query::parse(query);
+    let bad = |param: &str, reason: &str| super::responses::ResponsesError::InvalidValue {
+        param: param.into(),
+        reason: reason.into(),
+    };
+    let limit = match q.get("limit") {
+        None => crate::responses::DEFAULT_PAGE,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|l| (1..=crate::responses::MAX_PAGE).contains(l))
+            .ok_or_else(|| bad("limit", "must be an integer from 1 to 100."))?,
+    };
+    let order = match q.get("order") {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(_) => return Err(bad("order", "must be 'asc' or 'desc'.").into()),
+    };
+    let query = ItemsQuery { after: q.get("after").map(str::to_owned), limit, order };
+    let Some(page) = store(app)?.input_items(&scope(ctx), id, &query).await? else {
+        return Err(StoredError::NotFound(id.to_owned()).into());
+    };
+    let data: Vec<&RawValue> = page.items.iter().map(|i| i.as_ref()).collect();
+    let body = serde_json::json!({
+        "object": "list",
+        "data": data,
+        "first_id": page.first_id,
+        "last_id": page.last_id,
+        "has_more": page.has_more,
+    });
+    let mut response = json_response(StatusCode::OK, body.to_string());
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
