@@ -69,7 +69,7 @@ use mock::UPSTREAM_MODEL;
 use procs::{Harness, Plan, Server, Store, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
 use redis::{CommandStats, Traffic};
 use report::{
-    CensusRecord, DeliveryPace, Header, Record, RedisUsage, Usage, WebhookCheck, BASELINE, DIRECT, GATEWAY,
+    CensusRecord, DeliveryPace, Header, Record, RedisUsage, Usage, WebhookCheck, BASELINE, DIRECT, GATEWAY, GW_RESPONSES,
     GW_EMBEDDED, GW_METERED_EMBEDDED, GW_METERED_REDIS, GW_REDIS, GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS, NGINX,
     PATHS,
 };
@@ -126,6 +126,23 @@ fn start_paths(harness: &mut Harness, header: &mut Header, settings: &Settings) 
         match static_gateway {
             Ok(server) => paths.push(Path::through(GATEWAY, server, AGENT_MODEL, BENCH_KEY)),
             Err(err) => skip(header, "gateway did not start", &err),
+        }
+    }
+    if settings.wants(GW_RESPONSES) {
+        header.setup.push(format!(
+            "{GW_RESPONSES}: the gateway's config in its own process, called at `POST /v1/responses` with the same \
+             prompt as `input` and `store: false` (the translation's cost, not the store's)"
+        ));
+        let responses = harness
+            .write_gateway_config(GW_RESPONSES, upstream, &Store::Unused, Plan::Unmetered)
+            .and_then(|config| harness.start_gateway(GW_RESPONSES, &config));
+        match responses {
+            Ok(server) => {
+                let mut path = Path::through(GW_RESPONSES, server, AGENT_MODEL, BENCH_KEY);
+                path.api = Api::Responses;
+                paths.push(path);
+            }
+            Err(err) => skip(header, "gw-responses did not start", &err),
         }
     }
     if let Some(bin) = std::env::var_os("BENCH_BASELINE_BIN").filter(|_| settings.wants(BASELINE)) {
@@ -457,6 +474,16 @@ struct Path {
     redis: Option<(SocketAddr, u32)>,
     /// The receiver of this path's webhook, which is owed one event per answered request.
     receiver: Option<Receiver>,
+    /// Which front door the load calls.
+    api: Api,
+}
+
+/// The front door a path's requests go to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    /// `POST /v1/responses` with `store: false`: the translation's cost, not the store's.
+    Responses,
 }
 
 impl Path {
@@ -470,6 +497,7 @@ impl Path {
             streams: true,
             redis: None,
             receiver: None,
+            api: Api::Chat,
         }
     }
 
@@ -483,22 +511,37 @@ impl Path {
             streams: true,
             redis: None,
             receiver: None,
+            api: Api::Chat,
         }
     }
 
-    /// The same client request for every path; only the model name and key differ.
+    /// The same client request for every path; only the model name and key differ (and the
+    /// Responses path asks it in its own dialect).
     fn target(&self, stream: bool) -> Target {
         let stream_field = if stream { r#","stream":true"# } else { "" };
-        let body = format!(
-            r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello to the benchmark"}}]{stream_field}}}"#,
-            self.model
-        );
+        let (body, path) = match self.api {
+            Api::Chat => (
+                format!(
+                    r#"{{"model":"{}","messages":[{{"role":"user","content":"Say hello to the benchmark"}}]{stream_field}}}"#,
+                    self.model
+                ),
+                "/v1/chat/completions",
+            ),
+            Api::Responses => (
+                format!(
+                    r#"{{"model":"{}","input":"Say hello to the benchmark","store":false{stream_field}}}"#,
+                    self.model
+                ),
+                "/v1/responses",
+            ),
+        };
         Target {
             addr: self.addr,
             host: HeaderValue::from_str(&self.addr.to_string()).expect("a socket address is a valid Host"),
             authorization: HeaderValue::from_str(&format!("Bearer {}", self.api_key))
                 .expect("bench keys are valid header values"),
             body: Bytes::from(body),
+            path,
             stream,
         }
     }

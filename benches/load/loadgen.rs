@@ -34,6 +34,8 @@ pub struct Target {
     pub host: HeaderValue,
     pub authorization: HeaderValue,
     pub body: Bytes,
+    /// The request path (`/v1/chat/completions`, `/v1/responses`).
+    pub path: &'static str,
     /// Whether the body asks for SSE, in which case the response must end with `[DONE]`.
     pub stream: bool,
 }
@@ -279,7 +281,7 @@ struct Timing {
 async fn exchange(sender: &mut Sender, target: &Target) -> Result<Timing, String> {
     let request = Request::builder()
         .method(Method::POST)
-        .uri("/v1/chat/completions")
+        .uri(target.path)
         .header(HOST, target.host.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(AUTHORIZATION, target.authorization.clone())

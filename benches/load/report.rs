@@ -17,6 +17,8 @@ use crate::webhooks::{self, Counts};
 pub const DIRECT: &str = "direct";
 pub const GATEWAY: &str = "gateway";
 pub const NGINX: &str = "nginx";
+/// The gateway called at `POST /v1/responses` (same config, its own process).
+pub const GW_RESPONSES: &str = "gw-responses";
 /// The same gateway config served by another build (`BENCH_BASELINE_BIN`), for before/after
 /// comparisons in one run.
 pub const BASELINE: &str = "baseline";
@@ -33,9 +35,10 @@ pub const GW_WEBHOOKS_EMBEDDED: &str = "gw-webhooks-embedded";
 /// [`GW_REDIS`] with a webhook registered for `request.completed` (receiver on loopback).
 pub const GW_WEBHOOKS_REDIS: &str = "gw-webhooks-redis";
 /// Every path, in the order they are started and measured.
-pub const PATHS: [&str; 10] = [
+pub const PATHS: [&str; 11] = [
     DIRECT,
     GATEWAY,
+    GW_RESPONSES,
     BASELINE,
     GW_EMBEDDED,
     GW_METERED_EMBEDDED,
@@ -195,6 +198,7 @@ pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord], ch
     render_errors(&mut out, records);
     render_comparison(&mut out, records);
     render_baseline(&mut out, records);
+    render_responses(&mut out, records);
     render_budget(&mut out, records);
     render_store_keys(&mut out, records, censuses);
     render_metering(&mut out, records, censuses);
@@ -318,6 +322,45 @@ fn render_errors(out: &mut String, records: &[Record]) {
     if any {
         out.push('\n');
     }
+}
+
+/// What the Responses front door may cost over chat completions, per request.
+const BUDGET_RESPONSES_CPU_VS_CHAT: f64 = 1.3;
+
+/// The Responses front door against the chat path of the same build.
+fn render_responses(out: &mut String, records: &[Record]) {
+    let pairs: Vec<(&Record, &Record)> = records
+        .iter()
+        .filter(|r| r.path == GW_RESPONSES)
+        .filter_map(|resp| find(records, GATEWAY, resp.stream, resp.concurrency).map(|chat| (resp, chat)))
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### Responses vs chat completions (ratio responses / chat)\n");
+    let _ = writeln!(out, "| case | conc. | req/s | p50 | p99 | CPU/req | CPU µs/req responses, chat | budget CPU ≤ {BUDGET_RESPONSES_CPU_VS_CHAT}× |");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|:-:|");
+    for (resp, chat) in pairs {
+        let q = |r: &Record, p: f64| pct_ms(&r.load.total, p);
+        let (ratio, figures, verdict) = match (resp.usage, chat.usage) {
+            (Some(r), Some(c)) => {
+                let ratio = r.cpu_us_per_req / c.cpu_us_per_req;
+                let verdict = if ratio <= BUDGET_RESPONSES_CPU_VS_CHAT { "PASS" } else { "MISS" };
+                (format!("{ratio:.2}×"), format!("{:.1}, {:.1}", r.cpu_us_per_req, c.cpu_us_per_req), verdict)
+            }
+            _ => ("n/a".to_owned(), "n/a".to_owned(), "n/a"),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2}× | {:.2}× | {:.2}× | {ratio} | {figures} | {verdict} |",
+            case_name(resp.stream),
+            resp.concurrency,
+            resp.load.rps() / chat.load.rps(),
+            q(resp, 50.0) / q(chat, 50.0),
+            q(resp, 99.0) / q(chat, 99.0),
+        );
+    }
+    out.push('\n');
 }
 
 /// This build against `BENCH_BASELINE_BIN` (same config, same run, interleaved rounds).
