@@ -22,7 +22,7 @@
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
-//! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising |
+//! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising; the strict check of request bodies |
 //! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
 //! | [`usage`] | the typed usage record handed to later layers (credits, events) |
 //! | [`error`] | the one place typed errors become the OpenAI error JSON |
@@ -44,6 +44,8 @@ pub mod config;
 pub mod credits;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod json;
 pub mod limits;
