@@ -1,5 +1,6 @@
-//! Criterion micro-benchmark: parsing and rewriting a chat request for an agent,
-//! and splicing the agent id into a non-stream answer.
+//! Criterion micro-benchmark: parsing and rewriting a chat request for an agent
+//! (and the strict JSON check's share of it), and splicing the agent id into a
+//! non-stream answer.
 //!
 //! Run: `cargo bench --bench rewrite`
 
@@ -51,6 +52,10 @@ fn bench(c: &mut Criterion) {
             let target = catalog.resolve(&parsed.model, &principal).expect("demo agent exists");
             black_box(rewrite(&parsed, &target).body.len())
         })
+    });
+    // Its share of the above: the strict pass `parse` runs after serde_json's.
+    group.bench_function("strict_check_chat_request", |b| {
+        b.iter(|| tollgate::json::check_strict(black_box(REQUEST.as_bytes())).expect("valid request"))
     });
     let target = catalog.get("demo").expect("demo agent exists").clone();
     let answer = Bytes::from_static(ANSWER.as_bytes());

@@ -8,8 +8,15 @@
 //! caller can splice in a replacement. It checks structure (balanced brackets,
 //! terminated strings), not full JSON grammar: the upstream is trusted to send
 //! JSON, and anything structurally broken is reported as garbage.
+//!
+//! [`check_strict`] (in `strict.rs`) is the other direction: what a strict
+//! parser refuses in a client's body that serde_json skips over unchecked.
 
 use std::ops::Range;
+
+mod strict;
+
+pub use strict::{check_strict, MAX_DEPTH};
 
 /// Why a buffer could not be scanned as a JSON object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +27,14 @@ pub enum ScanError {
     Truncated,
     #[error("malformed JSON at byte {0}")]
     Malformed(usize),
+    #[error("JSON nested deeper than {MAX_DEPTH} levels at byte {0}")]
+    TooDeep(usize),
+    #[error(
+        "an unpaired UTF-16 surrogate escape at byte {0} (\\uD800-\\uDBFF must be followed by a \\uDC00-\\uDFFF escape)"
+    )]
+    LoneSurrogate(usize),
+    #[error("a number beyond the range of a 64-bit float at byte {0}")]
+    NumberOutOfRange(usize),
 }
 
 /// One top-level member: its raw key (between the quotes, escapes untouched)

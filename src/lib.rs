@@ -23,7 +23,7 @@
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
-//! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising |
+//! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising; the strict check of request bodies |
 //! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
 //! | [`responses`] | stored Responses API responses: turns, their items and chains (`previous_response_id`), per workspace, on both backends |
 //! | [`usage`] | the typed usage record handed to later layers (credits, events) |
@@ -46,6 +46,8 @@ pub mod config;
 pub mod credits;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod json;
 pub mod limits;

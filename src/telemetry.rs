@@ -13,6 +13,12 @@
 //!   would cost one `write` syscall per line).
 //!
 //! A crash loses at most the last [`FLUSH_EVERY`] of a worker's info lines.
+//!
+//! The text format writes fields through [`fields::SafeFields`], so no
+//! client-chosen value can forge a line, a field or a terminal escape; the
+//! JSON format escapes by construction.
+
+pub mod fields;
 
 use std::cell::RefCell;
 use std::io::{BufWriter, Write};
@@ -59,7 +65,7 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
     if config.json {
         builder.json().flatten_event(true).init();
     } else {
-        builder.init();
+        builder.fmt_fields(fields::SafeFields).init();
     }
     guard
 }

@@ -175,3 +175,76 @@ async fn a_client_that_stalls_mid_body_gets_a_408() {
     assert_eq!(env.mock.attempts(), 0);
     env.assert_still_serves().await;
 }
+
+/// Bodies serde_json skips over without complaint (the gateway keeps nested
+/// values raw) but a strict parser refuses: nesting one level deeper than
+/// serde_json's limit, a lone surrogate escape, a number beyond an f64.
+fn strict_parser_refuses() -> [(String, &'static str); 5] {
+    let chat = |extra: &str, content: &str| {
+        format!(r#"{{"model":"{AGENT}","messages":[{{"role":"user","content":"{content}"}}]{extra}}}"#)
+    };
+    // The top-level object is the first level.
+    let too_deep = format!(r#","metadata":{}"x"{}"#, "[".repeat(127), "]".repeat(127));
+    [
+        (chat(&too_deep, "hi"), "nested deeper than 127 levels"),
+        (chat("", r"lone \ud800 high"), "surrogate"),
+        (chat("", r"lone \udc00 low"), "surrogate"),
+        (chat("", r"\ud83d\ude00\ud83d pair then high"), "surrogate"),
+        (chat(r#","logit_bias":{"50256":1e400}"#, "hi"), "range of a 64-bit float"),
+    ]
+}
+
+async fn post_string(env: &TestEnv, body: String) -> reqwest::Response {
+    let request = env.client.post(env.url("/v1/chat/completions")).bearer_auth(KEY);
+    let request = request.header("content-type", "application/json").body(body);
+    within("response", request.send()).await.unwrap()
+}
+
+#[tokio::test]
+async fn json_a_strict_parser_refuses_is_a_400_before_it_is_sent() {
+    let env = TestEnv::start().await;
+    for (body, reason) in strict_parser_refuses() {
+        let error = assert_error(post_string(&env, body).await, 400, "invalid_request_error", "invalid_json").await;
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{reason}: {message}");
+    }
+    assert_eq!(env.mock.attempts(), 0, "nothing reached the upstream");
+    env.assert_still_serves().await;
+}
+
+#[tokio::test]
+async fn json_just_within_what_a_strict_parser_accepts_is_sent() {
+    let env = TestEnv::start().await;
+    let chat = |extra: &str, content: &str| {
+        format!(r#"{{"model":"{AGENT}","messages":[{{"role":"user","content":"{content}"}}]{extra}}}"#)
+    };
+    let deepest = format!(r#","metadata":{}"x"{}"#, "[".repeat(126), "]".repeat(126));
+    for body in [
+        chat(&deepest, "hi"),
+        chat("", r"a pair \ud83d\ude00 and an escaped backslash \\ud800"),
+        chat(r#","logit_bias":{"50256":1e300}"#, "hi"),
+    ] {
+        let response = post_string(&env, body.clone()).await;
+        assert_eq!(response.status(), 200, "{body}");
+    }
+    assert_eq!(env.mock.attempts(), 3);
+}
+
+/// The symptom issue 10 reported: the built-in mock parses strictly, so the
+/// gateway relayed these bodies and answered the mock's refusal as a 502
+/// `upstream_invalid_response`.
+#[tokio::test]
+async fn the_built_in_mock_never_sees_json_it_would_refuse() {
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[providers.builtin]\nkind = \"mock\"\n\n\
+         [agents.{AGENT}]\nprovider = \"builtin\"\nupstream_model = \"mock-1\"\n\n\
+         [[keys]]\nname = \"k\"\nsha256 = \"{}\"\n",
+        sha256_hex(KEY)
+    );
+    let gw = Gateway::start(&toml).await;
+    let env = TestEnv { mock: MockUpstream::start().await, gw, client: client() };
+    for (body, _) in strict_parser_refuses() {
+        assert_error(post_string(&env, body).await, 400, "invalid_request_error", "invalid_json").await;
+    }
+    env.assert_still_serves().await;
+}

@@ -16,7 +16,8 @@
 //! 5. a run of `disable_after_failures` failed attempts disables it too (a
 //!    success resets the run);
 //! 6. SSRF: private and loopback targets are refused at registration and, for
-//!    a webhook written straight into the store, at delivery;
+//!    a webhook written straight into the store, at delivery; a name that
+//!    does not resolve gets the same answer as a private target;
 //! 7. deliveries cost integration credits, wait at a zero balance (neither
 //!    delivered nor failed) and resume after a top-up;
 //! 8. secret rotation: both secrets sign the Standard signature during the
@@ -688,6 +689,36 @@ async fn private_targets_are_refused_at_registration_and_delivery(backend: Backe
     }
     env.wait_queue_empty().await;
     assert_eq!(receiver.count(), 0, "nothing reached the loopback receiver");
+}
+
+/// Issue 10: a name that does not resolve and a private target get the same
+/// answer, byte for byte, with no host or address in it; otherwise a tenant
+/// could map the operator's internal names by registering guesses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_and_private_targets_get_one_answer() {
+    let tune = Tune::default().webhooks("allow_private_targets", false);
+    let env = Env::start(Backend::Embedded, "ssrf_alike", tune).await.expect("embedded always runs");
+    let (_, key) = acme(&env, "default").await;
+    let urls = [
+        "http://nonexistent.invalid/hook",
+        "https://no-such-host.invalid:8443/x",
+        "http://localhost/hook",
+        "http://10.0.0.1/hook",
+        "http://[::1]:9/hook",
+    ];
+    let mut answers = Vec::new();
+    for url in urls {
+        let answer = env.post(&key, "/v1/webhooks", &json!({"url": url, "events": ["*"]})).await;
+        answer.invalid("url");
+        for part in ["nonexistent", "no-such-host", "localhost", "10.0.0.1", "::1", "127.0.0.1"] {
+            assert!(!answer.text.contains(part), "{url}: the answer names no host or address: {}", answer.text);
+        }
+        answers.push((url, answer.status, answer.text));
+    }
+    let (first_url, status, text) = &answers[0];
+    for (url, other_status, other_text) in &answers[1..] {
+        assert_eq!((other_status, other_text), (status, text), "{url} is answered as {first_url} is");
+    }
 }
 
 // ---------------------------------------------------------------------------

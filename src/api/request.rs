@@ -3,7 +3,10 @@
 //! The body is parsed once into its top-level members, each kept as borrowed raw
 //! JSON (`&RawValue`): the gateway inspects the few fields it acts on and copies
 //! the rest to the upstream verbatim. serde_json still validates the whole
-//! document, so malformed JSON is refused here, before anything is sent.
+//! document, so malformed JSON is refused here, before anything is sent; what
+//! it does not check in the values it skips (nesting depth, surrogate pairs,
+//! number range) [`crate::json::check_strict`] does, so no strict upstream is
+//! sent a body it would refuse.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -113,9 +116,16 @@ impl<'a> ParsedRequest<'a> {
     }
 }
 
+/// The top-level members of a JSON object, in order (a duplicated key is
+/// kept each time), each value borrowed as raw JSON.
+pub fn members(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, serde_json::Error> {
+    serde_json::from_slice(body).map(|TopLevel(fields)| fields)
+}
+
 /// Parses and validates a body for `endpoint`.
 pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, RequestError> {
-    let TopLevel(fields) = serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    let fields = members(body).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    crate::json::check_strict(body).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
     let mut req = ParsedRequest { fields, endpoint, model: Cow::Borrowed(""), stream: false, include_usage: false };
     req.model = match req.get_set("model") {
         None => return Err(RequestError::Missing("model")),
@@ -274,6 +284,18 @@ mod tests {
         assert_eq!(err(r#"{"model":"m"}"#, Endpoint::Completions), RequestError::Missing("prompt"));
         assert_eq!(err(r#"{"model":"m","input":5}"#, Endpoint::Embeddings).param(), Some("input"));
         assert_eq!(err(r#"{"model":"m","input":"x","stream":true}"#, Endpoint::Embeddings).param(), Some("stream"));
+    }
+
+    #[test]
+    fn json_a_strict_parser_refuses_is_invalid_json() {
+        let deep = format!(r#"{{"model":"m","input":{}1{}}}"#, "[".repeat(127), "]".repeat(127));
+        let lone = r#"{"model":"m","input":"\ud800"}"#;
+        let huge = r#"{"model":"m","input":"x","top":[1e400]}"#;
+        for body in [deep.as_str(), lone, huge] {
+            assert!(matches!(err(body, Endpoint::Embeddings), RequestError::InvalidJson(_)), "{body}");
+        }
+        let deepest = format!(r#"{{"model":"m","input":{}1{}}}"#, "[".repeat(126), "]".repeat(126));
+        assert!(parse(deepest.as_bytes(), Endpoint::Embeddings).is_ok());
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //!   resolved to a public address at registration and to 127.0.0.1 now (DNS
 //!   rebinding) is still refused. IP-literal URLs never reach a resolver and
 //!   are checked by [`check_literal`].
+//!
+//! A private target and a name that does not resolve are refused with one
+//! message, naming neither host nor address: the tenant learns that a target
+//! is refused, not which of the operator's names exist.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -20,17 +24,25 @@ use std::task::{Context, Poll};
 use http::Uri;
 use hyper_util::client::legacy::connect::dns::Name;
 
+/// Why a webhook target is refused. The message reaches the tenant (the 400
+/// at registration, a delivery attempt's `error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("the webhook URL must be an absolute http(s) URL with a host and no credentials")]
     BadUrl,
-    /// The address is kept for the log, not shown: a tenant must not map the
-    /// operator's internal names through this message.
-    #[error("the webhook URL's host {host} resolves to a loopback, private or link-local address; refused")]
+    /// The host and address stay in the value (its `Debug`); the message never shows them.
+    #[error("{UNREACHABLE}")]
     Private { host: String, ip: IpAddr },
-    #[error("the webhook URL's host {0} does not resolve")]
+    #[error("{UNREACHABLE}")]
     Unresolvable(String),
 }
+
+/// One message for a private target and a name that does not resolve, with
+/// no host in it: were they told apart, a tenant could map which internal
+/// names exist by registering guesses (`db.internal` "is private",
+/// `nope.internal` "does not resolve").
+const UNREACHABLE: &str =
+    "the webhook URL's host is not a reachable public address (private, loopback and unresolvable hosts are refused)";
 
 /// Whether an address is off limits for webhooks by default.
 pub fn is_private(ip: IpAddr) -> bool {
@@ -205,5 +217,13 @@ mod tests {
         assert!(matches!(check_url("http://[::1]/x", false).await, Err(TargetError::Private { .. })));
         assert!(check_url("http://127.0.0.1:9/x", true).await.is_ok());
         assert!(matches!(check_url("http://no-such-host.invalid/x", false).await, Err(TargetError::Unresolvable(_))));
+    }
+
+    #[test]
+    fn private_and_unresolvable_read_the_same_and_name_no_host() {
+        let private = TargetError::Private { host: "db.internal".into(), ip: "10.0.0.5".parse().unwrap() };
+        let unknown = TargetError::Unresolvable("nope.internal".into());
+        assert_eq!(private.to_string(), unknown.to_string());
+        assert!(!private.to_string().contains("internal") && !private.to_string().contains("10.0"));
     }
 }

@@ -74,6 +74,26 @@ impl Served {
 pub async fn serve_in(dir: &Path, args: &[&str], log_name: &str) -> Served {
     let log_path = dir.join(format!("{log_name}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
+    serve_to(dir, args, log_path, log.try_clone().unwrap(), log).await
+}
+
+/// Like [`serve_in`], with only stdout (the log) in `<log_name>.log` and
+/// stderr (the CLI's own messages, e.g. a first start's admin key) apart in
+/// `<log_name>.stderr`.
+pub async fn serve_in_stdout_apart(dir: &Path, args: &[&str], log_name: &str) -> Served {
+    let log_path = dir.join(format!("{log_name}.log"));
+    let stdout = std::fs::File::create(&log_path).unwrap();
+    let stderr = std::fs::File::create(dir.join(format!("{log_name}.stderr"))).unwrap();
+    serve_to(dir, args, log_path, stdout, stderr).await
+}
+
+async fn serve_to(
+    dir: &Path,
+    args: &[&str],
+    log_path: PathBuf,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+) -> Served {
     let port = closed_port().await;
     let child = tollgate()
         .arg("serve")
@@ -81,8 +101,8 @@ pub async fn serve_in(dir: &Path, args: &[&str], log_name: &str) -> Served {
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .expect("the tollgate binary starts");
     let mut served = Served { child: KillOnDrop(child), base: format!("http://127.0.0.1:{port}"), log_path };
