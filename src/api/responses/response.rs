@@ -7,8 +7,9 @@
 //! defaults ([`Echo`]), `null` where the schema allows it and there is
 //! nothing to say, and a fixed value for what this gateway never does
 //! (`background: false`, `service_tier: "default"`). There is no
-//! `output_text`: it is no field of the API's object but a property the SDKs
-//! compute, and the Python SDK's would be shadowed by one in the JSON.
+//! `output_text`: neither OpenAI's object nor the Open Responses schema has
+//! one; it is a convenience the SDKs compute from `output` (the Python SDK's
+//! property ignores a field of that name, the AI SDK reads only `output`).
 
 use serde::Serialize;
 

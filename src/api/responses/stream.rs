@@ -93,7 +93,7 @@ impl ResponsesStream {
         if chunk.trim_ascii() == b"[DONE]" {
             return Ok(());
         }
-        let chunk: Chunk = serde_json::from_slice(chunk).map_err(|e| ResponsesError::Upstream(e.to_string()))?;
+        let chunk = Chunk::parse(chunk).map_err(ResponsesError::Upstream)?;
         if let Some(error) = chunk.error {
             return Err(ResponsesError::Upstream(error.message()));
         }
