@@ -69,9 +69,9 @@ use mock::UPSTREAM_MODEL;
 use procs::{Harness, Plan, Server, Store, AGENT_MODEL, BENCH_KEY, UPSTREAM_KEY};
 use redis::{CommandStats, Traffic};
 use report::{
-    CensusRecord, DeliveryPace, Header, Record, RedisUsage, Usage, WebhookCheck, BASELINE, DIRECT, GATEWAY, GW_RESPONSES,
-    GW_EMBEDDED, GW_METERED_EMBEDDED, GW_METERED_REDIS, GW_REDIS, GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS, NGINX,
-    PATHS,
+    CensusRecord, DeliveryPace, Header, Record, RedisUsage, Usage, WebhookCheck, BASELINE, DIRECT, GATEWAY,
+    GW_EMBEDDED, GW_METERED_EMBEDDED, GW_METERED_REDIS, GW_REDIS, GW_RESPONSES, GW_WEBHOOKS_EMBEDDED,
+    GW_WEBHOOKS_REDIS, NGINX, PATHS,
 };
 use sys::{Machine, ProcSample, ProcSet};
 use webhooks::Receiver;

@@ -168,7 +168,9 @@ async fn connection(
             Mode::GoingAway => answered.notified().await,
         }
     };
+    // Biased: the connection first, so the watchers cost one poll each per wake-up.
     let stall = tokio::select! {
+        biased;
         result = conn.as_mut() => return log_end(peer, result),
         _ = kill.cancelled() => return,
         stall = stalled => Some(stall),
@@ -185,6 +187,7 @@ async fn connection(
         }
     };
     tokio::select! {
+        biased;
         result = conn.as_mut() => log_end(peer, result),
         _ = kill.cancelled() => {}
         () = goodbye => {}
