@@ -26,6 +26,12 @@
 //! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising; the strict check of request bodies |
 //! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
 //! | [`responses`] | stored Responses API responses: turns, their items and chains (`previous_response_id`), per workspace, on both backends |
+//! | [`events`] | the event bus, event log, webhooks and their signed, durable delivery worker |
+//! | [`telemetry`] | logging: batched per worker, escaped text fields or JSON |
+//! | [`body`] | the response body type of every route (buffered or streamed) |
+//! | [`ids`] | ids unique across replicas without coordination |
+//! | [`secret`] | a wrapper that never prints what it holds |
+//! | `fuzzing` | the fuzz targets' bodies (hidden; run by `fuzz/` and `tests/fuzz_smoke.rs`) |
 //! | [`usage`] | the typed usage record handed to later layers (credits, events) |
 //! | [`error`] | the one place typed errors become the OpenAI error JSON |
 //!
