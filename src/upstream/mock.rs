@@ -5,7 +5,7 @@
 //! message (truncated to `max_tokens` words), counts one token per word, and
 //! streams the answer in `stream_chunks` chunks `chunk_delay` apart, with the
 //! `include_usage` chunk when asked. Offered function tools, it calls one;
-//! asked for a JSON schema, it answers JSON that fits ([`shape`]). Embeddings
+//! asked for a JSON schema, it answers JSON that fits (`shape`). Embeddings
 //! are a fixed-size vector derived from a hash of the input.
 
 mod shape;
