@@ -1,4 +1,4 @@
--- tollgate admit, version 5 (after the refresh.lua prelude, version 2).
+-- tollgate admit, version 5 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- One request's rate limits and credit reservation, in one atomic call:

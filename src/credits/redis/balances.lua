@@ -1,4 +1,4 @@
--- tollgate balances, version 2 (after the refresh.lua prelude, version 2).
+-- tollgate balances, version 2 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Refreshes a workspace's credits if a new month began, optionally adds a

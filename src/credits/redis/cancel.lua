@@ -1,4 +1,4 @@
--- tollgate cancel, version 1 (after the refresh.lua prelude, version 2).
+-- tollgate cancel, version 1 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Undoes an admission the gateway gave up on (admit.lua timed out or failed,
@@ -27,12 +27,7 @@ if kind == 'cancelled' then
   return 0
 end
 local c = load_credits(KEYS[1])
-if at == c.period then
-  add(c, kind .. ':plan', tonumber(p))
-  add(c, kind .. ':held_plan', -tonumber(p))
-end
-add(c, kind .. ':top_up', tonumber(t))
-add(c, kind .. ':held_top_up', -tonumber(t))
+release(c, kind, tonumber(p), tonumber(t), at)
 save(KEYS[1], c)
 redis.call('HDEL', KEYS[2], ARGV[1])
 

@@ -1,4 +1,4 @@
--- tollgate reap, version 4 (after the refresh.lua prelude, version 2).
+-- tollgate reap, version 4 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Releases a workspace's reservations that expired without a settle (their
@@ -32,12 +32,7 @@ for i = 1, #flat, 2 do
     end
   elseif kind and (tonumber(expires) or 0) <= now then
     c = c or load_credits(KEYS[1])
-    if at == c.period then
-      add(c, kind .. ':plan', tonumber(p))
-      add(c, kind .. ':held_plan', -tonumber(p))
-    end
-    add(c, kind .. ':top_up', tonumber(t))
-    add(c, kind .. ':held_top_up', -tonumber(t))
+    release(c, kind, tonumber(p), tonumber(t), at)
     redis.call('HDEL', KEYS[2], id)
     redis.call('HSET', KEYS[4], id, ARGV[1])
     released = released + 1

@@ -1,4 +1,4 @@
--- tollgate ledger prelude, version 2: src/credits/redis.rs prepends it to
+-- tollgate ledger prelude, version 3 (v3: `release`): src/credits/redis.rs prepends it to
 -- every ledger script; change them together.
 --
 -- A workspace's credits hash (KEYS[1] of the scripts) holds `period` and, per
@@ -94,4 +94,16 @@ local function take(c, kind, amount)
   add(c, kind .. ':plan', -p)
   add(c, kind .. ':top_up', -t)
   return p, t
+end
+
+-- Gives back what a reservation held, to the parts it came from: the plan
+-- part only within the period it was taken in (a new month's plan starts
+-- afresh), the top-up part always. Used by reap.lua and cancel.lua.
+local function release(c, kind, plan_part, top_up_part, period)
+  if period == c.period then
+    add(c, kind .. ':plan', plan_part)
+    add(c, kind .. ':held_plan', -plan_part)
+  end
+  add(c, kind .. ':top_up', top_up_part)
+  add(c, kind .. ':held_top_up', -top_up_part)
 end

@@ -1,4 +1,4 @@
--- tollgate settle, version 4 (after the refresh.lua prelude, version 2).
+-- tollgate settle, version 4 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Charges a finished call and releases the rest of its reservation, at most
