@@ -77,3 +77,15 @@ pub async fn run_pruner(store: Arc<dyn ResponseStore>, every: Duration) -> Infal
         }
     }
 }
+
+/// Why a stored response cannot be served, beyond bad input (the front
+/// door's errors about this store; mapped to the error JSON in `error.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredError {
+    #[error("No response found with id '{0}'.")]
+    NotFound(String),
+    #[error("Previous response with id '{0}' not found.")]
+    UnknownPrevious(String),
+    #[error("This gateway has no store, so responses cannot be stored or continued; send `store: false`.")]
+    NoStore,
+}

@@ -29,19 +29,8 @@ use crate::body::Body;
 use crate::error::{json_response, Error};
 use crate::pipeline::chunks::{Chunk, Closing, Translated, Translator};
 use crate::pipeline::{self, Answer, ModelCall};
-use crate::responses::{ItemsQuery, Order, ResponseStore, StoredResponse};
+use crate::responses::{ItemsQuery, Order, ResponseStore, StoredError, StoredResponse};
 use crate::store::StoreError;
-
-/// Why a stored-response route refused, beyond bad input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoredError {
-    #[error("No response found with id '{0}'.")]
-    NotFound(String),
-    #[error("Previous response with id '{0}' not found.")]
-    UnknownPrevious(String),
-    #[error("This gateway has no store, so responses cannot be stored or continued; send `store: false`.")]
-    NoStore,
-}
 
 /// One id sequence for responses (`resp_…`).
 static IDS: std::sync::LazyLock<crate::ids::Sequence> = std::sync::LazyLock::new(|| crate::ids::Sequence::new("resp"));
