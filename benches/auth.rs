@@ -13,8 +13,9 @@ use http::{HeaderMap, HeaderValue};
 use tollgate::auth::keys::{issue, NewKey};
 use tollgate::auth::{hash_key, Authenticator};
 use tollgate::config::KeyConfig;
+use tollgate::scope::Scope;
 use tollgate::store::embedded::EmbeddedStore;
-use tollgate::store::{KeyStore, Scope};
+use tollgate::store::KeyStore;
 
 fn headers(key: &str) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     let meter = runtime.block_on(async {
         let stores = tollgate::store::Stores::open(&config.store).await.expect("store opens");
         tollgate::admin::seed_workspaces(&stores, &config).await.expect("workspace");
-        Meter::open(&stores, &config, Arc::new(SystemClock))
+        Meter::open(&stores, &config, Arc::new(SystemClock), &tollgate::tasks::Tasks::on_current_runtime())
     });
     let (key, workspace): (Arc<str>, Arc<str>) = ("key_bench".into(), "ws".into());
     let price = Price { request: 1000, input_per_1k: 100, output_per_1k: 300 };

@@ -30,7 +30,8 @@ fn bench(c: &mut Criterion) {
     let config = Config::from_toml(&toml, "bench.toml").expect("valid config");
     let events = runtime.block_on(async {
         let stores = tollgate::store::Stores::open(&config.store).await.expect("store opens");
-        Arc::new(Events::open(&stores, &config, Arc::new(SystemClock)).await.expect("events open"))
+        let tasks = tollgate::tasks::Tasks::on_current_runtime();
+        Arc::new(Events::open(&stores, &config, Arc::new(SystemClock), &tasks).await.expect("events open"))
     });
     let workspace: Arc<str> = "ws".into();
     let webhook = Webhook {

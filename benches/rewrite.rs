@@ -11,10 +11,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tollgate::agents::{rewrite::rewrite, Catalog};
-use tollgate::api::request::{parse, Endpoint};
 use tollgate::auth::Principal;
 use tollgate::config::Config;
 use tollgate::relay::rewrite_json;
+use tollgate::request::{parse, Endpoint};
 use tollgate::upstream::Provider;
 
 const REQUEST: &str = r#"{"model":"demo","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the following text in three bullet points: The quick brown fox jumps over the lazy dog. The dog, unimpressed, goes back to sleep while the fox wonders what it did wrong."}],"temperature":0.7,"max_tokens":1024,"stream":true}"#;
@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
         key_id: None,
         name: "bench".into(),
         workspace: None,
-        scope: tollgate::store::Scope::Chat,
+        scope: tollgate::scope::Scope::Chat,
         expires_at: None,
         revoked: false,
         models: None,

@@ -32,6 +32,50 @@ pub enum AdminError {
     BadTimeZone(String),
 }
 
+/// What the management API answers when an operation is refused: the
+/// HTTP-facing form of [`AdminError`] and of scope checks, mapped to the
+/// error JSON once, where the gateway renders every error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagementError {
+    #[error("This API key's scope may not {0}.")]
+    InsufficientScope(&'static str),
+    #[error("No {0}.")]
+    NotFound(String),
+    #[error("{0} already exists.")]
+    Conflict(String),
+    #[error("Invalid value for '{param}': {message}")]
+    Invalid { param: &'static str, message: String },
+    #[error("The request body is not valid: {0}")]
+    BadBody(String),
+    #[error("The store is unavailable; retry shortly.")]
+    Unavailable,
+}
+
+impl From<AdminError> for ManagementError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Store(StoreError::Conflict(what)) => ManagementError::Conflict(what),
+            AdminError::Store(e) => {
+                tracing::warn!(error = %e, "store call failed");
+                ManagementError::Unavailable
+            }
+            AdminError::Key(e) => ManagementError::Invalid { param: "key", message: e.to_string() },
+            AdminError::NoSuchWorkspace(id) => ManagementError::NotFound(format!("workspace {id:?}")),
+            AdminError::NoSuchKey(id) => ManagementError::NotFound(format!("key {id:?}")),
+            e @ AdminError::BadWorkspaceId => ManagementError::Invalid { param: "id", message: e.to_string() },
+            e @ AdminError::BadWorkspaceName => ManagementError::Invalid { param: "name", message: e.to_string() },
+            e @ AdminError::NoSuchPlan(_) => ManagementError::Invalid { param: "plan", message: e.to_string() },
+            e @ AdminError::BadTimeZone(_) => ManagementError::Invalid { param: "time_zone", message: e.to_string() },
+        }
+    }
+}
+
+impl From<StoreError> for ManagementError {
+    fn from(e: StoreError) -> Self {
+        AdminError::Store(e).into()
+    }
+}
+
 /// Creates a workspace on one of the config's `plans`; its monthly credit
 /// refresh follows `time_zone` (IANA name; `None` is UTC).
 pub async fn create_workspace(
@@ -56,7 +100,7 @@ pub async fn create_workspace_with(
     time_zone: Option<&str>,
     low_credits_threshold: Option<u64>,
 ) -> Result<Workspace, AdminError> {
-    if let Some(tz) = time_zone.filter(|tz| crate::credits::parse_time_zone(tz).is_none()) {
+    if let Some(tz) = time_zone.filter(|tz| crate::clock::parse_time_zone(tz).is_none()) {
         return Err(AdminError::BadTimeZone(tz.into()));
     }
     if !plans.contains_key(plan) {
@@ -110,8 +154,7 @@ pub async fn revoke_key(stores: &Stores, id: &str) -> Result<KeyRecord, AdminErr
     Ok(record)
 }
 
-/// The workspace that holds the bootstrap admin key.
-pub const ADMIN_WORKSPACE: &str = "admin";
+use crate::scope::ADMIN_WORKSPACE;
 
 /// On a store's first start, creates the `admin` workspace and — unless the
 /// config names an admin key — an admin key in it, returning the key (its
@@ -119,7 +162,7 @@ pub const ADMIN_WORKSPACE: &str = "admin";
 /// replicas starting at once on one Redis, only the one that created it
 /// issues the key.
 pub async fn bootstrap_admin(stores: &Stores, config: &Config) -> Result<Option<IssuedKey>, AdminError> {
-    let configured = config.keys.iter().any(|k| k.scope == crate::store::Scope::Admin);
+    let configured = config.keys.iter().any(|k| k.scope == crate::scope::Scope::Admin);
     if stores.workspaces.workspace(ADMIN_WORKSPACE).await?.is_some() {
         return Ok(None);
     }
@@ -140,7 +183,7 @@ pub async fn bootstrap_admin(stores: &Stores, config: &Config) -> Result<Option<
     let new = NewKey {
         name: "bootstrap admin".into(),
         workspace: ADMIN_WORKSPACE.into(),
-        scope: crate::store::Scope::Admin,
+        scope: crate::scope::Scope::Admin,
         expires_at: None,
         rpm: None,
         tpm: None,

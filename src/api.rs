@@ -6,12 +6,9 @@ pub mod health;
 pub mod management;
 pub mod models;
 pub mod openai;
-pub mod request;
 pub mod responses;
 pub mod responses_http;
 pub mod webhooks;
-
-pub use request::RequestError;
 
 use std::borrow::Cow;
 

@@ -33,7 +33,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::KeyConfig;
-use crate::store::{KeyRecord, KeyStore, Scope};
+use crate::scope::Scope;
+use crate::store::{KeyRecord, KeyStore};
 
 /// SHA-256 of a key's plaintext.
 pub type KeyHash = [u8; 32];
@@ -77,6 +78,26 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The caller of a public route: no key, no workspace, no model.
+    pub fn anonymous() -> Arc<Principal> {
+        static ANONYMOUS: std::sync::OnceLock<Arc<Principal>> = std::sync::OnceLock::new();
+        ANONYMOUS
+            .get_or_init(|| {
+                Arc::new(Principal {
+                    key_id: None,
+                    name: Arc::from("anonymous"),
+                    workspace: None,
+                    scope: Scope::Chat,
+                    expires_at: None,
+                    revoked: false,
+                    models: Some(Vec::new()),
+                    rpm: None,
+                    tpm: None,
+                })
+            })
+            .clone()
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|list| list.iter().any(|m| m == model))
     }
@@ -101,7 +122,7 @@ impl Principal {
         Principal {
             key_id: None,
             name: k.name.as_str().into(),
-            workspace: (k.scope == Scope::Admin).then(|| crate::admin::ADMIN_WORKSPACE.into()),
+            workspace: (k.scope == Scope::Admin).then(|| crate::scope::ADMIN_WORKSPACE.into()),
             scope: k.scope,
             expires_at: None,
             revoked: false,

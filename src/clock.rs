@@ -7,6 +7,11 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+/// Parses an IANA time zone name (`Europe/Berlin`).
+pub fn parse_time_zone(name: &str) -> Option<chrono_tz::Tz> {
+    name.parse().ok()
+}
+
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch (UTC).
     fn now_ms(&self) -> i64;

@@ -247,7 +247,7 @@ pub struct KeyConfig {
     pub sha256: [u8; 32],
     /// `chat` (the model API) or `admin` (everything, acting in the `admin`
     /// workspace). Either way the key itself cannot be changed through the API.
-    pub scope: crate::store::Scope,
+    pub scope: crate::scope::Scope,
     /// Models and agents the key may use; `None` means all.
     pub models: Option<Vec<String>>,
 }
@@ -370,7 +370,7 @@ impl Validator<'_> {
             if !plans.contains_key(&plan) {
                 return Err(self.err(format!("workspaces.{id}.plan"), format!("unknown plan {plan:?}")));
             }
-            if let Some(tz) = ws.time_zone.as_deref().filter(|tz| crate::credits::parse_time_zone(tz).is_none()) {
+            if let Some(tz) = ws.time_zone.as_deref().filter(|tz| crate::clock::parse_time_zone(tz).is_none()) {
                 return Err(self.err(format!("workspaces.{id}.time_zone"), format!("{tz:?} is not an IANA time zone")));
             }
             workspaces.insert(
@@ -407,7 +407,7 @@ impl Validator<'_> {
             return Err(self.err(format!("plans.{name}"), "rpm, tpm, key_rpm and key_tpm must be greater than 0"));
         }
         // Whole credits, stored as micro-credits within what Lua counts exactly.
-        const MAX_CREDITS: u64 = crate::credits::MAX_BALANCE / crate::credits::MICRO;
+        const MAX_CREDITS: u64 = crate::units::MAX_BALANCE / crate::units::MICRO;
         if p.message_credits.max(p.integration_credits).is_some_and(|c| c > MAX_CREDITS) {
             return Err(self.err(format!("plans.{name}"), format!("credit allowances must be at most {MAX_CREDITS}")));
         }
@@ -609,8 +609,8 @@ impl Validator<'_> {
             return Err(self.err(at("name"), "must not be empty"));
         }
         let scope = match k.scope.as_deref() {
-            None | Some("chat") => crate::store::Scope::Chat,
-            Some("admin") => crate::store::Scope::Admin,
+            None | Some("chat") => crate::scope::Scope::Chat,
+            Some("admin") => crate::scope::Scope::Admin,
             Some(other) => {
                 return Err(self.err(
                     at("scope"),

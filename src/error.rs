@@ -10,17 +10,16 @@ use std::time::Duration;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
+use crate::admin::ManagementError;
 use crate::agents::CatalogError;
-use crate::api::management::ManagementError;
-use crate::api::responses::ResponsesError;
-use crate::api::RequestError;
 use crate::auth::AuthError;
 use crate::body::Body;
 use crate::credits::MeterError;
 use crate::limits::{LimitError, RateHeaders};
+use crate::request::RequestError;
+use crate::responses::ResponsesError;
 use crate::responses::StoredError;
 use crate::router::RouteError;
-use crate::server::ServerError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +38,9 @@ pub enum Error {
     Management(#[from] ManagementError),
     #[error(transparent)]
     Meter(#[from] MeterError),
-    #[error(transparent)]
-    Server(#[from] ServerError),
+    /// A request on a connection that arrived after shutdown began.
+    #[error("The gateway is shutting down; retry on another connection.")]
+    ShuttingDown,
     #[error(transparent)]
     Responses(#[from] ResponsesError),
     #[error(transparent)]
@@ -94,7 +94,7 @@ impl Error {
             Error::Auth(AuthError::Unavailable)
             | Error::Management(ManagementError::Unavailable)
             | Error::Meter(MeterError::Unavailable(_))
-            | Error::Server(_) => Origin::Internal,
+            | Error::ShuttingDown => Origin::Internal,
             Error::Upstream(e) if e.is_client_fault() => Origin::Client,
             Error::Responses(ResponsesError::Upstream(_)) => Origin::Upstream,
             Error::Upstream(_) => Origin::Upstream,
@@ -172,10 +172,7 @@ impl Error {
                 param: Some("previous_response_id"),
                 ..p(StatusCode::NOT_FOUND, INVALID, "previous_response_not_found")
             },
-            Error::Stored(StoredError::NoStore) => {
-                Parts { param: Some("store"), ..p(StatusCode::BAD_REQUEST, INVALID, "invalid_value") }
-            }
-            Error::Server(ServerError::ShuttingDown) => Parts {
+            Error::ShuttingDown => Parts {
                 retry_after: Some(Duration::from_secs(1)),
                 ..p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "shutting_down")
             },
@@ -191,7 +188,9 @@ impl Error {
         let mut response = json_response(parts.status, json);
         let headers = response.headers_mut();
         if let Error::Route(RouteError::MethodNotAllowed { allow }) = self {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            if let Ok(allow) = HeaderValue::from_str(allow) {
+                headers.insert(header::ALLOW, allow);
+            }
         }
         if let Some(after) = parts.retry_after {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
@@ -219,16 +218,4 @@ pub fn json_response(status: StatusCode, json: impl Into<bytes::Bytes>) -> Respo
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-/// An error and its sources on one line, for logs and delivery records.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

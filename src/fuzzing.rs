@@ -12,11 +12,11 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::api::request::{members, parse, Endpoint};
 use crate::json::{check_strict, find_fields, scan_object};
+use crate::request::{members, parse, Endpoint};
 use crate::sse::SseRewriter;
 
-/// `api::request::parse` for each endpoint. What it accepts, a strict parser
+/// `request::parse` for each endpoint. What it accepts, a strict parser
 /// accepts too (nothing is sent upstream that it would refuse), with the
 /// same `model`, `stream` and `include_usage`.
 pub fn request_parse(data: &[u8]) {

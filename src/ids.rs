@@ -21,6 +21,32 @@ impl Sequence {
     }
 }
 
+/// Request ids: the client's if it sent a sane one (1 to 128 visible ASCII
+/// characters), else `req_` + a random per-process prefix + a counter.
+pub struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds { prefix: rand::random(), counter: AtomicU64::new(0) }
+    }
+}
+
+impl RequestIds {
+    pub fn for_request(&self, headers: &http::HeaderMap) -> http::HeaderValue {
+        if let Some(id) = headers.get("x-request-id") {
+            let bytes = id.as_bytes();
+            if (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+                return id.clone();
+            }
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        http::HeaderValue::try_from(format!("req_{:016x}{:08x}", self.prefix, n)).expect("hex is a valid header value")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

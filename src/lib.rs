@@ -7,39 +7,51 @@
 //! ## Layout
 //! | module | what it holds |
 //! |---|---|
+//! | [`gateway`] | the composition root: config → stores, meter, events, catalog → [`app::App`]; serving and the ordered shutdown |
 //! | [`config`] | typed TOML config, `${VAR}` interpolation, validation with clear errors |
 //! | [`runtime`] | thread-per-core workers, each with its own runtime and listener |
-//! | [`server`] | one listener's accept loop (HTTP/1.1 + h2c) and graceful shutdown |
-//! | [`app`] | shared state and the request pipeline, in order, in one doc comment |
-//! | [`router`] | method + path → route; the one table of public routes |
+//! | [`server`] | one listener's accept loop (HTTP/1.1 + h2c), connection bounds, graceful drain; generic over a service |
+//! | [`tasks`] | the one tracked set of background loops and work, stopped and awaited at shutdown |
+//! | [`routes`] | the routes table (method, path, access, handler) and the request path every route shares |
+//! | [`router`] | method + path → a table entry and its path parameters; `/v1`, `/v1/api`, `/api/v1` roots |
+//! | [`app`] | the shared state every handler reads (no handler logic) |
+//! | [`scope`] | what a key may do; the admin workspace |
 //! | [`auth`] | credential extraction, key hashing, static and store keys behind a cache, key issuing |
-//! | [`admin`] | key and workspace operations shared by the CLI and the management API |
+//! | [`admin`] | key and workspace operations shared by the CLI and the management API, and the API's error for them |
 //! | [`limits`] | rate limits: GCRA per key and workspace (governor embedded, Lua on Redis), `x-ratelimit-*` headers |
 //! | [`credits`] | balances, plans, monthly refresh, reserve/settle ledger (embedded write-behind, Redis Lua), usage totals |
-//! | [`clock`] | wall-clock time behind a trait, so tests can cross a month boundary |
+//! | [`units`] | micro-credits and the bounds that keep them exact |
+//! | [`clock`] | wall-clock time behind a trait, so tests can cross a month boundary; IANA zone names |
 //! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
+//! | [`request`] | the typed model request: one-pass parse and validation of a chat/completions/embeddings body |
 //! | [`pipeline`] | the model call without HTTP: parse, resolve, rewrite, admit, send, relay, account |
-//! | [`api`] | front doors and handlers: the model API, models list, health; request parsing |
+//! | [`api`] | front doors and handlers: the OpenAI and Responses adapters, models, management, credits, webhooks, health |
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
+//! | [`transcript`] | what an answer said (text, tool calls), captured for events |
 //! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising; the strict check of request bodies |
 //! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
 //! | [`responses`] | stored Responses API responses: turns, their items and chains (`previous_response_id`), per workspace, on both backends |
 //! | [`events`] | the event bus, event log, webhooks and their signed, durable delivery worker |
 //! | [`telemetry`] | logging: batched per worker, escaped text fields or JSON |
 //! | [`body`] | the response body type of every route (buffered or streamed) |
-//! | [`ids`] | ids unique across replicas without coordination |
+//! | [`ids`] | ids unique across replicas without coordination; request ids |
 //! | [`secret`] | a wrapper that never prints what it holds |
 //! | `fuzzing` | the fuzz targets' bodies (hidden; run by `fuzz/` and `tests/fuzz_smoke.rs`) |
 //! | [`usage`] | the typed usage record handed to later layers (credits, events) |
 //! | [`error`] | the one place typed errors become the OpenAI error JSON |
 //!
+//! The top-level modules import each other without a cycle (checked by
+//! `tests/architecture.rs`): leaves (`scope`, `units`, `clock`, `ids`, ...)
+//! below `config`, below `store`, below the subsystems, below `pipeline`,
+//! below the handlers in `api`, below `routes`, below `gateway`.
+//!
 //! ## The request path
-//! `server` accepts → [`app::App::handle`]: request id → route → auth →
-//! handler (body read → parse → resolve → rewrite → limits + reservation →
-//! upstream → relay → usage and settle)
-//! → error JSON. See [`app`] for what each step reads and adds.
+//! `server` accepts → [`routes::handle`]: request id → route → auth →
+//! access → handler (body read → parse → resolve → rewrite → limits +
+//! reservation → upstream → relay → usage and settle) → error JSON. See
+//! [`routes`] for what each step reads and adds.
 
 pub mod admin;
 pub mod agents;
@@ -54,18 +66,25 @@ pub mod error;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod pipeline;
 pub mod relay;
+pub mod request;
 pub mod responses;
 pub mod router;
+pub mod routes;
 pub mod runtime;
+pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod sse;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
+pub mod transcript;
+pub mod units;
 pub mod upstream;
 pub mod usage;

@@ -4,15 +4,15 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use tollgate::admin;
-use tollgate::app::App;
 use tollgate::auth::keys::NewKey;
 use tollgate::config::{Config, ConfigError, ProviderConfig, StoreBackend};
-use tollgate::store::{Scope, Stores};
+use tollgate::gateway::Gateway;
+use tollgate::scope::Scope;
+use tollgate::store::Stores;
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "An OpenAI-compatible gateway")]
@@ -313,45 +313,26 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
-        let stores = control.block_on(Stores::open(&config.store)).map_err(|e| format!("store: {e}"))?;
-        let seeded = control.block_on(admin::seed_workspaces(&stores, &config)).map_err(|e| format!("store: {e}"))?;
-        if !seeded.is_empty() {
-            tracing::info!(workspaces = ?seeded, "created the config's workspaces in the store");
-        }
-        if let Some(admin) =
-            control.block_on(admin::bootstrap_admin(&stores, &config)).map_err(|e| format!("store: {e}"))?
-        {
+        let gateway = control.block_on(Gateway::open(config)).map_err(|e| e.to_string())?;
+        if let Some(admin) = control.block_on(gateway.bootstrap_admin()).map_err(|e| e.to_string())? {
             // Straight to stderr, never through the log: the key must not be stored anywhere.
             // One write, so no log line from another thread lands between the notice and the key.
             let notice = format!(
                 "tollgate: first start: created the admin key {} (workspace \"{}\"). It is shown once, here; \
                  store it now:\n{}\n",
                 admin.record.id,
-                admin::ADMIN_WORKSPACE,
+                tollgate::scope::ADMIN_WORKSPACE,
                 admin.plaintext.expose()
             );
             let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), notice.as_bytes());
         }
-        let meter = {
-            let _runtime = control.enter();
-            Arc::new(tollgate::credits::Meter::open(&stores, &config, Arc::new(tollgate::clock::SystemClock)))
-        };
-        let events = {
-            let clock = Arc::new(tollgate::clock::SystemClock);
-            let opened = control.block_on(tollgate::events::Events::open(&stores, &config, clock));
-            Arc::new(opened.map_err(|e| format!("events: {e}"))?)
-        };
-        let sink =
-            Arc::new(tollgate::events::sink::EventSink::new(Arc::new(tollgate::usage::LogUsageSink), events.clone()));
-        let app = Arc::new(
-            App::new(&config)?.with_stores(stores).with_meter(meter).with_events(events).with_usage_sink(sink),
-        );
+        let config = gateway.config();
         let workers = config.server.workers;
         let listeners = tollgate::runtime::bind(config.server.listen, workers)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
         let addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, workers, config = %config.origin, "tollgate listening");
-        tollgate::runtime::run(control, app, listeners, shutdown_signal()).map_err(|e| e.to_string())
+        gateway.run(control, listeners, shutdown_signal()).map_err(|e| e.to_string())
     })();
     match result {
         Ok(()) => ExitCode::SUCCESS,

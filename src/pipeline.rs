@@ -30,12 +30,12 @@ use http::StatusCode;
 
 use crate::agents::rewrite::{rewrite, Rewritten};
 use crate::agents::Target;
-use crate::api::request::{self, Endpoint};
 use crate::app::{App, RequestContext};
 use crate::credits;
 use crate::error::Error;
 use crate::limits::RateHeaders;
 use crate::relay::{collect, rewrite_json, Accounting, RelayBody, Settle};
+use crate::request::{self, Endpoint};
 use crate::sse::SseRewriter;
 use crate::upstream::{UpstreamError, UpstreamRequest};
 use crate::usage::{Outcome, Usage, UsageRecord};
@@ -98,7 +98,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
         transcript: None,
     };
     // Events need a workspace; their text and tool calls only chat answers.
-    let events = app.events.as_ref().filter(|_| ctx.principal.workspace.is_some());
+    let events = ctx.principal.workspace.is_some().then_some(&app.events);
     let transcribe = events.is_some() && endpoint == Endpoint::Chat;
     if let (Some(events), Some(ws), true) = (events, &ctx.principal.workspace, target.is_agent) {
         crate::events::sink::agent_started(events, ws, &record, ctx.principal.key_id.as_deref());
@@ -131,7 +131,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
         Ok((json, usage, choices)) => {
             let usage = usage.unwrap_or_else(|| accounting.estimate(0));
             if let (true, Some(choices)) = (transcribe, choices) {
-                let mut transcript = Box::<crate::events::transcript::Transcript>::default();
+                let mut transcript = Box::<crate::transcript::Transcript>::default();
                 transcript.add_choices(&json[choices]);
                 accounting.set_transcript(Some(transcript));
             }
@@ -153,7 +153,8 @@ async fn admit(
     rewritten: &Rewritten,
 ) -> Result<(Option<Settle>, RateHeaders), Error> {
     let p = &ctx.principal;
-    let (Some(meter), Some(key_id), Some(workspace)) = (&app.meter, &p.key_id, &p.workspace) else {
+    let meter = &app.meter;
+    let (Some(key_id), Some(workspace)) = (&p.key_id, &p.workspace) else {
         return Ok((None, RateHeaders::default()));
     };
     let request = credits::Request {

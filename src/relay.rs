@@ -63,7 +63,7 @@ impl Accounting {
     }
 
     /// Attaches what the answer said (for events), before [`Accounting::finish`].
-    pub fn set_transcript(&mut self, transcript: Option<Box<crate::events::transcript::Transcript>>) {
+    pub fn set_transcript(&mut self, transcript: Option<Box<crate::transcript::Transcript>>) {
         if let Some(record) = self.record.as_mut() {
             record.transcript = transcript;
         }

@@ -48,6 +48,7 @@ pub mod embedded;
 pub mod redis;
 pub mod store;
 
+use http::StatusCode;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,87 @@ pub enum StoredError {
     NotFound(String),
     #[error("Previous response with id '{0}' not found.")]
     UnknownPrevious(String),
-    #[error("This gateway has no store, so responses cannot be stored or continued; send `store: false`.")]
-    NoStore,
+}
+
+/// The Responses API's storage as the handlers see it: the store of the
+/// configured backend and the retention settings.
+#[derive(Clone)]
+pub struct Responses {
+    pub store: Arc<dyn ResponseStore>,
+    pub config: crate::config::ResponsesConfig,
+}
+
+impl Responses {
+    /// The stored responses of `stores`' backend.
+    pub fn open(stores: &crate::store::Stores, config: &crate::config::ResponsesConfig) -> Responses {
+        let store: Arc<dyn ResponseStore> = match &stores.backend {
+            crate::store::Backend::Embedded(s) => Arc::new(embedded::EmbeddedResponses::new(s.clone())),
+            crate::store::Backend::Redis(s) => Arc::new(redis::RedisResponses::new(s.clone())),
+        };
+        Responses { store, config: config.clone() }
+    }
+}
+
+/// Why a Responses request could not be translated, or a chat answer could
+/// not be read. Request errors are 400s with the offending field's path in
+/// `param` (`input[2].content[0].type`), as OpenAI reports them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponsesError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    InvalidJson(String),
+    #[error("Missing required parameter: '{param}'.")]
+    Missing { param: String },
+    #[error("Invalid type for '{param}': expected {expected}.")]
+    InvalidType { param: String, expected: String },
+    #[error("Invalid value for '{param}': {reason}")]
+    InvalidValue { param: String, reason: String },
+    /// The upstream's chat answer is not what the chat API promises.
+    #[error("The upstream sent an answer that could not be read: {0}")]
+    Upstream(String),
+}
+
+impl ResponsesError {
+    pub(crate) fn missing(param: impl Into<String>) -> Self {
+        ResponsesError::Missing { param: param.into() }
+    }
+
+    pub(crate) fn invalid(param: impl Into<String>, reason: impl Into<String>) -> Self {
+        ResponsesError::InvalidValue { param: param.into(), reason: reason.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ResponsesError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The OpenAI error `code`; the upstream's garbage is the gateway's
+    /// `upstream_invalid_response`, as for chat completions.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResponsesError::InvalidJson(_) => "invalid_json",
+            ResponsesError::Missing { .. } => "missing_required_parameter",
+            ResponsesError::InvalidType { .. } => "invalid_type",
+            ResponsesError::InvalidValue { .. } => "invalid_value",
+            ResponsesError::Upstream(_) => "upstream_invalid_response",
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ResponsesError::Upstream(_) => "upstream_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            ResponsesError::Missing { param }
+            | ResponsesError::InvalidType { param, .. }
+            | ResponsesError::InvalidValue { param, .. } => Some(param),
+            ResponsesError::InvalidJson(_) | ResponsesError::Upstream(_) => None,
+        }
+    }
 }

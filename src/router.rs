@@ -1,46 +1,45 @@
-//! Method + path → route: the one table of what the gateway serves.
+//! Method + path → an entry of a routes table, and the path's parameters.
 //!
-//! `/v1/api/...` and `/api/v1/...` are alias roots for `/v1/...`, so a client
-//! configured with the `https://host/v1/api` base URL of seed 002, or using the
-//! `/api/v1/...` paths of seed 001, reaches the same handlers.
+//! The table itself (what the gateway serves, with the scope each route
+//! needs) is [`crate::routes`]; this module only matches, so it knows nothing
+//! of handlers. Paths are written below the API root (`/chat/completions`);
+//! `/v1`, and its alias roots `/v1/api` (seed 002's base URL) and `/api/v1`
+//! (seed 001's paths), all reach the same entry. Health checks are also
+//! answered at the top level (`/healthz`, `/readyz`).
+//!
+//! A pattern segment is a literal, `{name}` (one non-empty segment) or
+//! `{*name}` (the rest of the path, slashes included: model ids like
+//! `openai/gpt-4o`). When several patterns match, the one with the most
+//! literal segments wins, so `/keys/create` is not read as the key `create`.
 
 use http::Method;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Health,
-    Ready,
-    ChatCompletions,
-    Completions,
-    Embeddings,
-    CreateResponse,
-    GetResponse(String),
-    DeleteResponse(String),
-    ResponseInputItems(String),
-    ListModels,
-    GetModel(String),
-    CreateKey,
-    ListKeys,
-    RevokeKey(String),
-    CreateWorkspace,
-    GetWorkspace(String),
-    GetCredits,
-    TopUpCredits,
-    GetUsage,
-    ListEvents,
-    CreateWebhook,
-    ListWebhooks,
-    GetWebhook(String),
-    DeleteWebhook(String),
-    TestWebhook(String),
-    RotateWebhookSecret(String),
-    WebhookDeliveries(String),
+/// The HTTP methods routes use; `Get` also answers `HEAD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+    Delete,
 }
 
-impl Route {
-    /// Routes served without credentials. Every other route authenticates.
-    pub fn is_public(&self) -> bool {
-        matches!(self, Route::Health | Route::Ready)
+impl Verb {
+    fn accepts(self, method: &Method) -> bool {
+        match self {
+            Verb::Get => method == Method::GET || method == Method::HEAD,
+            Verb::Post => method == Method::POST,
+            Verb::Patch => method == Method::PATCH,
+            Verb::Delete => method == Method::DELETE,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Patch => "PATCH",
+            Verb::Delete => "DELETE",
+        }
     }
 }
 
@@ -49,138 +48,190 @@ pub enum RouteError {
     #[error("Unknown request URL. Please check the URL and method.")]
     NotFound,
     #[error("Method not allowed for this URL; allowed: {allow}.")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
 }
 
-pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
-    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    let under = |root: &str| path.strip_prefix(root).filter(|rest| rest.starts_with('/'));
-    let path = match (path, under("/v1/api").or_else(|| under("/api/v1")), under("/v1")) {
-        ("/healthz" | "/readyz", _, _) => path,
-        (_, Some(rest), _) | (_, None, Some(rest)) => rest,
-        _ => return Err(RouteError::NotFound),
-    };
-    let get = method == Method::GET || method == Method::HEAD;
-    let post = method == Method::POST;
-    let id = |prefix: &str| path.strip_prefix(prefix).filter(|id| !id.is_empty() && !id.contains('/'));
-    let (route, allow) = match path {
-        "/healthz" => (get.then_some(Route::Health), "GET"),
-        "/readyz" => (get.then_some(Route::Ready), "GET"),
-        "/chat/completions" => (post.then_some(Route::ChatCompletions), "POST"),
-        "/completions" => (post.then_some(Route::Completions), "POST"),
-        "/embeddings" => (post.then_some(Route::Embeddings), "POST"),
-        "/responses" => (post.then_some(Route::CreateResponse), "POST"),
-        p if p.starts_with("/responses/") => return response_route(method, &p["/responses/".len()..]),
-        "/models" => (get.then_some(Route::ListModels), "GET"),
-        "/keys" if post => (Some(Route::CreateKey), ""),
-        "/keys" => (get.then_some(Route::ListKeys), "GET, POST"),
-        // Seed 001's path for creating a key.
-        "/keys/create" => (post.then_some(Route::CreateKey), "POST"),
-        "/workspaces" => (post.then_some(Route::CreateWorkspace), "POST"),
-        "/credits" => (get.then_some(Route::GetCredits), "GET"),
-        "/credits/topup" => (post.then_some(Route::TopUpCredits), "POST"),
-        "/usage" => (get.then_some(Route::GetUsage), "GET"),
-        "/events" => (get.then_some(Route::ListEvents), "GET"),
-        "/webhooks" if post => (Some(Route::CreateWebhook), ""),
-        "/webhooks" => (get.then_some(Route::ListWebhooks), "GET, POST"),
-        // Seed 001's path for registering an outgoing webhook.
-        "/webhooks/outgoing/register" => (post.then_some(Route::CreateWebhook), "POST"),
-        p if p.starts_with("/webhooks/") => return webhook_route(method, &p["/webhooks/".len()..]),
-        p => match (p.strip_prefix("/models/").filter(|id| !id.is_empty()), id("/keys/"), id("/workspaces/")) {
-            (Some(model), _, _) => (get.then(|| Route::GetModel(model.to_owned())), "GET"),
-            (_, Some(key), _) => ((method == Method::DELETE).then(|| Route::RevokeKey(key.to_owned())), "DELETE"),
-            (_, _, Some(ws)) => (get.then(|| Route::GetWorkspace(ws.to_owned())), "GET"),
-            _ => return Err(RouteError::NotFound),
-        },
-    };
-    route.ok_or(RouteError::MethodNotAllowed { allow })
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(&'static str),
+    Param(&'static str),
+    Rest(&'static str),
 }
 
-/// `/responses/{id}` and its input items.
-fn response_route(method: &Method, rest: &str) -> Result<Route, RouteError> {
-    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
-    if id.is_empty() || action.contains('/') {
-        return Err(RouteError::NotFound);
+/// A path's parameters, by the names their pattern gave them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    /// The parameter `name`; empty if the pattern has none of that name
+    /// (a table bug, caught by the routes' own tests).
+    pub fn get(&self, name: &str) -> &str {
+        self.0.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
     }
-    let get = method == Method::GET || method == Method::HEAD;
-    let id = id.to_owned();
-    let (route, allow) = match action {
-        "" if method == Method::DELETE => (Some(Route::DeleteResponse(id)), ""),
-        "" => (get.then_some(Route::GetResponse(id)), "GET, DELETE"),
-        "input_items" => (get.then_some(Route::ResponseInputItems(id)), "GET"),
-        _ => return Err(RouteError::NotFound),
-    };
-    route.ok_or(RouteError::MethodNotAllowed { allow })
 }
 
-/// `/webhooks/{id}` and its actions.
-fn webhook_route(method: &Method, rest: &str) -> Result<Route, RouteError> {
-    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
-    if id.is_empty() || action.contains('/') {
-        return Err(RouteError::NotFound);
+struct Compiled<T> {
+    verb: Verb,
+    segments: Vec<Segment>,
+    literals: usize,
+    value: T,
+}
+
+/// A compiled routes table.
+pub struct Router<T> {
+    routes: Vec<Compiled<T>>,
+}
+
+impl<T> Router<T> {
+    /// Compiles `(verb, pattern, value)` entries; panics on a malformed
+    /// pattern (the table is static, and its tests build it).
+    pub fn new(entries: impl IntoIterator<Item = (Verb, &'static str, T)>) -> Router<T> {
+        let routes = entries
+            .into_iter()
+            .map(|(verb, pattern, value)| {
+                let segments: Vec<Segment> = pattern
+                    .strip_prefix('/')
+                    .unwrap_or_else(|| panic!("route {pattern:?} must start with '/'"))
+                    .split('/')
+                    .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(name) => match name.strip_prefix('*') {
+                            Some(rest) => Segment::Rest(rest),
+                            None => Segment::Param(name),
+                        },
+                        None => Segment::Literal(s),
+                    })
+                    .collect();
+                let literals = segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count();
+                Compiled { verb, segments, literals, value }
+            })
+            .collect();
+        Router { routes }
     }
-    let id = id.to_owned();
-    let (route, allow) = match action {
-        "" if method == Method::DELETE => (Some(Route::DeleteWebhook(id)), ""),
-        "" => ((method == Method::GET || method == Method::HEAD).then_some(Route::GetWebhook(id)), "GET, DELETE"),
-        "test" => ((method == Method::POST).then_some(Route::TestWebhook(id)), "POST"),
-        "rotate-secret" => ((method == Method::POST).then_some(Route::RotateWebhookSecret(id)), "POST"),
-        "deliveries" => {
-            ((method == Method::GET || method == Method::HEAD).then_some(Route::WebhookDeliveries(id)), "GET")
+
+    /// The entry for `method` and `path`: 404 if no pattern matches, 405
+    /// (naming the methods that would) if the best pattern has another method.
+    pub fn find(&self, method: &Method, path: &str) -> Result<(&T, Params), RouteError> {
+        let path = below_root(path).ok_or(RouteError::NotFound)?;
+        let best = self.routes.iter().filter(|r| matches(&r.segments, path)).map(|r| r.literals).max();
+        let Some(best) = best else { return Err(RouteError::NotFound) };
+        let candidates = || self.routes.iter().filter(move |r| r.literals == best && matches(&r.segments, path));
+        match candidates().find(|r| r.verb.accepts(method)) {
+            Some(r) => Ok((&r.value, params(&r.segments, path))),
+            None => {
+                let mut allow: Vec<&str> = candidates().map(|r| r.verb.as_str()).collect();
+                allow.sort_unstable();
+                allow.dedup();
+                Err(RouteError::MethodNotAllowed { allow: allow.join(", ") })
+            }
         }
-        _ => return Err(RouteError::NotFound),
-    };
-    route.ok_or(RouteError::MethodNotAllowed { allow })
+    }
+}
+
+/// The path below its API root, without a trailing slash; `None` outside
+/// every root. Health checks are also served at the top level.
+fn below_root(path: &str) -> Option<&str> {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    if matches!(path, "/healthz" | "/readyz") {
+        return Some(path);
+    }
+    let under = |root: &str| path.strip_prefix(root).filter(|rest| rest.starts_with('/'));
+    under("/v1/api").or_else(|| under("/api/v1")).or_else(|| under("/v1"))
+}
+
+fn matches(segments: &[Segment], path: &str) -> bool {
+    let mut parts = path[1..].split('/');
+    for (i, segment) in segments.iter().enumerate() {
+        match segment {
+            Segment::Rest(_) => return path[1..].splitn(i + 1, '/').nth(i).is_some_and(|r| !r.is_empty()),
+            Segment::Literal(l) => {
+                if parts.next() != Some(l) {
+                    return false;
+                }
+            }
+            Segment::Param(_) => {
+                if parts.next().is_none_or(str::is_empty) {
+                    return false;
+                }
+            }
+        }
+    }
+    parts.next().is_none()
+}
+
+fn params(segments: &[Segment], path: &str) -> Params {
+    let mut out = Vec::new();
+    let mut parts = path[1..].splitn(segments.len(), '/');
+    for segment in segments {
+        let part = parts.next().unwrap_or_default();
+        match segment {
+            Segment::Literal(_) => {}
+            Segment::Param(name) | Segment::Rest(name) => out.push((*name, part.to_owned())),
+        }
+    }
+    Params(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn router() -> Router<&'static str> {
+        Router::new([
+            (Verb::Get, "/healthz", "health"),
+            (Verb::Post, "/chat/completions", "chat"),
+            (Verb::Get, "/models", "models"),
+            (Verb::Get, "/models/{*id}", "model"),
+            (Verb::Post, "/keys", "create key"),
+            (Verb::Get, "/keys", "list keys"),
+            (Verb::Post, "/keys/create", "create key"),
+            (Verb::Delete, "/keys/{id}", "revoke"),
+            (Verb::Get, "/webhooks/{id}/deliveries", "deliveries"),
+            (Verb::Post, "/webhooks/{id}/test", "test"),
+        ])
+    }
+
+    fn find(method: Method, path: &str) -> Result<(&'static str, Params), RouteError> {
+        router().find(&method, path).map(|(v, p)| (*v, p))
+    }
+
     #[test]
-    fn routes_both_roots_and_refuses_the_rest() {
-        assert_eq!(route(&Method::POST, "/v1/chat/completions"), Ok(Route::ChatCompletions));
-        assert_eq!(route(&Method::POST, "/v1/api/chat/completions"), Ok(Route::ChatCompletions));
-        assert_eq!(route(&Method::GET, "/v1/api/models"), Ok(Route::ListModels));
-        assert_eq!(route(&Method::GET, "/v1/models/demo"), Ok(Route::GetModel("demo".into())));
-        assert_eq!(route(&Method::GET, "/healthz"), Ok(Route::Health));
-        assert_eq!(route(&Method::POST, "/v1/api/responses"), Ok(Route::CreateResponse));
-        assert_eq!(route(&Method::GET, "/api/v1/responses/resp_1"), Ok(Route::GetResponse("resp_1".into())));
-        assert_eq!(route(&Method::DELETE, "/v1/responses/resp_1"), Ok(Route::DeleteResponse("resp_1".into())));
-        assert_eq!(
-            route(&Method::GET, "/v1/responses/resp_1/input_items"),
-            Ok(Route::ResponseInputItems("resp_1".into()))
-        );
-        assert_eq!(route(&Method::GET, "/v1/responses"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
-        assert_eq!(route(&Method::GET, "/v1/responses/resp_1/other"), Err(RouteError::NotFound));
-        assert_eq!(route(&Method::GET, "/v1/chat/completions"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
-        assert_eq!(route(&Method::POST, "/v1/nope"), Err(RouteError::NotFound));
-        assert_eq!(route(&Method::POST, "/chat/completions"), Err(RouteError::NotFound));
-        assert_eq!(route(&Method::POST, "/v1x/chat/completions"), Err(RouteError::NotFound));
-        assert_eq!(route(&Method::POST, "/v1/keys"), Ok(Route::CreateKey));
-        assert_eq!(route(&Method::POST, "/api/v1/keys/create"), Ok(Route::CreateKey));
-        assert_eq!(route(&Method::GET, "/v1/keys"), Ok(Route::ListKeys));
-        assert_eq!(route(&Method::DELETE, "/v1/keys/key_1"), Ok(Route::RevokeKey("key_1".into())));
-        assert_eq!(route(&Method::GET, "/v1/keys/key_1"), Err(RouteError::MethodNotAllowed { allow: "DELETE" }));
-        assert_eq!(route(&Method::POST, "/v1/workspaces"), Ok(Route::CreateWorkspace));
-        assert_eq!(route(&Method::GET, "/v1/workspaces/acme"), Ok(Route::GetWorkspace("acme".into())));
-        assert_eq!(route(&Method::PUT, "/v1/keys"), Err(RouteError::MethodNotAllowed { allow: "GET, POST" }));
-        assert_eq!(route(&Method::GET, "/api/v1/credits"), Ok(Route::GetCredits));
-        assert_eq!(route(&Method::POST, "/v1/credits/topup"), Ok(Route::TopUpCredits));
-        assert_eq!(route(&Method::GET, "/v1/usage"), Ok(Route::GetUsage));
-        assert_eq!(route(&Method::GET, "/api/v1/events"), Ok(Route::ListEvents));
-        assert_eq!(route(&Method::POST, "/v1/webhooks"), Ok(Route::CreateWebhook));
-        assert_eq!(route(&Method::POST, "/api/v1/webhooks/outgoing/register"), Ok(Route::CreateWebhook));
-        assert_eq!(route(&Method::GET, "/v1/webhooks"), Ok(Route::ListWebhooks));
-        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1"), Ok(Route::GetWebhook("wh_1".into())));
-        assert_eq!(route(&Method::DELETE, "/v1/webhooks/wh_1"), Ok(Route::DeleteWebhook("wh_1".into())));
-        assert_eq!(route(&Method::POST, "/v1/webhooks/wh_1/test"), Ok(Route::TestWebhook("wh_1".into())));
-        assert_eq!(
-            route(&Method::POST, "/v1/webhooks/wh_1/rotate-secret"),
-            Ok(Route::RotateWebhookSecret("wh_1".into()))
-        );
-        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1/deliveries"), Ok(Route::WebhookDeliveries("wh_1".into())));
-        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1/test"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
-        assert_eq!(route(&Method::GET, "/v1/webhooks/wh_1/nope"), Err(RouteError::NotFound));
+    fn every_root_reaches_the_same_entry() {
+        for root in ["/v1", "/v1/api", "/api/v1"] {
+            assert_eq!(find(Method::POST, &format!("{root}/chat/completions")).unwrap().0, "chat");
+            assert_eq!(find(Method::POST, &format!("{root}/chat/completions/")).unwrap().0, "chat");
+        }
+        assert_eq!(find(Method::GET, "/healthz").unwrap().0, "health");
+        assert_eq!(find(Method::HEAD, "/v1/healthz").unwrap().0, "health");
+        assert_eq!(find(Method::POST, "/chat/completions"), Err(RouteError::NotFound));
+        assert_eq!(find(Method::POST, "/v1x/chat/completions"), Err(RouteError::NotFound));
+        assert_eq!(find(Method::POST, "/v1"), Err(RouteError::NotFound));
+    }
+
+    #[test]
+    fn parameters_and_the_rest_of_the_path() {
+        let (v, p) = find(Method::GET, "/v1/models/openai/gpt-4o").unwrap();
+        assert_eq!((v, p.get("id")), ("model", "openai/gpt-4o"));
+        let (v, p) = find(Method::DELETE, "/v1/keys/key_1").unwrap();
+        assert_eq!((v, p.get("id")), ("revoke", "key_1"));
+        let (v, p) = find(Method::GET, "/v1/webhooks/wh_1/deliveries").unwrap();
+        assert_eq!((v, p.get("id")), ("deliveries", "wh_1"));
+        assert_eq!(find(Method::GET, "/v1/models/"), Ok(("models", Params::default())));
+        assert_eq!(find(Method::DELETE, "/v1/keys//x"), Err(RouteError::NotFound));
+        assert_eq!(find(Method::GET, "/v1/webhooks/wh_1/nope"), Err(RouteError::NotFound));
+        assert_eq!(find(Method::GET, "/v1/webhooks//deliveries"), Err(RouteError::NotFound));
+    }
+
+    #[test]
+    fn literals_win_and_405_names_the_methods() {
+        assert_eq!(find(Method::POST, "/v1/keys/create").unwrap().0, "create key");
+        let allow = |m, p| match find(m, p) {
+            Err(RouteError::MethodNotAllowed { allow }) => allow,
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(allow(Method::DELETE, "/v1/keys/create"), "POST");
+        assert_eq!(allow(Method::PUT, "/v1/keys"), "GET, POST");
+        assert_eq!(allow(Method::GET, "/v1/keys/key_1"), "DELETE");
+        assert_eq!(allow(Method::GET, "/v1/chat/completions"), "POST");
+        assert_eq!(allow(Method::GET, "/v1/webhooks/wh_1/test"), "POST");
     }
 }

@@ -11,13 +11,11 @@
 //! connections over the listeners. Shared state (`App`) is read-only or atomic.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
-
-use crate::app::App;
 
 thread_local! {
     /// This thread's worker index; 0 off the worker threads (tests, tools).
@@ -48,121 +46,80 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::T
     Ok(listeners)
 }
 
-/// How long shutdown waits for the event drain's batch in progress.
-const EVENTS_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+/// The worker threads, each serving its listener on its own runtime.
+pub struct Workers {
+    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    stop: watch::Sender<bool>,
+    exited: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
 
-/// Serves `app` on `listeners` (one worker thread each) until `shutdown`
-/// resolves on `control` (the calling thread's runtime, which also drives the
-/// store's background connections), then lets every worker drain.
-pub fn run(
-    control: tokio::runtime::Runtime,
-    app: Arc<App>,
-    listeners: Vec<std::net::TcpListener>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    // A worker that ends on its own (it failed) stops the whole process.
-    let (exited, mut exit) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut threads = Vec::with_capacity(listeners.len());
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let app = app.clone();
-        let mut stopped = stopped.clone();
-        let exited = exited.clone();
-        let thread = std::thread::Builder::new().name(format!("tollgate-worker-{index}")).spawn(move || {
-            WORKER.with(|w| w.set(index));
-            crate::telemetry::batch_this_thread();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let result = runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                let serving = crate::server::serve(listener, app, async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                });
-                let flushing = async {
-                    let mut every = tokio::time::interval(crate::telemetry::FLUSH_EVERY);
-                    loop {
-                        every.tick().await;
-                        crate::telemetry::flush_this_thread();
+impl Workers {
+    /// Starts one thread per listener running `serve(listener, stopped)`,
+    /// where `stopped` resolves when [`Workers::stop_and_join`] is called.
+    pub fn start<F, Fut>(listeners: Vec<std::net::TcpListener>, serve: F) -> std::io::Result<Workers>
+    where
+        F: Fn(tokio::net::TcpListener, Stopped) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = std::io::Result<()>>,
+    {
+        let (stop, stop_rx) = watch::channel(false);
+        // A worker that ends on its own (it failed) stops the whole process.
+        let (exited_tx, exited) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut threads = Vec::with_capacity(listeners.len());
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let (serve, stopped, exited) = (serve.clone(), stopped(stop_rx.clone()), exited_tx.clone());
+            let thread = std::thread::Builder::new().name(format!("tollgate-worker-{index}")).spawn(move || {
+                WORKER.with(|w| w.set(index));
+                crate::telemetry::batch_this_thread();
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let result = runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let flushing = async {
+                        let mut every = tokio::time::interval(crate::telemetry::FLUSH_EVERY);
+                        loop {
+                            every.tick().await;
+                            crate::telemetry::flush_this_thread();
+                        }
+                    };
+                    tokio::select! {
+                        result = serve(listener, stopped) => result,
+                        never = flushing => never,
                     }
-                };
-                tokio::select! {
-                    result = serving => result,
-                    never = flushing => never,
-                }
-            });
-            crate::telemetry::flush_this_thread();
-            let _ = exited.send(());
-            result
-        })?;
-        threads.push(thread);
+                });
+                crate::telemetry::flush_this_thread();
+                let _ = exited.send(());
+                result
+            })?;
+            threads.push(thread);
+        }
+        Ok(Workers { threads, stop, exited })
     }
-    let flushing = async {
-        let mut every = tokio::time::interval(crate::auth::LAST_USED_FLUSH);
-        loop {
-            every.tick().await;
-            app.auth.flush_last_used().await;
-        }
-    };
-    let metering = async {
-        match &app.meter {
-            Some(meter) => crate::credits::upkeep(meter).await,
-            None => std::future::pending::<std::convert::Infallible>().await,
-        }
-    };
-    // Expired stored responses leave the embedded file (Redis expires its own).
-    let pruning = async {
-        match &app.stores {
-            Some(stores) => crate::responses::run_pruner(stores.responses.clone(), crate::responses::PRUNE_EVERY).await,
-            None => std::future::pending::<std::convert::Infallible>().await,
-        }
-    };
-    let (stop_events, events_stop) = watch::channel(false);
-    let eventing = async {
-        match &app.events {
-            Some(events) => crate::events::run(events.clone(), app.meter.clone(), events_stop).await,
-            None => std::future::pending().await,
-        }
-    };
-    control.block_on(async {
-        tokio::pin!(eventing);
-        tokio::select! {
-            _ = shutdown => {}
-            _ = exit.recv() => tracing::error!("a worker stopped; shutting down"),
-            never = flushing => never,
-            never = metering => match never {},
-            never = pruning => match never {},
-            () = &mut eventing => tracing::error!("the event subsystem stopped"),
-        }
-        // The event drain finishes the batch it is writing (never cancelled
-        // mid-write); what is still queued is written after the workers drain.
-        let _ = stop_events.send(true);
-        if tokio::time::timeout(EVENTS_STOP, &mut eventing).await.is_err() {
-            tracing::error!("the event drain did not stop within {EVENTS_STOP:?}");
-        }
-    });
-    let _ = stop.send(true);
-    for thread in threads {
-        match thread.join() {
-            Ok(result) => result?,
-            Err(_) => return Err(std::io::Error::other("a worker thread panicked")),
-        }
+
+    /// Resolves when a worker ended before it was told to stop.
+    pub async fn exited(&mut self) {
+        let _ = self.exited.recv().await;
     }
-    // What the drained requests used, written before the process ends.
-    control.block_on(app.auth.flush_last_used());
-    if let Some(meter) = &app.meter {
-        control.block_on(crate::credits::final_flush(meter));
+
+    /// Tells every worker to drain and waits for them all.
+    pub fn stop_and_join(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        let mut result = Ok(());
+        for thread in self.threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(std::io::Error::other("a worker thread panicked")),
+            }
+        }
+        result
     }
-    // Events of the drained requests, into the log and the delivery queue
-    // (delivered by the next start, or another replica).
-    if let Some(events) = &app.events {
-        control.block_on(events.bus.flush(std::time::Duration::from_secs(10)));
-        let stats = &events.bus.stats;
-        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(
-            emitted = load(&stats.emitted),
-            spilled = load(&stats.spilled),
-            stored = load(&stats.stored),
-            "events at shutdown"
-        );
-    }
-    Ok(())
+}
+
+/// Resolves when the workers are told to stop.
+pub type Stopped = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn stopped(mut rx: watch::Receiver<bool>) -> Stopped {
+    Box::pin(async move {
+        // An error means the sender is gone: nobody can stop us any more, so stop now.
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
 }

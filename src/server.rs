@@ -37,8 +37,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
 use crate::body::Body;
+use crate::config::ServerConfig;
 use connections::{InFlight, Stall};
 
 pub use connections::Connections;
@@ -48,10 +48,15 @@ pub use drain::Drain;
 /// GOAWAY) before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ServerError {
-    #[error("The gateway is shutting down; retry on another connection.")]
-    ShuttingDown,
+/// What a listener serves: the request path, and the state every listener
+/// of the process shares. The gateway's is `crate::routes` over its `App`;
+/// the server knows nothing of handlers.
+pub trait Service: Send + Sync + 'static {
+    fn config(&self) -> &ServerConfig;
+    /// The process's connection slots.
+    fn connections(&self) -> &Arc<Connections>;
+    fn drain(&self) -> &Drain;
+    fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
 }
 
 /// What a connection's requests get.
@@ -64,8 +69,12 @@ enum Mode {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-    let builder = Arc::new(builder(&app));
+pub async fn serve<S: Service>(
+    listener: TcpListener,
+    app: Arc<S>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = Arc::new(builder(&*app));
     // This listener's connection tasks, and the signal that drops what is
     // left of them when the grace period ends.
     let local = TaskTracker::new();
@@ -76,14 +85,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             _ = &mut shutdown => break,
             accepted = accept(&listener) => if let Some((stream, peer)) = accepted {
                 let task = connection(app.clone(), builder.clone(), stream, peer, Mode::Serving, kill.clone());
-                local.spawn(app.drain.serving().track_future(task));
+                local.spawn(app.drain().serving().track_future(task));
             },
         }
     }
-    app.drain.begin();
-    let grace = app.server.shutdown_grace;
+    app.drain().begin();
+    let grace = app.config().shutdown_grace;
     let expired = tokio::time::sleep(grace);
-    let drained = app.drain.drained();
+    let drained = app.drain().drained();
     tokio::pin!(expired, drained);
     loop {
         tokio::select! {
@@ -104,9 +113,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     Ok(())
 }
 
-fn builder(app: &App) -> auto::Builder<TokioExecutor> {
+fn builder<S: Service>(app: &S) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(app.server.header_read_timeout).keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(app.config().header_read_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
     builder
 }
@@ -125,16 +134,16 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
 }
 
 /// One connection, from its slot to its end (see the module doc).
-async fn connection(
-    app: Arc<App>,
+async fn connection<S: Service>(
+    app: Arc<S>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TcpStream,
     peer: SocketAddr,
     mode: Mode,
     kill: CancellationToken,
 ) {
-    let server = &app.server;
-    let Some(slot) = app.connections.admit(server.header_read_timeout).await else {
+    let server = app.config();
+    let Some(slot) = app.connections().admit(server.header_read_timeout).await else {
         tracing::debug!(%peer, "no connection slot within the header timeout; closed");
         return;
     };
@@ -148,8 +157,8 @@ async fn connection(
             let in_flight = state.begin();
             async move {
                 let mut response = match mode {
-                    Mode::Serving => app.handle(req).await,
-                    Mode::GoingAway => going_away(&app, req).await,
+                    Mode::Serving => app.call(req).await,
+                    Mode::GoingAway => going_away(&*app, req).await,
                 };
                 if mode == Mode::GoingAway {
                     response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -164,7 +173,7 @@ async fn connection(
     let stalled = state.stalled(server.header_read_timeout, server.idle_timeout);
     let drain_begun = async {
         match mode {
-            Mode::Serving => app.drain.begun().await,
+            Mode::Serving => app.drain().begun().await,
             Mode::GoingAway => answered.notified().await,
         }
     };
@@ -202,10 +211,10 @@ fn log_end(peer: SocketAddr, result: Result<(), Box<dyn std::error::Error + Send
 }
 
 /// A request on a connection accepted while draining.
-async fn going_away(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn going_away<S: Service>(app: &S, req: Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
-        "/healthz" | "/readyz" => app.handle(req).await,
-        _ => crate::error::Error::from(ServerError::ShuttingDown).to_response(),
+        "/healthz" | "/readyz" => app.call(req).await,
+        _ => crate::error::Error::ShuttingDown.to_response(),
     }
 }
 

@@ -36,7 +36,7 @@ pub struct SseRewriter {
     content_chunks: u64,
     done: bool,
     /// The answer's text and tool calls, when events want them.
-    transcript: Option<Box<crate::events::transcript::Transcript>>,
+    transcript: Option<Box<crate::transcript::Transcript>>,
 }
 
 /// What to do with one complete event.
@@ -66,7 +66,7 @@ impl SseRewriter {
     }
 
     /// The text and tool calls seen so far, if collected.
-    pub fn take_transcript(&mut self) -> Option<Box<crate::events::transcript::Transcript>> {
+    pub fn take_transcript(&mut self) -> Option<Box<crate::transcript::Transcript>> {
         self.transcript.take()
     }
 

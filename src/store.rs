@@ -17,6 +17,8 @@ pub mod redis;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::scope::Scope;
+
 /// Why a store call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -29,41 +31,6 @@ pub enum StoreError {
     /// The backend returned data the gateway cannot read.
     #[error("the store holds unreadable data: {0}")]
     Corrupt(String),
-}
-
-/// What a key may do (DESIGN.md, "Keys, scopes, workspaces").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// The model API and sessions.
-    Chat,
-    /// Its workspace's webhooks and events.
-    Webhook,
-    /// Everything inside its workspace.
-    Full,
-    /// Across workspaces: workspaces, plans, top-ups.
-    Admin,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Chat => "chat",
-            Scope::Webhook => "webhook",
-            Scope::Full => "full",
-            Scope::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Scope> {
-        match s {
-            "chat" => Some(Scope::Chat),
-            "webhook" => Some(Scope::Webhook),
-            "full" => Some(Scope::Full),
-            "admin" => Some(Scope::Admin),
-            _ => None,
-        }
-    }
 }
 
 /// An API key as stored: never the plaintext, only its SHA-256.
@@ -134,8 +101,6 @@ pub trait WorkspaceStore: Send + Sync + 'static {
 pub struct Stores {
     pub keys: std::sync::Arc<dyn KeyStore>,
     pub workspaces: std::sync::Arc<dyn WorkspaceStore>,
-    /// Stored Responses API responses (`crate::responses`).
-    pub responses: std::sync::Arc<dyn crate::responses::ResponseStore>,
     /// The backend itself, for subsystems whose hot path is backend-specific
     /// (the credit ledger's one-script admission on Redis).
     pub backend: Backend,
@@ -149,30 +114,26 @@ pub enum Backend {
 }
 
 impl Stores {
+    /// The stores of an open embedded file.
+    pub fn embedded(store: std::sync::Arc<embedded::EmbeddedStore>) -> Stores {
+        Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Embedded(store) }
+    }
+
+    /// The stores of an open Redis connection.
+    pub fn redis(store: std::sync::Arc<redis::RedisStore>) -> Stores {
+        Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Redis(store) }
+    }
+
     /// Opens the configured backend. Call it on the runtime that lives as long
     /// as the process: the Redis connection's driver task runs there.
     pub async fn open(config: &crate::config::StoreConfig) -> Result<Stores, StoreError> {
         use crate::config::StoreBackend;
         use std::sync::Arc;
         match &config.backend {
-            StoreBackend::Embedded { path } => {
-                let store = Arc::new(embedded::EmbeddedStore::open(path)?);
-                Ok(Stores {
-                    keys: store.clone(),
-                    workspaces: store.clone(),
-                    responses: Arc::new(crate::responses::embedded::EmbeddedResponses::new(store.clone())),
-                    backend: Backend::Embedded(store),
-                })
-            }
+            StoreBackend::Embedded { path } => Ok(Stores::embedded(Arc::new(embedded::EmbeddedStore::open(path)?))),
             StoreBackend::Redis { urls, cluster, prefix, connect_timeout, command_timeout } => {
                 let timeouts = redis::Timeouts { connect: *connect_timeout, response: *command_timeout };
-                let store = Arc::new(redis::RedisStore::connect(urls, *cluster, prefix, timeouts).await?);
-                Ok(Stores {
-                    keys: store.clone(),
-                    workspaces: store.clone(),
-                    responses: Arc::new(crate::responses::redis::RedisResponses::new(store.clone())),
-                    backend: Backend::Redis(store),
-                })
+                Ok(Stores::redis(Arc::new(redis::RedisStore::connect(urls, *cluster, prefix, timeouts).await?)))
             }
         }
     }

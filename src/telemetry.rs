@@ -141,3 +141,15 @@ impl Write for Line {
         Ok(())
     }
 }
+
+/// An error and its sources on one line, for logs and delivery records.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 
-use crate::api::request::Endpoint;
 use crate::config::ProviderConfig;
+use crate::request::Endpoint;
 
 /// An upstream body; errors are already classified.
 pub type UpstreamBody = UnsyncBoxBody<Bytes, UpstreamError>;

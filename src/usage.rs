@@ -92,7 +92,7 @@ pub struct UsageRecord {
     /// Micro-credits charged (0 when the call was not metered).
     pub credits: u64,
     /// The answer's text and tool calls, when events collect them.
-    pub transcript: Option<Box<crate::events::transcript::Transcript>>,
+    pub transcript: Option<Box<crate::transcript::Transcript>>,
 }
 
 /// Receives one [`UsageRecord`] per model request. Implementations must not

@@ -36,7 +36,8 @@ use serde_json::{json, Value};
 use tollgate::auth::keys::NewKey;
 use tollgate::clock::{Clock, ManualClock};
 use tollgate::credits::Meter;
-use tollgate::store::{Scope, Stores};
+use tollgate::scope::Scope;
+use tollgate::store::Stores;
 
 // ---------------------------------------------------------------------------
 // Prices, plans and models of every test gateway
@@ -125,17 +126,9 @@ enum Backend {
 struct Replica {
     base: String,
     meter: Arc<Meter>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    upkeep: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.upkeep.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    /// Dropping it stops the replica at once, as a kill does (no last flush).
+    #[allow(dead_code)]
+    running: common::Running,
 }
 
 /// An HTTP answer, read whole.
@@ -264,22 +257,10 @@ impl Env {
             Backend::Redis => Stores::open(&self.config.store).await.expect("the store opens"),
         };
         let clock = Arc::new(self.clock.clone());
-        let meter = Arc::new(Meter::open(&stores, &self.config, clock));
-        let app = tollgate::app::App::new(&self.config).expect("app").with_stores(stores).with_meter(meter.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(tollgate::server::serve(listener, Arc::new(app), async move {
-            let _ = stopped.await;
-        }));
-        let upkeep = tokio::spawn({
-            let meter = meter.clone();
-            async move {
-                let never = tollgate::credits::upkeep(&meter).await;
-                match never {}
-            }
-        });
-        self.replicas.push(Replica { base, meter, stop: Some(stop), upkeep });
+        let builder = tollgate::gateway::Gateway::builder(self.config.clone()).stores(stores).clock(clock);
+        let running = common::Running::start(builder).await;
+        let (base, meter) = (running.base(), running.app.meter.clone());
+        self.replicas.push(Replica { base, meter, running });
     }
 
     /// Kills replica `i` (no last flush: what its upkeep wrote is what

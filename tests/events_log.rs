@@ -37,7 +37,7 @@ use common::{chat_body, within, ALIAS};
 use events_env::*;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tollgate::store::Scope;
+use tollgate::scope::Scope;
 
 on_both_backends!(
     paging_is_stable_under_concurrent_writes,

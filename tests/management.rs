@@ -8,15 +8,16 @@ use std::sync::Arc;
 use common::*;
 use serde_json::{json, Value};
 use tollgate::auth::keys::NewKey;
-use tollgate::responses::embedded::EmbeddedResponses;
+use tollgate::scope::Scope;
 use tollgate::store::embedded::EmbeddedStore;
-use tollgate::store::{Backend, Scope, Stores};
+use tollgate::store::Stores;
 
 struct Env {
     _mock: MockUpstream,
     base: String,
     admin_key: String,
     http: reqwest::Client,
+    _running: common::Running,
 }
 
 /// A gateway with an embedded store holding one admin key (workspace `ops`).
@@ -24,12 +25,7 @@ async fn start(name: &str) -> Env {
     let dir = std::env::temp_dir().join(format!("tollgate-mgmt-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
-    let stores = Stores {
-        keys: store.clone(),
-        workspaces: store.clone(),
-        responses: Arc::new(EmbeddedResponses::new(store.clone())),
-        backend: Backend::Embedded(store),
-    };
+    let stores = Stores::embedded(store);
     let mock = MockUpstream::start().await;
     let toml = format!(
         "{}\n[plans.gold]\nmessage_credits = 100000\nrpm = 600\n[workspaces.seeded]\nname = \"From config\"\nplan = \"gold\"\n",
@@ -49,11 +45,8 @@ async fn start(name: &str) -> Env {
         models: None,
     };
     let admin_key = tollgate::admin::create_key(&stores, new).await.unwrap().plaintext.expose().clone();
-    let app = tollgate::app::App::new(&config).unwrap().with_stores(stores);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), std::future::pending()));
-    Env { _mock: mock, base, admin_key, http: client() }
+    let running = common::Running::start(tollgate::gateway::Gateway::builder(config).stores(stores)).await;
+    Env { _mock: mock, base: running.base(), admin_key, http: client(), _running: running }
 }
 
 impl Env {
@@ -200,12 +193,7 @@ async fn a_config_admin_key_manages_workspaces_and_suppresses_the_bootstrap_key(
     let dir = std::env::temp_dir().join(format!("tollgate-mgmt-config-admin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
-    let stores = Stores {
-        keys: store.clone(),
-        workspaces: store.clone(),
-        responses: Arc::new(EmbeddedResponses::new(store.clone())),
-        backend: Backend::Embedded(store),
-    };
+    let stores = Stores::embedded(store);
     let mock = MockUpstream::start().await;
     let admin_key = "ops-admin-key-from-the-environment";
     let toml = format!(
@@ -215,10 +203,8 @@ async fn a_config_admin_key_manages_workspaces_and_suppresses_the_bootstrap_key(
     );
     let config = tollgate::config::Config::from_toml(&toml, "t.toml").unwrap();
     assert!(tollgate::admin::bootstrap_admin(&stores, &config).await.unwrap().is_none(), "no key issued");
-    let app = tollgate::app::App::new(&config).unwrap().with_stores(stores);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), std::future::pending()));
+    let running = common::Running::start(tollgate::gateway::Gateway::builder(config).stores(stores)).await;
+    let base = running.base();
 
     let http = client();
     let created = within(

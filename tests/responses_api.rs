@@ -13,7 +13,6 @@ mod tools;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use common::mock::scripted_stream;
 use common::*;
@@ -23,17 +22,10 @@ const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
 /// A gateway with a store (`store` is a `[store]` section) on `toml`.
-async fn gateway_with_store(toml: &str, store: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn gateway_with_store(toml: &str, store: &str) -> (String, common::Running) {
     let config = tollgate::config::Config::from_toml(&format!("{toml}\n{store}"), "test.toml").expect("valid config");
-    let stores = tollgate::store::Stores::open(&config.store).await.expect("the store opens");
-    let app = tollgate::app::App::new(&config).expect("app").with_stores(stores);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), async move {
-        let _ = stopped.await;
-    }));
-    (base, stop)
+    let running = common::Running::start(tollgate::gateway::Gateway::builder(config)).await;
+    (running.base(), running)
 }
 
 fn embedded_store(what: &str) -> String {
@@ -161,7 +153,7 @@ async fn two_replicas_on_one_redis_continue_each_others_responses() {
 }
 
 /// The default config (built-in mock, demo agent, demo key) with a store.
-async fn demo_gateway(what: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn demo_gateway(what: &str) -> (String, common::Running) {
     let toml = r#"
 [providers.mock]
 kind = "mock"

@@ -116,7 +116,8 @@ impl Env {
     /// A new handle onto the same data, as another replica (or a restarted
     /// gateway) opens it.
     async fn open(&self) -> Arc<dyn ResponseStore> {
-        Stores::open(&self.config.store).await.expect("the store opens").responses
+        let stores = Stores::open(&self.config.store).await.expect("the store opens");
+        tollgate::responses::Responses::open(&stores, &self.config.responses).store
     }
 }
 

@@ -8,22 +8,24 @@ mod tools;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
 
-use tollgate::app::App;
 use tollgate::config::Config;
+use tollgate::gateway::Gateway;
 
 const DEMO_KEY: &str = "tg_demo_key_change_me";
 const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
 
 /// Runs `program args... BASE_URL KEY` against a gateway on the default config.
 async fn run_against_gateway(program: String, args: Vec<String>) -> Output {
-    let config = Config::embedded_default().expect("default config is valid");
-    let app = Arc::new(App::new(&config).expect("app builds"));
+    let mut config = Config::embedded_default().expect("default config is valid");
+    // The default config's store, in a directory of this run's own.
+    let dir = std::env::temp_dir().join(format!("tollgate-sdk-{}-{}", std::process::id(), rand::random::<u32>()));
+    config.store.backend = tollgate::config::StoreBackend::Embedded { path: dir.join("t.db") };
+    let gateway = Gateway::open(config).await.expect("the gateway opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tollgate::server::serve(listener, app, async {
+    let server = tokio::spawn(gateway.serve(listener, async {
         let _ = stopped.await;
     }));
     let base_url = format!("http://{addr}/v1/api");
@@ -107,16 +109,14 @@ scope = "admin"
         admin = hex::encode(tollgate::auth::hash_key(RATELIMIT_ADMIN_KEY.as_bytes())),
     );
     let config = Config::from_toml(&toml, "sdk-ratelimit.toml").expect("test config is valid");
-    let stores = tollgate::store::Stores::open(&config.store).await.expect("store opens");
-    let meter = tollgate::credits::Meter::open(&stores, &config, Arc::new(tollgate::clock::SystemClock));
-    let app = App::new(&config).expect("app builds").with_stores(stores).with_meter(Arc::new(meter));
+    let gateway = Gateway::open(config).await.expect("the gateway opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move {
         let stopped = async {
             let _ = stop.await;
         };
-        tollgate::server::serve(listener, Arc::new(app), stopped).await.expect("server ends cleanly");
+        gateway.serve(listener, stopped).await.expect("server ends cleanly");
     });
     (format!("http://{addr}/v1"), server)
 }

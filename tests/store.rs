@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis_server::{Options, RedisServer};
+use tollgate::scope::Scope;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::store::redis::{RedisStore, Timeouts};
-use tollgate::store::{KeyRecord, KeyStore, Scope, StoreError, Workspace, WorkspaceStore};
+use tollgate::store::{KeyRecord, KeyStore, StoreError, Workspace, WorkspaceStore};
 
 /// The longest a wait for recovery may take before the test fails; generous,
 /// for a slow, loaded 2-core machine.

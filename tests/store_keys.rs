@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tollgate::auth::keys::{issue, IssuedKey, NewKey};
+use tollgate::scope::Scope;
 use tollgate::store::embedded::EmbeddedStore;
 use tollgate::store::redis::{RedisStore, Timeouts};
-use tollgate::store::{KeyStore, Scope};
+use tollgate::store::{KeyStore, Stores};
 
 /// The key cache TTL of these gateways: the revocation bound under test.
 const TTL_MS: u64 = 300;
@@ -27,19 +28,13 @@ fn skip(test: &str) {
 }
 
 /// A gateway replica on `store`, in front of a mock upstream.
-async fn replica(store: Arc<dyn KeyStore>) -> (MockUpstream, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn replica(stores: Stores) -> (MockUpstream, std::net::SocketAddr, common::Running) {
     let mock = MockUpstream::start().await;
     let toml =
         format!("{}\n[store]\nkey_cache_ttl_ms = {TTL_MS}\n", config_toml(&Settings::default(), &mock.base_url()));
     let config = tollgate::config::Config::from_toml(&toml, "test.toml").expect("valid config");
-    let app = tollgate::app::App::new(&config).expect("app").with_key_store(store);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), async move {
-        let _ = stopped.await;
-    }));
-    (mock, addr, stop)
+    let running = common::Running::start(tollgate::gateway::Gateway::builder(config).stores(stores)).await;
+    (mock, running.addr, running)
 }
 
 fn new_key(expires_at: Option<i64>) -> IssuedKey {
@@ -78,8 +73,9 @@ async fn until_refused(addr: std::net::SocketAddr, key: &str) -> Duration {
     }
 }
 
-async fn issue_use_expire_revoke(store: Arc<dyn KeyStore>) {
-    let (_mock, addr, _stop) = replica(store.clone()).await;
+async fn issue_use_expire_revoke(stores: Stores) {
+    let store = stores.keys.clone();
+    let (_mock, addr, _stop) = replica(stores).await;
     let live = new_key(None);
     let expired = new_key(Some(tollgate::store::now() + 1));
     store.insert_key(&live.record).await.unwrap();
@@ -111,14 +107,14 @@ async fn embedded_store_keys_authenticate_expire_and_revoke() {
     let dir = std::env::temp_dir().join(format!("tollgate-e2e-keys-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(EmbeddedStore::open(&dir.join("t.db")).unwrap());
-    issue_use_expire_revoke(store).await;
+    issue_use_expire_revoke(Stores::embedded(store)).await;
 }
 
 #[tokio::test]
 async fn redis_store_keys_authenticate_expire_and_revoke() {
     let Some(server) = redis_server::RedisServer::start() else { return skip("redis_store_keys") };
     let store = RedisStore::connect(&[server.url()], false, "e2e", Timeouts::default()).await.unwrap();
-    issue_use_expire_revoke(Arc::new(store)).await;
+    issue_use_expire_revoke(Stores::redis(Arc::new(store))).await;
 }
 
 #[tokio::test]
@@ -127,8 +123,8 @@ async fn two_replicas_on_one_redis_share_keys_and_revocations() {
     let urls = [server.url()];
     let connect = || RedisStore::connect(&urls, false, "e2e", Timeouts::default());
     let (a, b) = (Arc::new(connect().await.unwrap()), Arc::new(connect().await.unwrap()));
-    let (_ma, replica_a, _sa) = replica(a.clone()).await;
-    let (_mb, replica_b, _sb) = replica(b.clone()).await;
+    let (_ma, replica_a, _sa) = replica(Stores::redis(a.clone())).await;
+    let (_mb, replica_b, _sb) = replica(Stores::redis(b.clone())).await;
 
     let key = new_key(None);
     a.insert_key(&key.record).await.unwrap();
@@ -150,10 +146,9 @@ async fn an_unreachable_store_refuses_unknown_keys_with_503_and_serves_cached_on
     // A long TTL, so the first key stays cached while Redis is down.
     let toml = format!("{}\n[store]\nkey_cache_ttl_ms = 600000\n", config_toml(&Settings::default(), &mock.base_url()));
     let config = tollgate::config::Config::from_toml(&toml, "test.toml").unwrap();
-    let app = tollgate::app::App::new(&config).unwrap().with_key_store(store.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(tollgate::server::serve(listener, Arc::new(app), std::future::pending()));
+    let running =
+        common::Running::start(tollgate::gateway::Gateway::builder(config).stores(Stores::redis(store.clone()))).await;
+    let addr = running.addr;
 
     let cached = new_key(None);
     let uncached = new_key(None);
@@ -173,7 +168,7 @@ async fn a_store_outage_longer_than_the_ttl_serves_last_known_keys_and_keeps_rev
     let Some(server) = redis_server::RedisServer::start() else { return skip("stale_if_error") };
     let timeouts = Timeouts { connect: Duration::from_millis(300), response: Duration::from_millis(300) };
     let store = Arc::new(RedisStore::connect(&[server.url()], false, "e2e", timeouts).await.unwrap());
-    let (_mock, addr, _stop) = replica(store.clone()).await;
+    let (_mock, addr, _stop) = replica(Stores::redis(store.clone())).await;
     let (live, revoked, unseen) = (new_key(None), new_key(None), new_key(None));
     for key in [&live, &revoked, &unseen] {
         store.insert_key(&key.record).await.unwrap();

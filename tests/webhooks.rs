@@ -54,8 +54,8 @@ use events_env::*;
 use receiver::{verify_std, verify_tollgate, Behaviour, Delivery, Receiver};
 use serde_json::{json, Value};
 use tollgate::events::{EventType, Webhook};
+use tollgate::scope::Scope;
 use tollgate::secret::Secret;
-use tollgate::store::Scope;
 
 on_both_backends!(
     every_event_type_arrives_signed_twice,

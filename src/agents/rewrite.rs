@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::Target;
-use crate::api::request::{Endpoint, ParsedRequest};
 use crate::json::push_json_string;
+use crate::request::{Endpoint, ParsedRequest};
 use crate::usage::estimate_tokens;
 
 /// The body to send upstream and what the gateway learned while writing it.
@@ -144,8 +144,8 @@ fn stream_options(client: Option<&RawValue>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::request::parse;
     use crate::config::MockConfig;
+    use crate::request::parse;
     use crate::upstream::{mock::MockProvider, Provider};
     use std::sync::Arc;
 

@@ -5,24 +5,19 @@
 //! read any workspace's (`?workspace=`) and are the only ones that top up.
 //! Amounts are integer micro-credits (1 credit = 1,000,000).
 
-use std::sync::Arc;
-
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::management::{json, parse, ManagementError};
+use super::management::{json, parse};
 use super::openai::read_body;
 use super::Query;
+use crate::admin::ManagementError;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::credits::{days, Balances, Kind, Meter, MeterError, Period, UsageRow, MAX_BALANCE};
 use crate::error::Error;
-use crate::store::Scope;
-
-fn meter(app: &App) -> Result<&Arc<Meter>, MeterError> {
-    app.meter.as_ref().ok_or_else(|| MeterError::Unavailable("no store configured".into()))
-}
+use crate::scope::Scope;
 
 /// The workspace a read is about: the caller's own, or any for an admin key.
 fn readable<'a>(ctx: &'a RequestContext, query: &'a Query<'_>) -> Result<&'a str, ManagementError> {
@@ -61,7 +56,7 @@ async fn view(meter: &Meter, balances: Balances) -> Result<CreditsView, MeterErr
 pub async fn get_credits(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
     let query = Query::parse(query);
     let workspace = readable(ctx, &query)?;
-    let meter = meter(app)?;
+    let meter = &app.meter;
     let balances = meter.balances(workspace).await?;
     Ok(json(StatusCode::OK, &view(meter, balances).await?))
 }
@@ -91,7 +86,7 @@ pub async fn top_up(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
         let message = format!("must be 1 to {MAX_BALANCE} micro-credits");
         return Err(ManagementError::Invalid { param: "amount", message }.into());
     }
-    let meter = meter(app)?;
+    let meter = &app.meter;
     let balances = meter.top_up(&top_up.workspace, kind, top_up.amount).await?;
     tracing::info!(
         target: "tollgate::audit",
@@ -109,7 +104,7 @@ pub async fn top_up(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
 pub async fn get_usage(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
     let query = Query::parse(query);
     let workspace = readable(ctx, &query)?;
-    let meter = meter(app)?;
+    let meter = &app.meter;
     let today = Period::utc_day(meter.clock.now_ms());
     let month_ago = Period::utc_day(meter.clock.now_ms() - 29 * 86_400_000);
     let from = query.get("from").unwrap_or(&month_ago);

@@ -12,53 +12,13 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::openai::read_body;
-use crate::admin::{self, AdminError};
+use crate::admin::{self, ManagementError};
 use crate::app::{App, RequestContext};
 use crate::auth::keys::NewKey;
 use crate::body::Body;
 use crate::error::{json_response, Error};
-use crate::store::{KeyRecord, Scope, StoreError, Stores, Workspace};
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ManagementError {
-    #[error("This API key's scope may not {0}.")]
-    InsufficientScope(&'static str),
-    #[error("No {0}.")]
-    NotFound(String),
-    #[error("{0} already exists.")]
-    Conflict(String),
-    #[error("Invalid value for '{param}': {message}")]
-    Invalid { param: &'static str, message: String },
-    #[error("The request body is not valid: {0}")]
-    BadBody(String),
-    #[error("The store is unavailable; retry shortly.")]
-    Unavailable,
-}
-
-impl From<AdminError> for ManagementError {
-    fn from(e: AdminError) -> Self {
-        match e {
-            AdminError::Store(StoreError::Conflict(what)) => ManagementError::Conflict(what),
-            AdminError::Store(e) => {
-                tracing::warn!(error = %e, "store call failed");
-                ManagementError::Unavailable
-            }
-            AdminError::Key(e) => ManagementError::Invalid { param: "key", message: e.to_string() },
-            AdminError::NoSuchWorkspace(id) => ManagementError::NotFound(format!("workspace {id:?}")),
-            AdminError::NoSuchKey(id) => ManagementError::NotFound(format!("key {id:?}")),
-            e @ AdminError::BadWorkspaceId => ManagementError::Invalid { param: "id", message: e.to_string() },
-            e @ AdminError::BadWorkspaceName => ManagementError::Invalid { param: "name", message: e.to_string() },
-            e @ AdminError::NoSuchPlan(_) => ManagementError::Invalid { param: "plan", message: e.to_string() },
-            e @ AdminError::BadTimeZone(_) => ManagementError::Invalid { param: "time_zone", message: e.to_string() },
-        }
-    }
-}
-
-impl From<StoreError> for ManagementError {
-    fn from(e: StoreError) -> Self {
-        AdminError::Store(e).into()
-    }
-}
+use crate::scope::Scope;
+use crate::store::{KeyRecord, Workspace};
 
 /// A key as the API shows it: never the plaintext (except once, at creation)
 /// and never the hash.
@@ -104,10 +64,6 @@ impl<'a> KeyView<'a> {
 
 pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     json_response(status, serde_json::to_vec(value).expect("JSON serialises"))
-}
-
-fn stores(app: &App) -> Result<&Stores, ManagementError> {
-    app.stores.as_ref().ok_or(ManagementError::Unavailable)
 }
 
 /// The caller's workspace and scope, if it may manage keys at all.
@@ -170,7 +126,7 @@ pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>)
         tpm: req.tpm,
         models: req.models,
     };
-    let issued = admin::create_key(stores(app)?, new).await.map_err(ManagementError::from)?;
+    let issued = admin::create_key(&app.stores, new).await.map_err(ManagementError::from)?;
     tracing::info!(key = %issued.record.id, workspace = %issued.record.workspace, by = %ctx.principal.name, "key created");
     key_event(app, ctx, &issued.record, crate::events::EventType::KeyCreated);
     Ok(json(StatusCode::CREATED, &KeyView::of(&issued.record, Some(issued.plaintext.expose()))))
@@ -187,7 +143,7 @@ pub async fn list_keys(app: &App, ctx: &RequestContext, query: Option<&str>) -> 
         }
         (_, _) => own,
     };
-    let keys = admin::list_keys(stores(app)?, workspace).await.map_err(ManagementError::from)?;
+    let keys = admin::list_keys(&app.stores, workspace).await.map_err(ManagementError::from)?;
     #[derive(Serialize)]
     struct List<'a> {
         object: &'static str,
@@ -198,7 +154,7 @@ pub async fn list_keys(app: &App, ctx: &RequestContext, query: Option<&str>) -> 
 
 pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
     let (own, scope) = manager(ctx)?;
-    let stores = stores(app)?;
+    let stores = &app.stores;
     let not_found = || ManagementError::NotFound(format!("key {id:?}"));
     let record = stores.keys.key_by_id(id).await.map_err(ManagementError::from)?.ok_or_else(not_found)?;
     if scope != Scope::Admin && record.workspace != own {
@@ -222,7 +178,7 @@ pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Res
 
 /// `key.created` / `key.revoked` in the key's workspace (never the key itself).
 fn key_event(app: &App, ctx: &RequestContext, key: &KeyRecord, kind: crate::events::EventType) {
-    let Some(events) = &app.events else { return };
+    let events = &app.events;
     #[derive(Serialize)]
     struct KeyData<'a> {
         key_id: &'a str,
@@ -272,7 +228,7 @@ pub async fn create_workspace(
     let plan = req.plan.as_deref().unwrap_or("default");
     let (name, time_zone) = (req.name.as_deref(), req.time_zone.as_deref());
     let low = req.low_credits_threshold;
-    let ws: Workspace = admin::create_workspace_with(stores(app)?, &app.plans, &req.id, name, plan, time_zone, low)
+    let ws: Workspace = admin::create_workspace_with(&app.stores, &app.plans, &req.id, name, plan, time_zone, low)
         .await
         .map_err(ManagementError::from)?;
     Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))
@@ -280,7 +236,7 @@ pub async fn create_workspace(
 
 pub async fn get_workspace(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
     admin_only(ctx)?;
-    let ws = stores(app)?.workspaces.workspace(id).await.map_err(ManagementError::from)?;
+    let ws = app.stores.workspaces.workspace(id).await.map_err(ManagementError::from)?;
     let ws = ws.ok_or_else(|| ManagementError::NotFound(format!("workspace {id:?}")))?;
     Ok(json(StatusCode::OK, &WorkspaceView::of(&ws)))
 }

@@ -8,12 +8,12 @@ use http::{header, HeaderValue, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use super::request::{Endpoint, RequestError};
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::error::Error;
 use crate::limits::RateHeaders;
 use crate::pipeline::{self, Answer, ModelCall};
+use crate::request::{Endpoint, RequestError};
 
 pub async fn model_call(
     app: &App,

@@ -43,10 +43,6 @@ fn scope(ctx: &RequestContext) -> String {
     }
 }
 
-fn store(app: &App) -> Result<&Arc<dyn ResponseStore>, Error> {
-    app.stores.as_ref().map(|s| &s.responses).ok_or(Error::Stored(StoredError::NoStore))
-}
-
 fn now_s() -> u64 {
     crate::store::now().max(0) as u64
 }
@@ -69,8 +65,8 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
     let history = match parsed.previous_response_id() {
         None => Vec::new(),
         Some(previous) => {
-            let max = app.responses.max_history_items;
-            match store(app)?.history(&scope, previous, max).await? {
+            let max = app.responses.config.max_history_items;
+            match app.responses.store.history(&scope, previous, max).await? {
                 Some(items) => parse_items(&items)?,
                 None => return Err(StoredError::UnknownPrevious(previous.to_owned()).into()),
             }
@@ -85,14 +81,14 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
         echo: translated.echo.clone(),
     };
     let keep = translated.store().then(|| Keep {
-        store: app.stores.as_ref().map(|s| s.responses.clone()),
+        store: app.responses.store.clone(),
         scope,
         previous: translated.previous_response_id().map(str::to_owned),
         input: to_raw(&translated.input_items),
-        expires_at: app.responses.expires_at(meta.created_at as i64),
+        expires_at: app.responses.config.expires_at(meta.created_at as i64),
     });
     let call = ModelCall {
-        endpoint: super::request::Endpoint::Chat,
+        endpoint: crate::request::Endpoint::Chat,
         door: "responses",
         body: Bytes::from(translated.chat_body),
         keep_usage: true,
@@ -120,7 +116,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
 
 /// What storing a turn needs, known before the answer.
 struct Keep {
-    store: Option<Arc<dyn ResponseStore>>,
+    store: Arc<dyn ResponseStore>,
     scope: String,
     previous: Option<String>,
     input: Vec<Box<RawValue>>,
@@ -129,9 +125,7 @@ struct Keep {
 
 impl Keep {
     async fn store(self, id: &str, response: &[u8], output: &[Box<RawValue>]) -> Result<(), Error> {
-        // A gateway built without a store (embedded in a test or a tool)
-        // answers, but keeps nothing; continuing then fails with `NoStore`.
-        let Some(store) = self.store else { return Ok(()) };
+        let store = self.store;
         let record = StoredResponse {
             id: id.to_owned(),
             scope: self.scope,
@@ -201,7 +195,7 @@ impl Translator for StreamTurn {
 
 /// `GET /v1/responses/{id}`.
 pub async fn get(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
-    match store(app)?.get(&scope(ctx), id).await? {
+    match app.responses.store.get(&scope(ctx), id).await? {
         Some(stored) => Ok(json_response(StatusCode::OK, stored.response.get().to_owned())),
         None => Err(StoredError::NotFound(id.to_owned()).into()),
     }
@@ -209,7 +203,7 @@ pub async fn get(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<B
 
 /// `DELETE /v1/responses/{id}`.
 pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
-    if !store(app)?.delete(&scope(ctx), id).await? {
+    if !app.responses.store.delete(&scope(ctx), id).await? {
         return Err(StoredError::NotFound(id.to_owned()).into());
     }
     let body = serde_json::json!({"id": id, "object": "response.deleted", "deleted": true});
@@ -224,7 +218,7 @@ pub async fn input_items(
     query: Option<&str>,
 ) -> Result<Response<Body>, Error> {
     let q = Query::parse(query);
-    let bad = |param: &str, reason: &str| super::responses::ResponsesError::InvalidValue {
+    let bad = |param: &str, reason: &str| crate::responses::ResponsesError::InvalidValue {
         param: param.into(),
         reason: reason.into(),
     };
@@ -242,7 +236,7 @@ pub async fn input_items(
         Some(_) => return Err(bad("order", "must be 'asc' or 'desc'.").into()),
     };
     let query = ItemsQuery { after: q.get("after").map(str::to_owned), limit, order };
-    let Some(page) = store(app)?.input_items(&scope(ctx), id, &query).await? else {
+    let Some(page) = app.responses.store.input_items(&scope(ctx), id, &query).await? else {
         return Err(StoredError::NotFound(id.to_owned()).into());
     };
     let data: Vec<&RawValue> = page.items.iter().map(|i| i.as_ref()).collect();

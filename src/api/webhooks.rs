@@ -12,23 +12,20 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::management::{json, parse, ManagementError};
+use super::management::{json, parse};
 use super::openai::read_body;
 use super::Query;
+use crate::admin::ManagementError;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::error::Error;
 use crate::events::{rfc3339_ms, sign, ssrf, EventQuery, EventType, Events, Webhook};
+use crate::scope::Scope;
 use crate::secret::Secret;
-use crate::store::Scope;
 
 /// Most events per page of `GET /v1/events`.
 const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 50;
-
-fn events(app: &App) -> Result<&Arc<Events>, ManagementError> {
-    app.events.as_ref().ok_or(ManagementError::Unavailable)
-}
 
 /// The caller's workspace and whether it is an admin, if it may use this API.
 fn caller(ctx: &RequestContext) -> Result<(&str, bool), ManagementError> {
@@ -80,7 +77,7 @@ struct WithSecret<'a, T: Serialize> {
 
 pub async fn create(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     caller(ctx)?;
-    let events = events(app)?;
+    let events = &app.events;
     let body = read_body(app, req).await?;
     let req: CreateWebhook = parse(&body)?;
     let ws = workspace(ctx, req.workspace.as_deref())?.to_owned();
@@ -136,7 +133,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
 pub async fn list(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
     let query = Query::parse(query);
     let ws = workspace(ctx, query.get("workspace"))?;
-    let hooks = events(app)?.webhooks.list_webhooks(ws).await.map_err(ManagementError::from)?;
+    let hooks = app.events.webhooks.list_webhooks(ws).await.map_err(ManagementError::from)?;
     #[derive(Serialize)]
     struct List<'a> {
         object: &'static str,
@@ -146,12 +143,12 @@ pub async fn list(app: &App, ctx: &RequestContext, query: Option<&str>) -> Resul
 }
 
 pub async fn get(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
-    let webhook = owned_webhook(events(app)?, ctx, id).await?;
+    let webhook = owned_webhook(&app.events, ctx, id).await?;
     Ok(json(StatusCode::OK, &webhook.view()))
 }
 
 pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
-    let events = events(app)?;
+    let events = &app.events;
     let webhook = owned_webhook(events, ctx, id).await?;
     events.webhooks.delete_webhook(&webhook.id).await.map_err(ManagementError::from)?;
     tracing::info!(webhook = %webhook.id, by = %ctx.principal.name, "webhook deleted");
@@ -166,7 +163,7 @@ pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Respons
 
 /// Queues a `webhook.test` event to this webhook only (not logged).
 pub async fn test(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
-    let events = events(app)?;
+    let events = &app.events;
     let webhook = owned_webhook(events, ctx, id).await?;
     if webhook.disabled_at.is_some() {
         let message = "the webhook is disabled; register it again to receive events".to_owned();
@@ -205,7 +202,7 @@ pub async fn rotate_secret(
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let events = events(app)?;
+    let events = &app.events;
     let webhook = owned_webhook(events, ctx, id).await?;
     let body = read_body(app, req).await?;
     let req: Rotate = if body.iter().all(u8::is_ascii_whitespace) { Rotate::default() } else { parse(&body)? };
@@ -237,7 +234,7 @@ pub async fn deliveries(
     id: &str,
     query: Option<&str>,
 ) -> Result<Response<Body>, Error> {
-    let events = events(app)?;
+    let events = &app.events;
     let webhook = owned_webhook(events, ctx, id).await?;
     let kept = events.webhook_config.attempts_kept;
     let limit = page_limit(&Query::parse(query), kept.min(DEFAULT_PAGE), kept)?;
@@ -276,7 +273,7 @@ fn page_limit(query: &Query<'_>, default: usize, max: usize) -> Result<usize, Ma
 pub async fn list_events(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
     let query = Query::parse(query);
     let ws = workspace(ctx, query.get("workspace"))?;
-    let events = events(app)?;
+    let events = &app.events;
     let types: Vec<String> = query
         .get("type")
         .map(|t| t.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect())

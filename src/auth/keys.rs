@@ -6,8 +6,9 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 use super::hash_key;
+use crate::scope::Scope;
 use crate::secret::Secret;
-use crate::store::{KeyRecord, Scope};
+use crate::store::KeyRecord;
 
 /// Every issued key starts with this.
 pub const KEY_PREFIX: &str = "tg_";

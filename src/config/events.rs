@@ -189,8 +189,8 @@ impl Validator<'_> {
         if jitter_percent > 100 {
             return Err(self.err("webhooks.jitter_percent", "must be at most 100"));
         }
-        if w.price.is_some_and(|p| p > crate::credits::MAX_CHARGE) {
-            return Err(self.err("webhooks.price", format!("must be at most {}", crate::credits::MAX_CHARGE)));
+        if w.price.is_some_and(|p| p > crate::units::MAX_CHARGE) {
+            return Err(self.err("webhooks.price", format!("must be at most {}", crate::units::MAX_CHARGE)));
         }
         Ok(WebhooksConfig {
             timeout,

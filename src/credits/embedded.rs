@@ -12,6 +12,8 @@
 //! those calls held, so they are released by the restart itself — the embedded
 //! backend's reaper. Top-ups are written before the API answers.
 
+mod ledger;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +25,8 @@ use super::{
 use crate::credits::Period;
 use crate::limits::local::LocalLimiter;
 use crate::limits::RateHeaders;
-use crate::store::embedded::{EmbeddedStore, StoredBalance};
+use crate::store::embedded::EmbeddedStore;
+use ledger::StoredBalance;
 
 /// One kind of one workspace.
 #[derive(Debug, Clone, Copy, Default)]

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use period::{days, parse_time_zone, Period};
+pub use period::{days, Period};
 pub use terms::{Terms, TermsCache};
 
 use crate::clock::Clock;
@@ -40,19 +40,7 @@ use crate::limits::{LimitError, LimitSet, RateHeaders};
 use crate::store::StoreError;
 use crate::usage::{Outcome, Usage};
 
-/// Micro-credits per credit.
-pub const MICRO: u64 = 1_000_000;
-
-/// The largest balance part, in micro-credits: 2^53, the largest integer a
-/// Redis Lua script counts exactly (about 9 billion credits).
-pub const MAX_BALANCE: u64 = 1 << 53;
-
-/// Reservations, charges and token counts are clamped to this before they
-/// reach a ledger: as large as a balance part can be, so a clamped
-/// reservation is refused unless the balance really holds ~9 billion credits,
-/// and small enough that Lua counts it exactly and no sum can wrap. A client
-/// asking for `max_tokens: 9223372036854775807` gets `insufficient_quota`.
-pub const MAX_CHARGE: u64 = MAX_BALANCE;
+pub use crate::units::{MAX_BALANCE, MAX_CHARGE, MICRO};
 
 /// The two balances of a workspace (seed 000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -276,11 +264,16 @@ impl Meter {
 
     /// The meter on the stores' backend. Call it inside the runtime that lives
     /// as long as the process: the Redis ledger spawns its settle task there.
-    pub fn open(stores: &crate::store::Stores, config: &crate::config::Config, clock: Arc<dyn Clock>) -> Meter {
+    pub fn open(
+        stores: &crate::store::Stores,
+        config: &crate::config::Config,
+        clock: Arc<dyn Clock>,
+        tasks: &crate::tasks::Tasks,
+    ) -> Meter {
         use crate::store::Backend;
         let ledger: Arc<dyn Ledger> = match &stores.backend {
             Backend::Embedded(store) => Arc::new(embedded::EmbeddedLedger::new(store.clone())),
-            Backend::Redis(store) => Arc::new(redis::RedisLedger::new(store.clone())),
+            Backend::Redis(store) => Arc::new(redis::RedisLedger::new(store.clone(), tasks)),
         };
         let terms = TermsCache::new(stores.workspaces.clone(), config.plans.clone(), terms::TERMS_TTL);
         Meter::new(ledger, terms, clock, config.credits.clone())

@@ -61,14 +61,10 @@ pub fn days(from: &str, to: &str) -> Vec<String> {
 /// The longest range `GET /v1/usage` answers at once.
 pub const MAX_DAYS: usize = 366;
 
-/// Parses an IANA time zone name (`Europe/Berlin`).
-pub fn parse_time_zone(name: &str) -> Option<Tz> {
-    name.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::parse_time_zone;
 
     const NOV_30_2330_UTC: i64 = 1_796_081_400_000; // 2026-11-30T23:30:00Z
 

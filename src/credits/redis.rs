@@ -100,9 +100,8 @@ pub struct RedisLedger {
 }
 
 impl RedisLedger {
-    /// Creates the ledger and spawns its settle task on the current runtime
-    /// (call it on the runtime that lives as long as the process).
-    pub fn new(store: Arc<RedisStore>) -> RedisLedger {
+    /// Creates the ledger; its settle queue's worker runs on `tasks`.
+    pub fn new(store: Arc<RedisStore>, tasks: &crate::tasks::Tasks) -> RedisLedger {
         let with_prelude = |s: &str| Script::new(&format!("{PRELUDE}\n{s}"));
         let scripts = Arc::new(Scripts {
             admit: with_prelude(ADMIT),
@@ -113,7 +112,8 @@ impl RedisLedger {
         });
         let (queue, settles) = mpsc::unbounded_channel();
         let pending = Arc::new(Pending::default());
-        tokio::spawn(settle_worker(store.clone(), scripts.clone(), settles, pending.clone()));
+        tasks
+            .spawn_loop("credit settle queue", settle_worker(store.clone(), scripts.clone(), settles, pending.clone()));
         RedisLedger { store, scripts, queue, pending }
     }
 

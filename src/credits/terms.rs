@@ -39,7 +39,7 @@ impl Terms {
             tpm: plan.tpm,
             key_rpm: plan.key_rpm,
             key_tpm: plan.key_tpm,
-            time_zone: time_zone.and_then(super::period::parse_time_zone).unwrap_or(Tz::UTC),
+            time_zone: time_zone.and_then(crate::clock::parse_time_zone).unwrap_or(Tz::UTC),
             low_credits_threshold: None,
         }
     }

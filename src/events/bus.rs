@@ -33,7 +33,7 @@ pub struct EventBus {
     spilling: Arc<AtomicBool>,
     log: Arc<dyn EventLog>,
     /// Where spill tasks run (the control runtime, which outlives the workers).
-    control: tokio::runtime::Handle,
+    tasks: crate::tasks::Tasks,
     batch_size: usize,
     retry: Duration,
     /// Woken when deliveries were queued, so the local worker starts at once.
@@ -42,8 +42,13 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// Call inside the control runtime.
-    pub fn new(log: Arc<dyn EventLog>, capacity: usize, batch_size: usize, retry: Duration) -> EventBus {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        capacity: usize,
+        batch_size: usize,
+        retry: Duration,
+        tasks: crate::tasks::Tasks,
+    ) -> EventBus {
         let (sender, receiver) = mpsc::channel(capacity);
         EventBus {
             sender,
@@ -51,7 +56,7 @@ impl EventBus {
             overflow: Arc::default(),
             spilling: Arc::default(),
             log,
-            control: tokio::runtime::Handle::current(),
+            tasks,
             batch_size,
             retry,
             deliveries_queued: Arc::default(),
@@ -78,7 +83,7 @@ impl EventBus {
                 notify: self.deliveries_queued.clone(),
                 stats: self.stats.clone(),
             };
-            self.control.spawn(spill.run());
+            self.tasks.spawn(spill.run());
         }
     }
 

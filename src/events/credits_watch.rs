@@ -1,7 +1,7 @@
 //! `credits.low` and `credits.exhausted`: emitted when a workspace's balance
 //! crosses its threshold or reaches zero, once per crossing.
 //!
-//! The request path only marks a workspace as touched ([`Meter::touched`]:
+//! The request path only marks a workspace as touched (`Meter::touched`:
 //! one insert into a small set); this watcher reads the balances of touched
 //! workspaces once per [`CHECK_EVERY`] on the control runtime, so a burst of
 //! requests costs one balance read, not one per request. The level is

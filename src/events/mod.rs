@@ -6,7 +6,7 @@
 //!    in-memory queue. It never waits: when the queue is full the event is
 //!    written to the store by a task of its own ("spill") instead of being
 //!    dropped, so overload costs store writes, not requests or events.
-//! 2. **drain** ([`bus::drain`]) — one task on the control runtime takes the
+//! 2. **drain** ([`bus::EventBus::drain`]) — one task on the control runtime takes the
 //!    queue in batches and appends each batch to the [`EventLog`], which in the
 //!    same step queues one delivery per matching webhook (embedded: one SQLite
 //!    transaction; Redis: the workspace's stream, then the delivery stream).
@@ -25,7 +25,6 @@ pub mod sign;
 pub mod sink;
 pub mod ssrf;
 pub mod store;
-pub mod transcript;
 pub mod webhook;
 pub mod worker;
 
@@ -175,6 +174,8 @@ pub struct Events {
     pub webhook_config: crate::config::WebhooksConfig,
     pub clock: Arc<dyn crate::clock::Clock>,
     pub credits: credits_watch::CreditsWatch,
+    /// Where deliveries and spills run (tracked, drained at shutdown).
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl Events {
@@ -183,6 +184,7 @@ impl Events {
         stores: &crate::store::Stores,
         config: &crate::config::Config,
         clock: Arc<dyn crate::clock::Clock>,
+        tasks: &crate::tasks::Tasks,
     ) -> Result<Events, crate::store::StoreError> {
         use crate::store::Backend;
         let w = &config.webhooks;
@@ -201,7 +203,7 @@ impl Events {
         };
         let e = &config.events;
         Ok(Events {
-            bus: EventBus::new(log.clone(), e.queue_capacity, e.batch_size, e.retry_interval),
+            bus: EventBus::new(log.clone(), e.queue_capacity, e.batch_size, e.retry_interval, tasks.clone()),
             factory: EventFactory::new(clock.clone()),
             log,
             webhooks,
@@ -210,6 +212,7 @@ impl Events {
             webhook_config: w.clone(),
             clock,
             credits: credits_watch::CreditsWatch::new(e.low_credits_percent),
+            tasks: tasks.clone(),
         })
     }
 
@@ -223,11 +226,7 @@ impl Events {
 /// the retention pruner and the credit watcher. Runs on the control runtime
 /// until `stop` is set and the drain has finished the batch it was writing
 /// (the rest is written by [`EventBus::flush`] at shutdown).
-pub async fn run(
-    events: Arc<Events>,
-    meter: Option<Arc<crate::credits::Meter>>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn run(events: Arc<Events>, meter: Arc<crate::credits::Meter>, stop: tokio::sync::watch::Receiver<bool>) {
     let pruning = async {
         let mut every = tokio::time::interval(PRUNE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -242,12 +241,11 @@ pub async fn run(
         }
     };
     let watching = async {
-        let Some(meter) = &meter else { return std::future::pending().await };
         let mut every = tokio::time::interval(credits_watch::CHECK_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            events.credits.check(meter, &events).await;
+            events.credits.check(&meter, &events).await;
         }
     };
     let worker = worker::Worker::new(events.clone(), meter.clone());

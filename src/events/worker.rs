@@ -56,7 +56,7 @@ const LINE_FACTOR: usize = 2;
 
 pub struct Worker {
     events: Arc<Events>,
-    meter: Option<Arc<Meter>>,
+    meter: Arc<Meter>,
     client: HttpClient,
     /// Claimed deliveries this replica may hold (in flight or in a line).
     budget: Arc<Semaphore>,
@@ -82,7 +82,7 @@ enum Answer {
 }
 
 impl Worker {
-    pub fn new(events: Arc<Events>, meter: Option<Arc<Meter>>) -> Worker {
+    pub fn new(events: Arc<Events>, meter: Arc<Meter>) -> Worker {
         let config = &events.webhook_config;
         let mut http =
             HttpConnector::new_with_resolver(CheckedResolver { allow_private: config.allow_private_targets });
@@ -189,7 +189,8 @@ impl Worker {
             Placed::Run(delivery, webhook) => {
                 // Released by hand as each delivery of the task ends.
                 permit.forget();
-                tokio::spawn(self.run_endpoint(delivery, webhook));
+                let tasks = self.events.tasks.clone();
+                tasks.spawn(self.run_endpoint(delivery, webhook));
                 true
             }
             Placed::Lined => {
@@ -262,29 +263,27 @@ impl Worker {
         };
         let config = &self.events.webhook_config;
         let workspace: Arc<str> = Arc::from(d.workspace.as_str());
-        let ticket = match &self.meter {
-            Some(meter) if config.price > 0 => {
-                match meter.reserve(&workspace, &Arc::from(webhook.id.as_str()), Kind::Integration, config.price).await
-                {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        if !matches!(e, MeterError::InsufficientQuota { .. }) {
-                            tracing::warn!(error = %e, "cannot reserve integration credits; the delivery waits");
-                        }
-                        let at_ms = self.events.clock.now_ms() + config.credit_wait.as_millis() as i64;
-                        finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
-                        return false;
+        let meter = &self.meter;
+        let ticket = match config.price {
+            0 => None,
+            price => match meter.reserve(&workspace, &Arc::from(webhook.id.as_str()), Kind::Integration, price).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    if !matches!(e, MeterError::InsufficientQuota { .. }) {
+                        tracing::warn!(error = %e, "cannot reserve integration credits; the delivery waits");
                     }
+                    let at_ms = self.events.clock.now_ms() + config.credit_wait.as_millis() as i64;
+                    finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
+                    return false;
                 }
-            }
-            _ => None,
+            },
         };
         let started_ms = self.events.clock.now_ms();
         let started = Instant::now();
         let answer = self.attempt(&webhook, d, started_ms).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let success = matches!(&answer, Answer::Status { status, .. } if status.is_success());
-        if let (Some(meter), Some(ticket)) = (&self.meter, ticket) {
+        if let Some(ticket) = ticket {
             meter.settle_flat(ticket, Arc::from("webhook"), if success { config.price } else { 0 });
         }
         let attempts = d.attempts + 1;
@@ -384,7 +383,7 @@ impl Worker {
             Err(e) => return Answer::Failed(format!("cannot build the request: {e}")),
         };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| crate::error::chain(&e))?;
+            let response = self.client.request(request).await.map_err(|e| crate::telemetry::chain(&e))?;
             let status = response.status();
             let retry_after =
                 response.headers().get(header::RETRY_AFTER).and_then(|v| retry_after(v.to_str().ok()?, now_ms));

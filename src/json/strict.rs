@@ -1,6 +1,6 @@
 //! The strictness serde_json's skipping pass leaves out.
 //!
-//! [`crate::api::request::parse`] splits a body into top-level members kept
+//! The model request parser splits a body into top-level members kept
 //! as raw JSON (`&RawValue`). serde_json checks what it skips over for
 //! grammar, UTF-8 and control characters, but not its nesting limit, not the
 //! pairing of `\u` surrogate escapes, and not whether a number fits an f64:

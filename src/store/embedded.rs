@@ -23,7 +23,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
-use super::{KeyRecord, KeyStore, Scope, StoreError, Workspace, WorkspaceStore};
+use super::{KeyRecord, KeyStore, StoreError, Workspace, WorkspaceStore};
+use crate::scope::Scope;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -151,9 +152,6 @@ const MIGRATIONS: &[&str] = &[
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// A handle to the store's thread; cheap to share behind an `Arc`.
-mod ledger;
-pub use ledger::StoredBalance;
-
 pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
 }

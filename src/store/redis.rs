@@ -62,7 +62,8 @@ use ::redis::{
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 
-use super::{KeyRecord, KeyStore, Scope, StoreError, Workspace, WorkspaceStore};
+use super::{KeyRecord, KeyStore, StoreError, Workspace, WorkspaceStore};
+use crate::scope::Scope;
 
 /// Sets `revoked_at` once; see `src/store/redis/revoke_key.lua` (version 1).
 const REVOKE_KEY: &str = include_str!("redis/revoke_key.lua");

@@ -25,8 +25,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{UpstreamError, UpstreamRequest, UpstreamResponse};
-use crate::api::request::Endpoint;
 use crate::config::MockConfig;
+use crate::request::Endpoint;
 
 const EMBEDDING_DIMS: usize = 8;
 

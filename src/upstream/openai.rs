@@ -22,8 +22,8 @@ use rand::Rng;
 use serde::Deserialize;
 
 use super::{UpstreamError, UpstreamRequest, UpstreamResponse};
-use crate::api::request::Endpoint;
 use crate::config::OpenAiConfig;
+use crate::request::Endpoint;
 use crate::secret::Secret;
 
 /// Largest upstream error body read to build a pass-through error.
@@ -123,10 +123,10 @@ impl OpenAiProvider {
             {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) if e.is_connect() => {
-                    let err = UpstreamError::Unreachable { detail: crate::error::chain(&e) };
+                    let err = UpstreamError::Unreachable { detail: crate::telemetry::chain(&e) };
                     self.retry_delay(attempt, None).ok_or(err)?
                 }
-                Ok(Err(e)) => return Err(UpstreamError::Unreachable { detail: crate::error::chain(&e) }),
+                Ok(Err(e)) => return Err(UpstreamError::Unreachable { detail: crate::telemetry::chain(&e) }),
                 Ok(Ok(response)) => {
                     let status = response.status();
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -147,8 +147,9 @@ impl OpenAiProvider {
                             .headers()
                             .get(header::CONTENT_TYPE)
                             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-                        let body =
-                            response.into_body().map_err(|e| UpstreamError::Body { detail: crate::error::chain(&e) });
+                        let body = response
+                            .into_body()
+                            .map_err(|e| UpstreamError::Body { detail: crate::telemetry::chain(&e) });
                         return Ok(UpstreamResponse {
                             status,
                             event_stream,

@@ -175,35 +175,83 @@ impl RecordingSink {
     }
 }
 
-/// The real gateway, serving on a loopback port until dropped.
-pub struct Gateway {
+/// A gateway from the composition root (`tollgate::gateway`), serving on a
+/// loopback port on the test's runtime until shut down or dropped.
+pub struct Running {
     pub addr: SocketAddr,
-    pub usage: Arc<RecordingSink>,
+    pub app: Arc<tollgate::app::App>,
+    tasks: tollgate::tasks::Tasks,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-impl Gateway {
-    pub async fn start(toml: &str) -> Gateway {
-        let config = tollgate::config::Config::from_toml(toml, "test.toml").expect("test config is valid");
-        let usage = Arc::new(RecordingSink::default());
-        let app = tollgate::app::App::new(&config).expect("app starts").with_usage_sink(usage.clone());
+impl Running {
+    pub async fn start(builder: tollgate::gateway::Builder) -> Running {
+        let gateway = builder.open().await.expect("the gateway opens");
+        let (app, tasks) = (gateway.app().clone(), gateway.tasks().clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(tollgate::server::serve(listener, Arc::new(app), async move {
+        let server = tokio::spawn(gateway.serve(listener, async move {
             let _ = rx.await;
         }));
-        Gateway { addr, usage, shutdown: Some(tx), server: Some(server) }
+        Running { addr, app, tasks, shutdown: Some(tx), server: Some(server) }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Signals shutdown, as SIGTERM does; the returned task ends once the
-    /// gateway has drained (or its grace period ran out).
+    /// gateway has drained (or its grace period ran out) and flushed.
     pub fn shut_down(&mut self) -> tokio::task::JoinHandle<std::io::Result<()>> {
         if let Some(signal) = self.shutdown.take() {
             let _ = signal.send(());
         }
         self.server.take().expect("shut_down is called once")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Dropped without a shutdown: stop serving and every background loop.
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        self.tasks.cancel();
+    }
+}
+
+/// A `[store]` section for an embedded store in a fresh directory of its own.
+pub fn scratch_store_toml() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tollgate-gw-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    format!("\n[store]\nbackend = \"embedded\"\npath = \"{}\"\n", dir.join("t.db").display())
+}
+
+/// The real gateway with a usage recorder, serving on a loopback port until dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub usage: Arc<RecordingSink>,
+    running: Running,
+}
+
+impl Gateway {
+    /// `toml` without a `[store]` section gets an embedded store of its own.
+    pub async fn start(toml: &str) -> Gateway {
+        let toml = if toml.contains("[store]") { toml.to_owned() } else { format!("{toml}{}", scratch_store_toml()) };
+        let config = tollgate::config::Config::from_toml(&toml, "test.toml").expect("test config is valid");
+        let usage = Arc::new(RecordingSink::default());
+        let running = Running::start(tollgate::gateway::Gateway::builder(config).usage_sink(usage.clone())).await;
+        Gateway { addr: running.addr, usage, running }
+    }
+
+    /// Signals shutdown, as SIGTERM does; the returned task ends once the
+    /// gateway has drained (or its grace period ran out).
+    pub fn shut_down(&mut self) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        self.running.shut_down()
     }
 }
 

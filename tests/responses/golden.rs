@@ -2,8 +2,8 @@
 //! JSON beside it (`<case>.expected.json`; `UPDATE_GOLDEN=1` rewrites them).
 
 use serde_json::{json, Value};
-use tollgate::api::request::{self, Endpoint};
 use tollgate::api::responses::parse_request;
+use tollgate::request::{self, Endpoint};
 
 use crate::cases::{self, check_golden, mask_generated_ids, read_json};
 

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
-use tollgate::api::request::{self, Endpoint};
 use tollgate::api::responses::{parse_request, Item, Part, Response};
+use tollgate::request::{self, Endpoint};
 
 use crate::cases;
 use crate::tools;

@@ -26,7 +26,8 @@ use serde_json::{json, Value};
 use tollgate::auth::keys::NewKey;
 use tollgate::credits::Meter;
 use tollgate::events::Events;
-use tollgate::store::{Scope, Stores};
+use tollgate::scope::Scope;
+use tollgate::store::Stores;
 
 use crate::common::{client, config_toml, within, MockUpstream, Settings};
 use crate::redis_server::RedisServer;
@@ -177,20 +178,13 @@ pub struct Env {
     /// An `admin` key (workspace `admin`).
     pub admin: String,
     pub http: reqwest::Client,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: crate::common::Running,
     dir: PathBuf,
     _redis: Option<RedisServer>,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -218,41 +212,11 @@ impl Env {
         let config = tollgate::config::Config::from_toml(&toml, "test.toml").expect("the test config is valid");
         let stores = Stores::open(&config.store).await.expect("the store opens");
         tollgate::admin::create_workspace(&stores, &config.plans, "admin", None, "default", None).await.unwrap();
-        let clock: Arc<dyn tollgate::clock::Clock> = Arc::new(tollgate::clock::SystemClock);
-        let events = Arc::new(Events::open(&stores, &config, clock.clone()).await.expect("events open"));
-        let meter = Arc::new(Meter::open(&stores, &config, clock));
-        let sink =
-            Arc::new(tollgate::events::sink::EventSink::new(Arc::new(tollgate::usage::LogUsageSink), events.clone()));
-        let app = tollgate::app::App::new(&config)
-            .expect("app")
-            .with_stores(stores.clone())
-            .with_meter(meter.clone())
-            .with_events(events.clone())
-            .with_usage_sink(sink);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = tollgate::server::serve(listener, Arc::new(app), async move {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        let upkeep = tokio::spawn({
-            let meter = meter.clone();
-            async move {
-                let never = tollgate::credits::upkeep(&meter).await;
-                match never {}
-            }
-        });
-        let background = tokio::spawn({
-            let (events, meter) = (events.clone(), meter.clone());
-            async move {
-                // Never stopped: the task is aborted with the test's gateway.
-                let (_stop, stopped) = tokio::sync::watch::channel(false);
-                tollgate::events::run(events, Some(meter), stopped).await
-            }
-        });
+        let running =
+            crate::common::Running::start(tollgate::gateway::Gateway::builder(config.clone()).stores(stores.clone()))
+                .await;
+        let (events, meter) = (running.app.events.clone(), running.app.meter.clone());
+        let base = running.base();
         let admin = NewKey {
             name: "root".into(),
             workspace: "admin".into(),
@@ -273,8 +237,7 @@ impl Env {
             base,
             admin,
             http: client(),
-            tasks: vec![server, upkeep, background],
-            stop: Some(stop),
+            running,
             dir,
             _redis: redis,
         })

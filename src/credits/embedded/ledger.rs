@@ -4,8 +4,8 @@
 
 use rusqlite::params;
 
-use super::{sql, EmbeddedStore};
 use crate::credits::{Kind, UsageRow};
+use crate::store::embedded::{sql, EmbeddedStore};
 use crate::store::StoreError;
 
 /// One kind's persisted balance; `plan` and `top_up` include what calls in

@@ -1,0 +1,280 @@
+//! The composition root: one place that turns a config into a running
+//! gateway, used by `tollgate serve` and by every test harness.
+//!
+//! [`Gateway::open`] (or [`Gateway::builder`] to inject a clock, a usage sink
+//! or an already-open store) opens the store, seeds the config's workspaces
+//! and wires every subsystem into the shared [`App`]. Serving then runs the
+//! background loops on one [`Tasks`] set and stops them in order at shutdown:
+//!
+//! 1. the signal: `/readyz` turns 503 and the event drain finishes the batch
+//!    it is writing;
+//! 2. the listeners drain their connections (`server::drain`);
+//! 3. what the drained requests left is written: keys' last use, the
+//!    ledger's settles, the events still queued;
+//! 4. the loops are cancelled and the work in hand (a webhook delivery, a
+//!    spill) gets the rest of the grace period.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::agents::Catalog;
+use crate::app::App;
+use crate::auth::keys::IssuedKey;
+use crate::auth::Authenticator;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::credits::Meter;
+use crate::events::sink::EventSink;
+use crate::events::Events;
+use crate::responses::Responses;
+use crate::store::Stores;
+use crate::tasks::Tasks;
+use crate::upstream::Provider;
+use crate::usage::{LogUsageSink, UsageSink};
+
+/// How long shutdown waits for the event drain's batch in progress, and for
+/// background work at the very end.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("store: {0}")]
+    Seed(#[from] crate::admin::AdminError),
+    #[error("{0}")]
+    Provider(String),
+}
+
+/// What [`Gateway::open`] wires, with the parts a test may replace.
+pub struct Builder {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    usage: Arc<dyn UsageSink>,
+    stores: Option<Stores>,
+}
+
+impl Builder {
+    /// The calendar clock of credits, events and reservations.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Builder {
+        self.clock = clock;
+        self
+    }
+
+    /// Where usage records go after the event sink has seen them (a log
+    /// line by default; a test's recorder).
+    pub fn usage_sink(mut self, usage: Arc<dyn UsageSink>) -> Builder {
+        self.usage = usage;
+        self
+    }
+
+    /// An already-open store instead of the config's (a test that also
+    /// reads or stops it).
+    pub fn stores(mut self, stores: Stores) -> Builder {
+        self.stores = Some(stores);
+        self
+    }
+
+    /// Opens everything. Call on the runtime that lives as long as the
+    /// gateway: the store's connections and the background tasks run there.
+    pub async fn open(self) -> Result<Gateway, OpenError> {
+        let Builder { config, clock, usage, stores } = self;
+        let stores = match stores {
+            Some(stores) => stores,
+            None => Stores::open(&config.store).await?,
+        };
+        let seeded = crate::admin::seed_workspaces(&stores, &config).await?;
+        if !seeded.is_empty() {
+            tracing::info!(workspaces = ?seeded, "created the config's workspaces in the store");
+        }
+        let tasks = Tasks::on_current_runtime();
+        let meter = Arc::new(Meter::open(&stores, &config, clock.clone(), &tasks));
+        let events = Arc::new(Events::open(&stores, &config, clock, &tasks).await?);
+        let mut providers = HashMap::new();
+        for (name, provider) in &config.providers {
+            let provider = Provider::from_config(name, provider, config.server.workers).map_err(OpenError::Provider)?;
+            providers.insert(name.clone(), Arc::new(provider));
+        }
+        let auth = Authenticator::new(&config.keys, config.store.key_cache_ttl)
+            .with_stale_if_error(config.store.key_stale_if_error)
+            .with_store(stores.keys.clone());
+        let app = App {
+            server: config.server.clone(),
+            catalog: Catalog::new(&config, &providers),
+            auth,
+            responses: Responses::open(&stores, &config.responses),
+            stores,
+            plans: config.plans.clone(),
+            usage: Arc::new(EventSink::new(usage, events.clone())),
+            meter,
+            events,
+            connections: crate::server::Connections::new(config.server.max_connections),
+            drain: crate::server::Drain::default(),
+            request_ids: Default::default(),
+        };
+        Ok(Gateway { app: Arc::new(app), config, tasks })
+    }
+}
+
+/// A gateway, opened and ready to serve.
+pub struct Gateway {
+    app: Arc<App>,
+    config: Config,
+    tasks: Tasks,
+}
+
+impl Gateway {
+    pub fn builder(config: Config) -> Builder {
+        Builder { config, clock: Arc::new(SystemClock), usage: Arc::new(LogUsageSink), stores: None }
+    }
+
+    /// [`Gateway::builder`] with nothing replaced.
+    pub async fn open(config: Config) -> Result<Gateway, OpenError> {
+        Gateway::builder(config).open().await
+    }
+
+    /// The shared state every handler reads.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The background task set (for tests that wait on it).
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// On a store's first start, creates the admin workspace and, unless the
+    /// config has an admin key, issues one (returned once, to be shown once).
+    pub async fn bootstrap_admin(&self) -> Result<Option<IssuedKey>, OpenError> {
+        Ok(crate::admin::bootstrap_admin(&self.app.stores, &self.config).await?)
+    }
+
+    /// Serves on one listener on the current runtime until `shutdown`
+    /// resolves, then stops in the order of the module doc (tests, embedding).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let background = self.start_background();
+        let (begin, begun) = watch::channel(false);
+        let signal = async {
+            shutdown.await;
+            let _ = begin.send(true);
+        };
+        let serving = crate::server::serve(listener, self.app.clone(), async {
+            let mut begun = begun.clone();
+            let _ = begun.wait_for(|b| *b).await;
+        });
+        let (served, ()) = tokio::join!(serving, async {
+            signal.await;
+            background.stop_event_drain().await;
+        });
+        self.finish().await;
+        served
+    }
+
+    /// Thread-per-core serving (`tollgate serve`): one worker per listener,
+    /// the background loops on `control` (the calling thread's runtime),
+    /// until `shutdown` resolves or a worker fails.
+    pub fn run(
+        self,
+        control: tokio::runtime::Runtime,
+        listeners: Vec<std::net::TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let app = self.app.clone();
+        let mut workers = crate::runtime::Workers::start(listeners, move |listener, stopped| {
+            crate::server::serve(listener, app.clone(), stopped)
+        })?;
+        control.block_on(async {
+            let background = self.start_background();
+            tokio::select! {
+                _ = shutdown => {}
+                _ = workers.exited() => tracing::error!("a worker stopped; shutting down"),
+            }
+            background.stop_event_drain().await;
+            // Joined off this thread, so the control runtime keeps driving
+            // the store's connections while the workers drain their requests.
+            let served = tokio::task::spawn_blocking(move || workers.stop_and_join())
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("joining the workers panicked")));
+            self.finish().await;
+            served
+        })
+    }
+
+    /// Starts the loops; returns the handle that stops the event drain.
+    fn start_background(&self) -> Background {
+        let app = &self.app;
+        let tasks = &self.tasks;
+        let auth = app.clone();
+        tasks.spawn_loop("key last-used flush", async move {
+            let mut every = tokio::time::interval(crate::auth::LAST_USED_FLUSH);
+            loop {
+                every.tick().await;
+                auth.auth.flush_last_used().await;
+            }
+        });
+        let meter = app.meter.clone();
+        tasks.spawn_loop("credit ledger upkeep", async move { crate::credits::upkeep(&meter).await });
+        // Expired stored responses leave the embedded file (Redis expires its own).
+        let store = app.responses.store.clone();
+        tasks.spawn_loop("stored-response pruner", crate::responses::run_pruner(store, crate::responses::PRUNE_EVERY));
+        let (stop, stopped) = watch::channel(false);
+        let run = crate::events::run(app.events.clone(), app.meter.clone(), stopped);
+        let cancelled = tasks.clone();
+        let eventing = tasks.spawn(async move {
+            tokio::select! {
+                () = run => {}
+                () = cancelled.stopping() => {}
+            }
+        });
+        Background { stop, eventing }
+    }
+
+    /// Writes what the drained requests left, then stops the loops.
+    async fn finish(&self) {
+        let app = &self.app;
+        app.auth.flush_last_used().await;
+        crate::credits::final_flush(&app.meter).await;
+        // Events of the drained requests, into the log and the delivery queue
+        // (delivered by the next start, or another replica).
+        app.events.bus.flush(STOP_GRACE).await;
+        let stats = &app.events.bus.stats;
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            emitted = load(&stats.emitted),
+            spilled = load(&stats.spilled),
+            stored = load(&stats.stored),
+            "events at shutdown"
+        );
+        self.tasks.shut_down(STOP_GRACE).await;
+    }
+}
+
+/// The running event drain, stopped first at shutdown.
+struct Background {
+    stop: watch::Sender<bool>,
+    eventing: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// The drain finishes the batch it is writing (never cancelled
+    /// mid-write); what is still queued is written by [`Gateway::finish`].
+    async fn stop_event_drain(self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(STOP_GRACE, self.eventing).await.is_err() {
+            tracing::error!("the event drain did not stop within {STOP_GRACE:?}");
+        }
+    }
+}
