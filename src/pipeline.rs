@@ -25,6 +25,8 @@
 
 pub mod chunks;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::StatusCode;
 
@@ -52,6 +54,9 @@ pub struct ModelCall {
     /// Keep the stream's usage chunk even when the body did not ask for it
     /// (a translating front door reads it).
     pub keep_usage: bool,
+    /// The target, when the front door resolved the body's model already
+    /// (to echo the agent's defaults); otherwise the pipeline resolves it.
+    pub target: Option<Arc<Target>>,
 }
 
 /// The answer of a model call.
@@ -67,7 +72,10 @@ pub enum Answer {
 pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Answer, Error> {
     let endpoint = call.endpoint;
     let parsed = request::parse(&call.body, endpoint)?;
-    let target = app.catalog.resolve(&parsed.model, &ctx.principal)?;
+    let target = match call.target {
+        Some(target) => target,
+        None => app.catalog.resolve(&parsed.model, &ctx.principal)?,
+    };
     let rewritten = rewrite(&parsed, &target);
     let (stream, strip_usage) = (parsed.stream, !(parsed.include_usage || call.keep_usage));
     let (settle, rate) = admit(app, ctx, endpoint, &target, &rewritten).await?;

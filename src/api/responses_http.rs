@@ -74,11 +74,13 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
     };
     let referenced = Vec::new();
     let translated = parsed.translate(&history, &referenced)?;
+    // Resolved here (the pipeline reuses it) so the echo shows the agent's defaults.
+    let target = app.catalog.resolve(&translated.model, &ctx.principal)?;
     let meta = ResponseMeta {
         id: IDS.next(),
         created_at: now_s(),
         model: translated.model.clone(),
-        echo: translated.echo.clone(),
+        echo: translated.echo_for(&target),
     };
     let keep = translated.store().then(|| Keep {
         store: app.responses.store.clone(),
@@ -92,6 +94,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
         door: "responses",
         body: Bytes::from(translated.chat_body),
         keep_usage: true,
+        target: Some(target),
     };
     match pipeline::run(app, ctx, call).await? {
         Answer::Whole { json, rate, .. } => {

@@ -13,8 +13,8 @@ use serde_json::value::RawValue;
 /// The sampling numbers are required (non-null) by the Open Responses
 /// schema, so an unset one is the API's documented default (`temperature`
 /// and `top_p` 1, the penalties 0); only what the client set goes upstream.
-/// An agent's own defaults may differ: the route knows them and may set
-/// them here.
+/// An agent's own defaults and caps change what is in force:
+/// [`Echo::in_force`] shows those, so the object says how the answer was made.
 #[derive(Debug, Clone, Serialize)]
 pub struct Echo {
     pub instructions: Option<String>,
@@ -33,6 +33,40 @@ pub struct Echo {
     pub user: Option<String>,
     pub store: bool,
     pub previous_response_id: Option<String>,
+}
+
+impl Echo {
+    /// The echo once `target`'s own defaults and caps applied, as the agent
+    /// rewrite applies them upstream: an option the client left unset shows the
+    /// agent's default; the output ceiling is the agent's cap when the client
+    /// set none or a higher one. The agent's instructions are never echoed
+    /// (they are the operator's, not the caller's).
+    pub(crate) fn in_force(mut self, target: &crate::agents::Target, set: Sampling) -> Echo {
+        let default = |name: &str| {
+            let raw = target.defaults.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())?;
+            serde_json::from_slice::<serde_json::Value>(raw).ok()
+        };
+        let number = |name: &str| default(name).and_then(|v| v.as_f64());
+        let fields: [(&str, Option<f64>, &mut f64); 4] = [
+            ("temperature", set.temperature, &mut self.temperature),
+            ("top_p", set.top_p, &mut self.top_p),
+            ("presence_penalty", set.presence_penalty, &mut self.presence_penalty),
+            ("frequency_penalty", set.frequency_penalty, &mut self.frequency_penalty),
+        ];
+        for (name, by_client, echoed) in fields {
+            if let (None, Some(value)) = (by_client, number(name)) {
+                *echoed = value;
+            }
+        }
+        if let (None, Some(value)) = (set.parallel_tool_calls, default("parallel_tool_calls").and_then(|v| v.as_bool()))
+        {
+            self.parallel_tool_calls = value;
+        }
+        if let Some(cap) = target.max_tokens_cap {
+            self.max_output_tokens = Some(self.max_output_tokens.map_or(cap, |asked| asked.min(cap)));
+        }
+        self
+    }
 }
 
 /// What the client set of the sampling options, as it goes upstream.

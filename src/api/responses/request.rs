@@ -68,7 +68,14 @@ impl ParsedRequest {
         }
         let request = chat::ChatRequest::new(&self.model, &self.echo, self.sampling, self.stream);
         let chat_body = request.into_body(history, &input_items)?;
-        Ok(Translated { chat_body, model: self.model, stream: self.stream, input_items, echo: self.echo })
+        Ok(Translated {
+            chat_body,
+            model: self.model,
+            stream: self.stream,
+            input_items,
+            echo: self.echo,
+            sampling: self.sampling,
+        })
     }
 }
 
@@ -83,9 +90,17 @@ pub struct Translated {
     /// `input_items` and for the next turn's history.
     pub input_items: Vec<Item>,
     pub echo: Echo,
+    /// What the client set of the sampling options (the echo fills in defaults).
+    pub(crate) sampling: Sampling,
 }
 
 impl Translated {
+    /// The echo as the Response object shows it, once `target`'s defaults
+    /// and caps are in force (see [`Echo::in_force`]).
+    pub fn echo_for(&self, target: &crate::agents::Target) -> Echo {
+        self.echo.clone().in_force(target, self.sampling)
+    }
+
     /// Whether the response is to be stored (`store`, default true).
     pub fn store(&self) -> bool {
         self.echo.store
