@@ -51,9 +51,11 @@ pub struct ModelCall {
     pub door: &'static str,
     /// The request in the upstream's dialect; forwarded as is after the rewrite.
     pub body: Bytes,
-    /// Keep the stream's usage chunk even when the body did not ask for it
-    /// (a translating front door reads it).
-    pub keep_usage: bool,
+    /// The front door reads the answer back and writes its own (the
+    /// Responses API): a stream keeps its usage chunk even when the body did
+    /// not ask for it, and the client's `model` is not spliced into chunks
+    /// nobody forwards (the door names the model itself).
+    pub translates: bool,
     /// The target, when the front door resolved the body's model already
     /// (to echo the agent's defaults); otherwise the pipeline resolves it.
     pub target: Option<Arc<Target>>,
@@ -77,7 +79,8 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
         None => app.catalog.resolve(&parsed.model, &ctx.principal)?,
     };
     let rewritten = rewrite(&parsed, &target);
-    let (stream, strip_usage) = (parsed.stream, !(parsed.include_usage || call.keep_usage));
+    let (stream, strip_usage) = (parsed.stream, !(parsed.include_usage || call.translates));
+    let client_model = if call.translates { None } else { target.client_model_json.clone() };
     let (settle, rate) = admit(app, ctx, endpoint, &target, &rewritten).await?;
     let upstream_request = UpstreamRequest {
         endpoint,
@@ -126,7 +129,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
     };
 
     if stream {
-        let mut rewriter = SseRewriter::new(target.client_model_json.clone(), strip_usage);
+        let mut rewriter = SseRewriter::new(client_model, strip_usage);
         if transcribe {
             rewriter = rewriter.with_transcript();
         }
@@ -135,7 +138,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
     }
 
     let answer = collect(upstream.body, app.server.max_upstream_body_bytes, upstream.idle_timeout).await;
-    match answer.and_then(|bytes| rewrite_json(bytes, target.client_model_json.as_ref())) {
+    match answer.and_then(|bytes| rewrite_json(bytes, client_model.as_ref())) {
         Ok((json, usage, choices)) => {
             let usage = usage.unwrap_or_else(|| accounting.estimate(0));
             if let (true, Some(choices)) = (transcribe, choices) {

@@ -22,7 +22,7 @@ pub async fn model_call(
     req: http::Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let body = read_body(app, req).await?;
-    let call = ModelCall { endpoint, door: endpoint.name(), body, keep_usage: false, target: None };
+    let call = ModelCall { endpoint, door: endpoint.name(), body, translates: false, target: None };
     Ok(match pipeline::run(app, ctx, call).await? {
         Answer::Stream { body, rate } => event_stream(Body::Stream(Box::into_pin(body)), &rate),
         Answer::Whole { status, json, rate } => {

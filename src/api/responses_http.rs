@@ -93,7 +93,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
         endpoint: crate::request::Endpoint::Chat,
         door: "responses",
         body: Bytes::from(translated.chat_body),
-        keep_usage: true,
+        translates: true,
         target: Some(target),
     };
     match pipeline::run(app, ctx, call).await? {
@@ -154,7 +154,7 @@ struct StreamTurn {
 }
 
 impl Translator for StreamTurn {
-    fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<Bytes>) {
+    fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<u8>) {
         let Some(stream) = self.stream.as_mut() else { return };
         match chunk {
             Chunk::Data(json) => {
@@ -172,7 +172,7 @@ impl Translator for StreamTurn {
         }
     }
 
-    fn end(&mut self, out: &mut Vec<Bytes>) -> Option<Closing> {
+    fn end(&mut self, out: &mut Vec<u8>) -> Option<Closing> {
         let stream = self.stream.take()?;
         let mut last = Vec::new();
         let failed = self.failed.take();

@@ -51,33 +51,50 @@ pub fn chunks(frame: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
 }
 
 /// Turns chat chunks into another dialect's stream events.
+///
+/// A translator appends bytes to `out`; everything the chunks of one relayed
+/// frame made goes to the client as one frame, so a burst of events is one
+/// write and one allocation, and nothing waits for a later chunk.
 pub trait Translator: Send + Unpin + 'static {
-    /// Called for every chunk as it arrives; pushes the frames to send.
-    fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<Bytes>);
+    /// Called for every chunk as it arrives; appends what to send.
+    fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<u8>);
     /// Called once when the relay ends, whether or not `[DONE]` or an error
     /// came (a stream cut without either is an error the relay reports first).
-    /// May return work to finish first (storing the turn): its frames are
-    /// sent when it is done, after those pushed to `out`.
-    fn end(&mut self, out: &mut Vec<Bytes>) -> Option<Closing>;
+    /// May return work to finish first (storing the turn): its bytes are
+    /// sent when it is done, after those appended to `out`.
+    fn end(&mut self, out: &mut Vec<u8>) -> Option<Closing>;
 }
 
-/// What a translator does before its last frames go out.
-pub type Closing = Pin<Box<dyn std::future::Future<Output = Vec<Bytes>> + Send>>;
+/// What a translator does before its last bytes go out.
+pub type Closing = Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
 
 /// The client-facing body of a translating front door.
 pub struct Translated<T: Translator> {
     relay: RelayBody,
     translator: T,
     ready: VecDeque<Bytes>,
-    scratch: Vec<Bytes>,
+    scratch: Vec<u8>,
     closing: Option<Closing>,
     ended: bool,
 }
 
 impl<T: Translator> Translated<T> {
     /// `first` is sent before any chunk (the dialect's opening events).
-    pub fn new(relay: RelayBody, translator: T, first: Vec<Bytes>) -> Self {
-        Translated { relay, translator, ready: first.into(), scratch: Vec::new(), closing: None, ended: false }
+    pub fn new(relay: RelayBody, translator: T, first: Vec<u8>) -> Self {
+        let mut ready = VecDeque::with_capacity(2);
+        if !first.is_empty() {
+            ready.push_back(Bytes::from(first));
+        }
+        Translated { relay, translator, ready, scratch: Vec::new(), closing: None, ended: false }
+    }
+
+    /// What the translator wrote, as one frame. Copied out, so the buffer
+    /// keeps its capacity: one allocation per frame, none per event.
+    fn ship(&mut self) {
+        if !self.scratch.is_empty() {
+            self.ready.push_back(Bytes::copy_from_slice(&self.scratch));
+            self.scratch.clear();
+        }
     }
 }
 
@@ -94,7 +111,9 @@ impl<T: Translator> http_body::Body for Translated<T> {
             if let Some(closing) = this.closing.as_mut() {
                 let last = std::task::ready!(closing.as_mut().poll(cx));
                 this.closing = None;
-                this.ready.extend(last);
+                if !last.is_empty() {
+                    this.ready.push_back(Bytes::from(last));
+                }
                 continue;
             }
             if this.ended {
@@ -106,12 +125,12 @@ impl<T: Translator> http_body::Body for Translated<T> {
                     for chunk in chunks(&data) {
                         this.translator.chunk(chunk, &mut this.scratch);
                     }
-                    this.ready.extend(this.scratch.drain(..));
+                    this.ship();
                 }
                 Poll::Ready(None) => {
                     this.ended = true;
                     this.closing = this.translator.end(&mut this.scratch);
-                    this.ready.extend(this.scratch.drain(..));
+                    this.ship();
                 }
                 Poll::Pending => return Poll::Pending,
             }

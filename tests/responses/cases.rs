@@ -85,7 +85,10 @@ pub fn streamed(case: &str, path: &Path) -> (Vec<Bytes>, Response) {
         Some(&"[DONE]") => stream.finish(COMPLETED_AT, None, &mut out),
         _ => stream.fail(FailureCode::ServerError, CUT_MESSAGE, None, &mut out),
     };
-    (out, response)
+    // One buffer for the whole stream: split back into its events.
+    let text = String::from_utf8(out).expect("events are UTF-8");
+    let events = text.split_inclusive("\n\n").map(|e| Bytes::copy_from_slice(e.as_bytes())).collect();
+    (events, response)
 }
 
 /// The `data:` payloads of an SSE text, in order.

@@ -2,7 +2,6 @@
 //! `event: <type>` and a `data:` line whose JSON starts with the same
 //! `type` and the event's `sequence_number`.
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::items::{Empty, Item, ItemStatus, Part, Role};
@@ -10,7 +9,7 @@ use super::response::{Response, ResponseError};
 
 /// Writes one SSE event: `event: <kind>`, then the body with its `type` and
 /// `sequence_number` first.
-pub(crate) fn emit<T: Serialize>(seq: &mut u64, kind: &'static str, body: &T, out: &mut Vec<Bytes>) {
+pub(crate) fn emit<T: Serialize>(seq: &mut u64, kind: &'static str, body: &T, out: &mut Vec<u8>) {
     #[derive(Serialize)]
     struct Event<'a, T> {
         #[serde(rename = "type")]
@@ -19,14 +18,12 @@ pub(crate) fn emit<T: Serialize>(seq: &mut u64, kind: &'static str, body: &T, ou
         #[serde(flatten)]
         body: &'a T,
     }
-    let mut buf = Vec::with_capacity(160);
-    buf.extend_from_slice(b"event: ");
-    buf.extend_from_slice(kind.as_bytes());
-    buf.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
     let event = Event { kind, sequence_number: *seq, body };
-    serde_json::to_writer(&mut buf, &event).expect("an event always serialises");
-    buf.extend_from_slice(b"\n\n");
-    out.push(Bytes::from(buf));
+    serde_json::to_writer(&mut *out, &event).expect("an event always serialises");
+    out.extend_from_slice(b"\n\n");
     *seq += 1;
 }
 

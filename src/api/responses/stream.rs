@@ -11,12 +11,13 @@
 //! `response.incomplete` carries the whole Response, then `data: [DONE]`,
 //! the Open Responses terminator (both SDKs accept it).
 //!
+//! Events are written into one buffer per call: what one chunk makes goes to
+//! the client as one frame (one write), not one allocation and frame per event.
+//!
 //! Each event is `event: <type>\ndata: <json>\n\n` with a `sequence_number`
 //! counting from 0; the shapes are those the Open Responses spec, the AI
 //! SDK's chunk schemas and the Python SDK's event types agree on (`logprobs`
 //! is always present: the Python SDK requires it on text events).
-
-use bytes::Bytes;
 
 use super::answer::{incomplete_reason, Chunk, ToolCall};
 use super::events::{
@@ -76,7 +77,7 @@ impl ResponsesStream {
     }
 
     /// `response.created` and `response.in_progress`.
-    pub fn start(&mut self, out: &mut Vec<Bytes>) {
+    pub fn start(&mut self, out: &mut Vec<u8>) {
         for kind in ["response.created", "response.in_progress"] {
             emit(&mut self.seq, kind, &Snapshot { response: &self.response }, out);
         }
@@ -89,7 +90,7 @@ impl ResponsesStream {
 
     /// One chunk: the payload of a `data:` line (`[DONE]` is ignored). An
     /// error is the upstream's garbage or its reported failure: [`fail`](Self::fail) then.
-    pub fn push_chunk(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) -> Result<(), ResponsesError> {
+    pub fn push_chunk(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), ResponsesError> {
         if chunk.trim_ascii() == b"[DONE]" {
             return Ok(());
         }
@@ -119,7 +120,7 @@ impl ResponsesStream {
         Ok(())
     }
 
-    fn text(&mut self, refusal: bool, delta: &str, out: &mut Vec<Bytes>) {
+    fn text(&mut self, refusal: bool, delta: &str, out: &mut Vec<u8>) {
         let output_index = match self.message {
             Some(i) => i,
             None => {
@@ -151,7 +152,7 @@ impl ResponsesStream {
         emit(&mut self.seq, kind, &event, out);
     }
 
-    fn tool_call(&mut self, piece: ToolCall<'_>, out: &mut Vec<Bytes>) {
+    fn tool_call(&mut self, piece: ToolCall<'_>, out: &mut Vec<u8>) {
         let at = self.find_call(piece.index, piece.id.as_deref());
         let call = &mut self.calls[at];
         if call.call_id.is_none() {
@@ -189,7 +190,7 @@ impl ResponsesStream {
     }
 
     /// Opens the call's item, then sends the arguments that came before it.
-    fn announce(&mut self, at: usize, out: &mut Vec<Bytes>) {
+    fn announce(&mut self, at: usize, out: &mut Vec<u8>) {
         let output_index = self.open.len();
         let call = &mut self.calls[at];
         call.item = Some(output_index);
@@ -209,7 +210,7 @@ impl ResponsesStream {
         self.arguments(at, &early, out);
     }
 
-    fn arguments(&mut self, at: usize, delta: &str, out: &mut Vec<Bytes>) {
+    fn arguments(&mut self, at: usize, delta: &str, out: &mut Vec<u8>) {
         let Some(output_index) = self.calls[at].item.filter(|_| !delta.is_empty()) else { return };
         let Open::Call { id, arguments, .. } = &mut self.open[output_index] else { unreachable!("a call slot") };
         arguments.push_str(delta);
@@ -221,12 +222,7 @@ impl ResponsesStream {
     /// (or `response.incomplete` for a `length` or `content_filter` finish)
     /// with the whole Response, then `data: [DONE]`. `fallback_usage` stands
     /// in when the upstream sent no usage (the gateway's estimate).
-    pub fn finish(
-        mut self,
-        completed_at: u64,
-        fallback_usage: Option<ResponseUsage>,
-        out: &mut Vec<Bytes>,
-    ) -> Response {
+    pub fn finish(mut self, completed_at: u64, fallback_usage: Option<ResponseUsage>, out: &mut Vec<u8>) -> Response {
         // A call whose name never came still gets its item: its arguments are output.
         for at in 0..self.calls.len() {
             if self.calls[at].item.is_none() {
@@ -245,12 +241,12 @@ impl ResponsesStream {
         self.response.end(reason, completed_at);
         let kind = if reason.is_some() { "response.incomplete" } else { "response.completed" };
         emit(&mut self.seq, kind, &Snapshot { response: &self.response }, out);
-        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        out.extend_from_slice(b"data: [DONE]\n\n");
         self.response
     }
 
     /// The `*.done` events of an item's content; the completed item.
-    fn close(&mut self, output_index: usize, open: Open, status: ItemStatus, out: &mut Vec<Bytes>) -> Item {
+    fn close(&mut self, output_index: usize, open: Open, status: ItemStatus, out: &mut Vec<u8>) -> Item {
         match open {
             Open::Message { id, parts } => {
                 let mut content = Vec::with_capacity(parts.len());
@@ -287,7 +283,7 @@ impl ResponsesStream {
         code: FailureCode,
         message: &str,
         fallback_usage: Option<ResponseUsage>,
-        out: &mut Vec<Bytes>,
+        out: &mut Vec<u8>,
     ) -> Response {
         let error = ResponseError::new(code, message);
         let event = ErrorEvent { code: code.as_str(), message, param: None, error: &error };
@@ -310,7 +306,7 @@ impl ResponsesStream {
         self.response.error = Some(error);
         self.response.usage = self.usage.or(fallback_usage);
         emit(&mut self.seq, "response.failed", &Snapshot { response: &self.response }, out);
-        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        out.extend_from_slice(b"data: [DONE]\n\n");
         self.response
     }
 }

@@ -1,4 +1,3 @@
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::meta;
@@ -42,11 +41,13 @@ fn run(chunks: &[Vec<u8>], fallback: Option<ResponseUsage>) -> (Vec<Value>, Resp
     (events(&out), response)
 }
 
-fn events(out: &[Bytes]) -> Vec<Value> {
-    out.iter()
-        .map(|b| {
-            let text = std::str::from_utf8(b).unwrap();
-            let data = text.split_once("data: ").unwrap().1.trim_end();
+/// The events written to `out`, each `[event: <type>\n]data: <json>\n\n`.
+fn events(out: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(out).unwrap();
+    assert!(text.is_empty() || text.ends_with("\n\n"), "only whole events are written: {text:?}");
+    text.split_terminator("\n\n")
+        .map(|event| {
+            let data = event.split_once("data: ").unwrap().1;
             serde_json::from_str(data).unwrap_or_else(|_| json!(data))
         })
         .collect()
