@@ -52,6 +52,8 @@ pub struct Catalog {
     targets: HashMap<String, Arc<Target>>,
     /// Ids in a stable order for `/v1/models`.
     order: Vec<Arc<Target>>,
+    /// Some target's provider serves the Responses API natively.
+    native_responses: bool,
 }
 
 impl Catalog {
@@ -75,7 +77,8 @@ impl Catalog {
             ));
         }
         let targets = order.iter().map(|t| (t.id.to_string(), t.clone())).collect();
-        Catalog { targets, order }
+        let native_responses = order.iter().any(|t: &Arc<Target>| t.provider.speaks_responses());
+        Catalog { targets, order, native_responses }
     }
 
     /// Resolves `model` for a caller, checking the caller's allow-list.
@@ -90,6 +93,12 @@ impl Catalog {
     /// Everything the caller may use, in a stable order.
     pub fn visible_to<'a>(&'a self, principal: &'a Principal) -> impl Iterator<Item = &'a Arc<Target>> + 'a {
         self.order.iter().filter(move |t| principal.may_use(&t.id))
+    }
+
+    /// Whether any target's provider serves the Responses API natively (so
+    /// the Responses route must look at the model before translating).
+    pub fn has_native_responses(&self) -> bool {
+        self.native_responses
     }
 
     pub fn get(&self, model: &str) -> Option<&Arc<Target>> {

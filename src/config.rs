@@ -214,6 +214,10 @@ pub struct OpenAiConfig {
     /// A `Retry-After` longer than this is not waited for: the error goes back.
     pub max_retry_after: Duration,
     pub pool_max_idle_per_host: usize,
+    /// `responses = "native"`: the provider serves `POST /responses` itself, so
+    /// the Responses API is forwarded to it (model and agent fields rewritten)
+    /// instead of translated onto chat completions.
+    pub native_responses: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -529,7 +533,15 @@ impl Validator<'_> {
                     HeaderValue::try_from(format!("Bearer {}", key.expose()))
                         .map_err(|_| self.err(at("api_key"), "contains characters not allowed in a header"))?;
                 }
+                let native_responses = match o.responses.as_deref() {
+                    None | Some("translate") => false,
+                    Some("native") => true,
+                    Some(other) => {
+                        return Err(self.err(at("responses"), format!("{other:?} is not \"translate\" or \"native\"")))
+                    }
+                };
                 Ok(ProviderConfig::OpenAi(OpenAiConfig {
+                    native_responses,
                     base_url: base,
                     api_key,
                     headers,

@@ -129,7 +129,10 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
     };
 
     if stream {
-        let mut rewriter = SseRewriter::new(client_model, strip_usage);
+        let mut rewriter = match endpoint {
+            Endpoint::Responses => SseRewriter::responses(client_model),
+            _ => SseRewriter::new(client_model, strip_usage),
+        };
         if transcribe {
             rewriter = rewriter.with_transcript();
         }

@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use crate::config::Price;
 use crate::credits::{Meter, Ticket};
 use crate::json::{find_fields, is_null};
-use crate::sse::{error_event, SseRewriter};
+use crate::sse::SseRewriter;
 use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::usage::{Outcome, Usage, UsageRecord, UsageSink};
 
@@ -127,7 +127,7 @@ impl RelayBody {
 
     fn fail(&mut self, error: UpstreamError) {
         tracing::warn!(code = error.code(), detail = error.detail(), "upstream stream failed");
-        self.ready.push_back(error_event(&error.to_string(), error.code()));
+        self.ready.push_back(self.rewriter.error_event(&error.to_string(), error.code()));
         self.ended = true;
         let usage = self.usage();
         self.accounting.set_transcript(self.rewriter.take_transcript());

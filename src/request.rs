@@ -22,6 +22,8 @@ pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    /// The Responses API, forwarded to a provider that speaks it natively.
+    Responses,
 }
 
 impl Endpoint {
@@ -31,6 +33,7 @@ impl Endpoint {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
         }
     }
 
@@ -39,6 +42,7 @@ impl Endpoint {
             Endpoint::Chat => "chat.completions",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
         }
     }
 }
@@ -146,10 +150,10 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, Reque
         let options: StreamOptions = typed(raw, "stream_options", "an object with a boolean include_usage")?;
         req.include_usage = options.include_usage.unwrap_or(false);
     }
-    for param in ["max_tokens", "max_completion_tokens", "n", "seed"] {
+    for param in ["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "seed"] {
         optional::<i64>(&req, param, "an integer")?;
     }
-    for param in ["max_tokens", "max_completion_tokens", "n"] {
+    for param in ["max_tokens", "max_completion_tokens", "max_output_tokens", "n"] {
         if optional::<i64>(&req, param, "an integer")?.is_some_and(|v| v < 0) {
             return Err(RequestError::InvalidType { param: param.into(), expected: "a non-negative integer" });
         }
@@ -178,6 +182,12 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<ParsedRequest<'_>, Reque
         Endpoint::Embeddings => {
             let raw = req.get_set("input").ok_or(RequestError::Missing("input"))?;
             require_string_or_array(raw, "input")?;
+        }
+        // The provider validates the rest (input may be absent with a stored prompt).
+        Endpoint::Responses => {
+            if let Some(raw) = req.get_set("input") {
+                require_string_or_array(raw, "input")?;
+            }
         }
     }
     Ok(req)

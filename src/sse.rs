@@ -37,6 +37,12 @@ pub struct SseRewriter {
     done: bool,
     /// The answer's text and tool calls, when events want them.
     transcript: Option<Box<crate::transcript::Transcript>>,
+    /// The stream is the Responses API's (a provider that speaks it natively):
+    /// the model and usage sit inside `response`, a terminal event ends it.
+    responses: bool,
+    /// The last `sequence_number` seen (Responses), so the gateway's own
+    /// error event continues the count.
+    sequence: Option<u64>,
 }
 
 /// What to do with one complete event.
@@ -56,7 +62,33 @@ impl SseRewriter {
             content_chunks: 0,
             done: false,
             transcript: None,
+            responses: false,
+            sequence: None,
         }
+    }
+
+    /// A rewriter for a Responses API stream: `model` is rewritten inside the
+    /// events that carry the whole Response, usage read from the last one, and
+    /// the stream is done at `response.completed`, `.incomplete` or `.failed`.
+    pub fn responses(model: Option<Bytes>) -> Self {
+        SseRewriter { responses: true, ..SseRewriter::new(model, false) }
+    }
+
+    /// The event that ends a failed stream, in the stream's dialect: the chat
+    /// convention (`data: {"error": ...}`) or the Responses `error` event.
+    pub fn error_event(&self, message: &str, code: &str) -> Bytes {
+        if !self.responses {
+            return error_event(message, code);
+        }
+        let sequence_number = self.sequence.map_or(0, |n| n + 1);
+        let body = serde_json::json!({
+            "type": "error", "code": code, "message": message, "param": null, "sequence_number": sequence_number
+        });
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b"event: error\ndata: ");
+        serde_json::to_writer(&mut out, &body).expect("writing to a Vec cannot fail");
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
     }
 
     /// Also collects the answer's text and tool calls (for events).
@@ -142,6 +174,9 @@ impl SseRewriter {
             self.done = true;
             return Action::Keep;
         }
+        if self.responses {
+            return self.transform_responses(event, data);
+        }
         let Ok([model, usage, choices]) = find_fields(payload, ["model", "usage", "choices"]) else {
             return Action::Keep;
         };
@@ -164,6 +199,51 @@ impl SseRewriter {
             (Some(range), Some(replacement)) => {
                 let start = data.start + range.start;
                 let end = data.start + range.end;
+                let mut rewritten = BytesMut::with_capacity(event.len() + replacement.len() + 2);
+                rewritten.extend_from_slice(&event[..start]);
+                rewritten.extend_from_slice(replacement);
+                rewritten.extend_from_slice(&event[end..]);
+                rewritten.extend_from_slice(b"\n\n");
+                Action::Replace(rewritten.freeze())
+            }
+            _ => Action::Keep,
+        }
+    }
+}
+
+impl SseRewriter {
+    /// One Responses API event: deltas counted (the estimate of a cut
+    /// stream), the snapshot events' `response.model` rewritten and the last
+    /// one's `response.usage` read.
+    fn transform_responses(&mut self, event: &[u8], data: std::ops::Range<usize>) -> Action {
+        let payload = &event[data.clone()];
+        let Ok([kind, response, sequence]) = find_fields(payload, ["type", "response", "sequence_number"]) else {
+            return Action::Keep;
+        };
+        if let Some(n) = sequence.and_then(|r| std::str::from_utf8(&payload[r]).ok()?.parse().ok()) {
+            self.sequence = Some(n);
+        }
+        let kind = kind.map_or(&b""[..], |r| &payload[r]);
+        if kind.ends_with(b".delta\"") {
+            self.content_chunks += 1;
+        }
+        if matches!(kind, b"\"response.completed\"" | b"\"response.incomplete\"" | b"\"response.failed\"") {
+            self.done = true;
+        }
+        let Some(response) = response else { return Action::Keep };
+        let Ok([model, usage]) = find_fields(&payload[response.clone()], ["model", "usage"]) else {
+            return Action::Keep;
+        };
+        let inner = &payload[response.clone()];
+        if let Some(u) = usage.filter(|u| !json::is_null(&inner[u.clone()])) {
+            if let Some(parsed) = Usage::from_json(&inner[u]) {
+                self.usage = Some(parsed);
+            }
+        }
+        match (model, &self.model) {
+            (Some(range), Some(replacement)) => {
+                let start = data.start + response.start + range.start;
+                let end = data.start + response.start + range.end;
                 let mut rewritten = BytesMut::with_capacity(event.len() + replacement.len() + 2);
                 rewritten.extend_from_slice(&event[..start]);
                 rewritten.extend_from_slice(replacement);

@@ -136,6 +136,15 @@ impl Provider {
         })
     }
 
+    /// Whether the Responses API goes to this provider as it is (`responses =
+    /// "native"`) rather than translated onto chat completions.
+    pub fn speaks_responses(&self) -> bool {
+        match self {
+            Provider::OpenAi(p) => p.native_responses(),
+            Provider::Mock(_) => false,
+        }
+    }
+
     /// Sends the request, retrying where that is safe; see each kind's docs.
     pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
         match self {

@@ -24,9 +24,10 @@ impl Usage {
     pub fn from_json(raw: &[u8]) -> Option<Usage> {
         #[derive(Deserialize)]
         struct Wire {
-            #[serde(default)]
+            // The Responses API names them input and output tokens.
+            #[serde(default, alias = "input_tokens")]
             prompt_tokens: u64,
-            #[serde(default)]
+            #[serde(default, alias = "output_tokens")]
             completion_tokens: u64,
         }
         let wire: Wire = serde_json::from_slice(raw).ok()?;

@@ -29,6 +29,9 @@ pub struct Rewritten {
 const MAX_TOKEN_FIELDS: [&str; 2] = ["max_tokens", "max_completion_tokens"];
 
 pub fn rewrite(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
+    if req.endpoint == Endpoint::Responses {
+        return rewrite_responses(req, target);
+    }
     let mut out = Vec::with_capacity(
         req.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
             + target.system_message.as_ref().map_or(0, Vec::len)
@@ -102,6 +105,86 @@ pub fn rewrite(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
     out.push(b'}');
     let system_bytes = target.system_message.as_ref().map_or(0, Vec::len);
     Rewritten { body: out, prompt_estimate: estimate_tokens(prompt_bytes + system_bytes), max_tokens }
+}
+
+/// The Responses API's fields an agent's `defaults` may fill; chat-only ones
+/// (penalties, `seed`, `stop`, ...) would be refused by a Responses provider.
+const RESPONSES_DEFAULTS: [&str; 3] = ["temperature", "top_p", "parallel_tool_calls"];
+
+/// A Responses request for a provider that serves the API itself: `model`
+/// becomes the upstream model and, for an agent, its instructions go first in
+/// `instructions`, its defaults fill what is unset and its cap bounds
+/// `max_output_tokens`; everything else is copied as it came. No usage option
+/// is added: the API reports usage in its last event.
+fn rewrite_responses(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
+    let mut out = Vec::with_capacity(
+        req.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
+            + target.instructions.as_ref().map_or(0, String::len)
+            + 96,
+    );
+    let member = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        out.push(if out.is_empty() { b'{' } else { b',' });
+        push_json_string(out, key);
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    let (mut prompt_bytes, mut max_tokens, mut instructed) = (0, None, false);
+    for (key, value) in &req.fields {
+        let raw = value.get().as_bytes();
+        match key.as_ref() {
+            "model" => member(&mut out, key, &target.upstream_model_json),
+            "input" => {
+                prompt_bytes += raw.len();
+                member(&mut out, key, raw);
+            }
+            "instructions" if target.instructions.is_some() => {
+                let own: Option<String> = serde_json::from_slice(raw).ok().flatten();
+                instructed = true;
+                member(&mut out, key, &instructions(target, own.as_deref()));
+            }
+            "max_output_tokens" if raw != b"null" => {
+                let asked: u64 = serde_json::from_slice(raw).unwrap_or(0);
+                let effective = target.max_tokens_cap.map_or(asked, |cap| asked.min(cap));
+                max_tokens = Some(effective);
+                member(&mut out, key, effective.to_string().as_bytes());
+            }
+            // An explicit null the agent has a default for: the default goes in below.
+            k if raw == b"null" && RESPONSES_DEFAULTS.contains(&k) && target.defaults.iter().any(|(d, _)| d == k) => {}
+            _ => member(&mut out, key, raw),
+        }
+    }
+    if let (false, Some(_)) = (instructed, &target.instructions) {
+        member(&mut out, "instructions", &instructions(target, None));
+    }
+    for (key, value) in &target.defaults {
+        if RESPONSES_DEFAULTS.contains(&key.as_str()) && req.get_set(key).is_none() {
+            member(&mut out, key, value);
+        } else if MAX_TOKEN_FIELDS.contains(&key.as_str()) && max_tokens.is_none() {
+            let default: u64 = serde_json::from_slice(value).unwrap_or(0);
+            let effective = target.max_tokens_cap.map_or(default, |cap| default.min(cap));
+            max_tokens = Some(effective);
+            member(&mut out, "max_output_tokens", effective.to_string().as_bytes());
+        }
+    }
+    if let (None, Some(cap)) = (max_tokens, target.max_tokens_cap) {
+        max_tokens = Some(cap);
+        member(&mut out, "max_output_tokens", cap.to_string().as_bytes());
+    }
+    out.push(b'}');
+    let instruction_bytes = target.instructions.as_ref().map_or(0, String::len);
+    Rewritten { body: out, prompt_estimate: estimate_tokens(prompt_bytes + instruction_bytes), max_tokens }
+}
+
+/// The agent's instructions, then the client's after a blank line.
+fn instructions(target: &Target, own: Option<&str>) -> Vec<u8> {
+    let agent = target.instructions.as_deref().unwrap_or_default();
+    let text = match own.filter(|o| !o.is_empty()) {
+        Some(own) => format!("{agent}\n\n{own}"),
+        None => agent.to_owned(),
+    };
+    let mut out = Vec::with_capacity(text.len() + 2);
+    push_json_string(&mut out, &text);
+    out
 }
 
 /// `[system, ...messages]`, splicing raw bytes (the array was validated as
@@ -228,5 +311,36 @@ mod tests {
         assert_eq!(v["prompt"], serde_json::json!(["Rules.\n\na", "Rules.\n\nb"]));
         let (v, _) = run(r#"{"model":"agent","input":"x","encoding_format":"float"}"#, Endpoint::Embeddings, &t);
         assert_eq!(v, serde_json::json!({"model":"up-model","input":"x","encoding_format":"float"}));
+    }
+
+    #[test]
+    fn a_native_responses_request_gets_the_agent_in_its_own_fields() {
+        let t = target(
+            Some("Be brief."),
+            &[("temperature", "0.2"), ("presence_penalty", "1"), ("max_tokens", "80")],
+            Some(100),
+        );
+        let (v, out) = run(
+            r#"{"model":"agent","input":"hi","instructions":"In French.","top_p":null,"stream":true}"#,
+            Endpoint::Responses,
+            &t,
+        );
+        assert_eq!(v["model"], "up-model");
+        assert_eq!(v["instructions"], "Be brief.\n\nIn French.", "the agent's first, then the client's");
+        assert_eq!(v["temperature"], 0.2);
+        assert!(v.get("presence_penalty").is_none(), "a chat-only default is not sent to a Responses provider");
+        assert_eq!(v["max_output_tokens"], 80);
+        assert!(v.get("stream_options").is_none(), "the Responses API reports usage without being asked");
+        assert_eq!(v["input"], "hi");
+        assert_eq!(out.max_tokens, Some(80));
+        let (v, _) =
+            run(r#"{"model":"agent","input":[],"max_output_tokens":5000,"temperature":null}"#, Endpoint::Responses, &t);
+        assert_eq!(v["instructions"], "Be brief.");
+        assert_eq!(v["max_output_tokens"], 100, "the cap bounds the client's ceiling");
+        assert_eq!(v["temperature"], 0.2, "an explicit null takes the agent's default, once");
+        let plain = target(None, &[], None);
+        let body = r#"{"model":"agent","input":"x","tools":[{"type":"web_search"}],"store":true}"#;
+        let (v, _) = run(body, Endpoint::Responses, &plain);
+        assert_eq!(v, serde_json::json!({"model":"up-model","input":"x","tools":[{"type":"web_search"}],"store":true}));
     }
 }

@@ -23,6 +23,11 @@ pub async fn model_call(
 ) -> Result<Response<Body>, Error> {
     let body = read_body(app, req).await?;
     let call = ModelCall { endpoint, door: endpoint.name(), body, translates: false, target: None };
+    forward(app, ctx, call).await
+}
+
+/// Runs a call whose answer goes out in the upstream's own dialect, as relayed.
+pub(crate) async fn forward(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Response<Body>, Error> {
     Ok(match pipeline::run(app, ctx, call).await? {
         Answer::Stream { body, rate } => event_stream(Body::Stream(Box::into_pin(body)), &rate),
         Answer::Whole { status, json, rate } => {

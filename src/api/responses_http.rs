@@ -29,6 +29,7 @@ use crate::body::Body;
 use crate::error::{json_response, Error};
 use crate::pipeline::chunks::{Chunk, Closing, Translated, Translator};
 use crate::pipeline::{self, Answer, ModelCall};
+use crate::request::Endpoint;
 use crate::responses::{ItemsQuery, Order, ResponseStore, StoredError, StoredResponse};
 use crate::store::StoreError;
 
@@ -57,9 +58,34 @@ fn to_raw<T: serde::Serialize>(items: &[T]) -> Vec<Box<RawValue>> {
     items.iter().map(|i| serde_json::value::to_raw_value(i).expect("items serialise")).collect()
 }
 
+/// The target of the body's `model`, when the caller may use it and its
+/// provider speaks the Responses API natively; `None` sends the request down
+/// the translating path (which also reports a bad body or model).
+fn native_target(app: &App, ctx: &RequestContext, body: &[u8]) -> Option<Arc<crate::agents::Target>> {
+    if !app.catalog.has_native_responses() {
+        return None;
+    }
+    let members = crate::request::members(body).ok()?;
+    let model = members.iter().rev().find(|(k, _)| k == "model")?.1;
+    let model: std::borrow::Cow<'_, str> = serde_json::from_str(model.get()).ok()?;
+    let target = app.catalog.resolve(&model, &ctx.principal).ok()?;
+    target.provider.speaks_responses().then_some(target)
+}
+
 /// `POST /v1/responses`.
 pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming>) -> Result<Response<Body>, Error> {
     let body = read_body(app, req).await?;
+    if let Some(target) = native_target(app, ctx, &body) {
+        // The provider serves the Responses API itself: forwarded, not translated.
+        let call = ModelCall {
+            endpoint: Endpoint::Responses,
+            door: "responses",
+            body,
+            translates: false,
+            target: Some(target),
+        };
+        return super::openai::forward(app, ctx, call).await;
+    }
     let parsed = parse_request(&body)?;
     let scope = scope(ctx);
     let history = match parsed.previous_response_id() {
@@ -90,7 +116,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
         expires_at: app.responses.config.expires_at(meta.created_at as i64),
     });
     let call = ModelCall {
-        endpoint: crate::request::Endpoint::Chat,
+        endpoint: Endpoint::Chat,
         door: "responses",
         body: Bytes::from(translated.chat_body),
         translates: true,

@@ -131,6 +131,8 @@ pub struct RawOpenAi {
     pub retry_base_ms: Option<u64>,
     pub max_retry_after_ms: Option<u64>,
     pub pool_max_idle_per_host: Option<usize>,
+    /// `"translate"` (default) or `"native"`.
+    pub responses: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -49,6 +49,11 @@ impl MockProvider {
         let model = request["model"].as_str().unwrap_or("mock").to_owned();
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let frames: VecDeque<Bytes> = match r.endpoint {
+            // The mock speaks chat completions; a Responses request reaches it
+            // translated (the config refuses `responses = "native"` for it).
+            Endpoint::Responses => {
+                return Err(UpstreamError::Invalid { detail: "the mock does not serve /responses".into() })
+            }
             Endpoint::Embeddings => VecDeque::from([embeddings(&request, &model)]),
             Endpoint::Chat | Endpoint::Completions => {
                 let answer = Answer::new(&request, r.endpoint);

@@ -37,6 +37,7 @@ pub struct OpenAiProvider {
     chat_url: Uri,
     completions_url: Uri,
     embeddings_url: Uri,
+    responses_url: Uri,
     /// `Bearer <key>`, marked sensitive so hyper never logs it.
     authorization: Option<HeaderValue>,
     extra_headers: Vec<(HeaderName, HeaderValue)>,
@@ -73,6 +74,7 @@ impl OpenAiProvider {
             chat_url: url(Endpoint::Chat)?,
             completions_url: url(Endpoint::Completions)?,
             embeddings_url: url(Endpoint::Embeddings)?,
+            responses_url: url(Endpoint::Responses)?,
             authorization,
             extra_headers: config.headers.clone(),
             scrub,
@@ -89,7 +91,13 @@ impl OpenAiProvider {
             Endpoint::Chat => &self.chat_url,
             Endpoint::Completions => &self.completions_url,
             Endpoint::Embeddings => &self.embeddings_url,
+            Endpoint::Responses => &self.responses_url,
         }
+    }
+
+    /// Whether the provider serves the Responses API itself.
+    pub fn native_responses(&self) -> bool {
+        self.config.native_responses
     }
 
     fn build(&self, r: &UpstreamRequest) -> Request<Full<Bytes>> {
