@@ -21,8 +21,11 @@
 //! A front door that speaks the upstream's dialect (chat completions in, chat
 //! completions out) forwards the answer's bytes as they are; one that does not
 //! (the Responses API) reads the same bytes — [`chunks`] splits a stream back
-//! into its chat chunks — and translates them.
+//! into its chat chunks, [`answer`] reads a chunk as typed events (text,
+//! refusal and tool-call pieces, finish reason, usage) and a whole answer as
+//! its first choice — and translates them.
 
+pub mod answer;
 pub mod chunks;
 
 use std::sync::Arc;

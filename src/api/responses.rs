@@ -50,7 +50,6 @@
 //!
 //! [Open Responses specification]: https://www.openresponses.org/specification
 
-mod answer;
 mod chat;
 mod echo;
 mod events;

@@ -13,10 +13,10 @@
 
 use serde::Serialize;
 
-use super::answer::{incomplete_reason, Completion};
 use super::echo::Echo;
 use super::items::{self, FunctionCall, Item, ItemStatus, Message, Part, Role};
 use super::ResponsesError;
+use crate::pipeline::answer::{AnswerError, ChatUsage, WholeAnswer};
 
 /// What the caller knows of a response before the upstream answers.
 #[derive(Debug, Clone)]
@@ -231,20 +231,13 @@ pub(crate) fn set_status(item: &mut Item, status: ItemStatus) {
 /// The Response for a whole (non-stream) chat completion, completed at
 /// `completed_at` (Unix seconds).
 pub fn response_from_chat(chat_json: &[u8], meta: ResponseMeta, completed_at: u64) -> Result<Response, ResponsesError> {
-    let completion: Completion =
-        serde_json::from_slice(chat_json).map_err(|e| ResponsesError::Upstream(e.to_string()))?;
-    if let Some(error) = completion.error {
-        return Err(ResponsesError::Upstream(error.message()));
-    }
-    let choice = completion.choices.into_iter().next();
-    let choice = choice.ok_or_else(|| ResponsesError::Upstream("the answer has no choices".into()))?;
-    let message = choice.message.unwrap_or_default();
+    let answer = WholeAnswer::parse(chat_json).map_err(upstream_error)?;
     let mut response = Response::in_progress(meta);
     let mut content = Vec::new();
-    if let Some(text) = message.content.filter(|t| !t.is_empty()) {
+    if let Some(text) = answer.text {
         content.push(Part::output_text(text.into_owned()));
     }
-    if let Some(refusal) = message.refusal.filter(|r| !r.is_empty()) {
+    if let Some(refusal) = answer.refusal {
         content.push(Part::Refusal { refusal: refusal.into_owned() });
     }
     if !content.is_empty() {
@@ -252,7 +245,7 @@ pub fn response_from_chat(chat_json: &[u8], meta: ResponseMeta, completed_at: u6
         let status = ItemStatus::Completed;
         response.output.push(Item::Message(Message { id, role: Role::Assistant, status, content }));
     }
-    for call in message.tool_calls.unwrap_or_default() {
+    for call in answer.tool_calls {
         let id = items::output_item_id("fc", &response.id, response.output.len());
         let function = call.function;
         let (name, arguments) = function.map_or((None, None), |f| (f.name, f.arguments));
@@ -264,9 +257,34 @@ pub fn response_from_chat(chat_json: &[u8], meta: ResponseMeta, completed_at: u6
             status: ItemStatus::Completed,
         }));
     }
-    response.usage = completion.usage.map(|u| u.to_response());
-    response.end(incomplete_reason(choice.finish_reason.as_deref()), completed_at);
+    response.usage = answer.usage.map(|u| usage_of(&u));
+    response.end(incomplete_reason(answer.finish_reason.as_deref()), completed_at);
     Ok(response)
+}
+
+/// The chat answer could not be read: the upstream's fault (502).
+pub(crate) fn upstream_error(e: AnswerError) -> ResponsesError {
+    ResponsesError::Upstream(e.to_string())
+}
+
+/// The Responses form of a chat answer's usage.
+pub(crate) fn usage_of(usage: &ChatUsage) -> ResponseUsage {
+    let mut out = ResponseUsage::new(usage.prompt_tokens, usage.completion_tokens);
+    out.total_tokens = usage.total_tokens.unwrap_or(out.total_tokens);
+    out.input_tokens_details.cached_tokens = usage.cached_tokens();
+    out.output_tokens_details.reasoning_tokens = usage.reasoning_tokens();
+    out
+}
+
+/// Why the response is incomplete, from a chat `finish_reason`: `length` is
+/// the token budget, `content_filter` the upstream's filter; every other
+/// reason (`stop`, `tool_calls`, an upstream's own) completed the answer.
+pub(crate) fn incomplete_reason(finish_reason: Option<&str>) -> Option<IncompleteReason> {
+    match finish_reason {
+        Some("length") => Some(IncompleteReason::MaxOutputTokens),
+        Some("content_filter") => Some(IncompleteReason::ContentFilter),
+        _ => None,
+    }
 }
 
 /// A `failed` Response: the upstream could not answer.

@@ -19,14 +19,17 @@
 //! SDK's chunk schemas and the Python SDK's event types agree on (`logprobs`
 //! is always present: the Python SDK requires it on text events).
 
-use super::answer::{incomplete_reason, Chunk, ToolCall};
 use super::events::{
     emit, Added, ArgumentsDelta, ArgumentsDone, Delta, Done, ErrorEvent, PartEvent, RefusalDone, Snapshot, TextDone,
     View,
 };
 use super::items::{self, Empty, FunctionCall, Item, ItemStatus, Message, Part, Role};
-use super::response::{FailureCode, Response, ResponseError, ResponseMeta, ResponseUsage, Status};
+use super::response::{
+    incomplete_reason, upstream_error, usage_of, FailureCode, Response, ResponseError, ResponseMeta, ResponseUsage,
+    Status,
+};
 use super::ResponsesError;
+use crate::pipeline::answer::{chunk_events, AnswerEvent, ToolCall};
 
 /// The state of one streamed response.
 pub struct ResponsesStream {
@@ -94,27 +97,13 @@ impl ResponsesStream {
         if chunk.trim_ascii() == b"[DONE]" {
             return Ok(());
         }
-        let chunk = Chunk::parse(chunk).map_err(ResponsesError::Upstream)?;
-        if let Some(error) = chunk.error {
-            return Err(ResponsesError::Upstream(error.message()));
-        }
-        if let Some(usage) = chunk.usage {
-            self.usage = Some(usage.to_response());
-        }
-        // Responses have one answer; a chat upstream asked for one sends index 0.
-        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
-            if let Some(reason) = choice.finish_reason {
-                self.finish_reason = Some(reason.into_owned());
-            }
-            let Some(delta) = choice.delta else { continue };
-            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                self.text(false, &text, out);
-            }
-            if let Some(refusal) = delta.refusal.filter(|t| !t.is_empty()) {
-                self.text(true, &refusal, out);
-            }
-            for call in delta.tool_calls.unwrap_or_default() {
-                self.tool_call(call, out);
+        for event in chunk_events(chunk).map_err(upstream_error)? {
+            match event {
+                AnswerEvent::Text(text) => self.text(false, &text, out),
+                AnswerEvent::Refusal(refusal) => self.text(true, &refusal, out),
+                AnswerEvent::ToolCall(call) => self.tool_call(call, out),
+                AnswerEvent::Finish(reason) => self.finish_reason = Some(reason.into_owned()),
+                AnswerEvent::Usage(usage) => self.usage = Some(usage_of(&usage)),
             }
         }
         Ok(())
