@@ -323,7 +323,7 @@ async fn the_openai_python_sdk_creates_continues_streams_and_retrieves_responses
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_vercel_ai_sdk_default_provider_generates_streams_and_calls_tools() {
+async fn the_vercel_ai_sdk_default_provider_generates_streams_calls_tools_and_continues_by_reference() {
     let available = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
         && Path::new(SDK_DIR).join("node_modules/@ai-sdk/openai").exists();
     if !available {
