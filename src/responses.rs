@@ -10,7 +10,10 @@
 //! newest to oldest; [`ResponseStore::history`] walks it back in one call and
 //! returns the items to send upstream, oldest first, bounded by
 //! `responses.max_history_items` (the caller trims further to the agent's
-//! context budget) and by [`MAX_HOPS`] turns.
+//! context budget) and by [`MAX_HOPS`] turns. [`ResponseStore::items`] finds
+//! items by id instead, in any live turn of the scope (inputs and outputs
+//! alike, the newest of an id stored twice, at most [`MAX_ITEM_IDS`] ids a
+//! call): what an `item_reference` outside that history names.
 //!
 //! **Per scope.** Every call takes the scope — the caller's workspace, or
 //! `static:<key name>` for a static config key — and sees only that scope's
@@ -53,7 +56,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use store::{ItemsPage, ItemsQuery, Order, ResponseStore, StoredResponse, DEFAULT_PAGE, MAX_HOPS, MAX_PAGE};
+pub use store::{
+    ItemsPage, ItemsQuery, Order, ResponseStore, StoredResponse, DEFAULT_PAGE, MAX_HOPS, MAX_ITEM_IDS, MAX_PAGE,
+};
 
 /// How often the composition root runs [`run_pruner`]'s pass.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);

@@ -2,7 +2,9 @@
 //! the recording mock upstream (what is sent upstream) or the built-in mock
 //! (the official SDKs). Storage itself has its own suite on both backends
 //! (`tests/responses_store.rs`); here a continuation runs on the embedded
-//! store and across two replicas on one Redis.
+//! store and across two replicas on one Redis, and a follow-up that names
+//! earlier items by `item_reference` (no `previous_response_id`, as the
+//! Vercel AI SDK sends it) on the embedded store and on Redis.
 
 mod common;
 #[path = "support/redis_server.rs"]
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::mock::scripted_stream;
 use common::*;
 use serde_json::{json, Value};
+use tollgate::responses::MAX_ITEM_IDS;
 
 const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
 static DIRS: AtomicUsize = AtomicUsize::new(0);
@@ -152,6 +155,122 @@ async fn two_replicas_on_one_redis_continue_each_others_responses() {
     assert!(sent.contains("on replica a") && sent.contains("on replica b"), "{sent}");
 }
 
+/// A chat completion answering with `text` and one call of `get_weather`.
+fn answer_with_a_call(text: &str, call_id: &str) -> common::mock::Reply {
+    let call = json!({"id": call_id, "type": "function",
+                      "function": {"name": "get_weather", "arguments": "{\"city\":\"Lisbon\"}"}});
+    let body = json!({
+        "id": "chatcmpl-ref", "object": "chat.completion", "created": 1_700_000_000, "model": AGENT_UPSTREAM_MODEL,
+        "choices": [{"index": 0, "finish_reason": "tool_calls",
+                     "message": {"role": "assistant", "content": text, "tool_calls": [call]}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    });
+    common::mock::Reply::status(200, body.to_string())
+}
+
+fn reference(id: &Value) -> Value {
+    json!({"type": "item_reference", "id": id})
+}
+
+async fn post_as(base: &str, key: &str, body: &Value) -> reqwest::Response {
+    let request = client().post(format!("{base}/v1/responses")).bearer_auth(key).json(body);
+    within("a responses call", request.send()).await.expect("the gateway answers")
+}
+
+/// A follow-up as the Vercel AI SDK sends it with `store` on: the earlier
+/// turn's items (here its input message, its output message and function
+/// call) as `item_reference`s, no `previous_response_id`. The gateway finds
+/// them in the caller's stored responses and sends them upstream in their
+/// place; what it cannot find in the caller's scope is a 400 naming the
+/// reference, and nothing goes upstream for it.
+async fn item_references_resolve_from_the_store(store: &str) {
+    let mock = MockUpstream::start().await;
+    let (base, _stop) = gateway_with_store(&config_toml(&Settings::default(), &mock.base_url()), store).await;
+    let tools = json!([{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]);
+    mock.push(answer_with_a_call("Let me look that up.", "call_ref_1"));
+    let question = json!({"type": "message", "id": "msg_my_question", "role": "user", "content": "Weather in Lisbon?"});
+    let first = post(&base, &json!({"model": AGENT, "input": [question], "tools": tools})).await;
+    assert_eq!(first.status(), 200);
+    let first = json_of(first).await;
+    let (message, call) = (&first["output"][0], &first["output"][1]);
+    assert_eq!((message["type"].as_str(), call["type"].as_str()), (Some("message"), Some("function_call")), "{first}");
+
+    let input = json!([
+        reference(&json!("msg_my_question")),
+        reference(&message["id"]),
+        reference(&call["id"]),
+        {"type": "function_call_output", "call_id": "call_ref_1", "output": "18°C, clear"},
+        {"role": "user", "content": "And tomorrow?"},
+    ]);
+    let second = post(&base, &json!({"model": AGENT, "input": input, "tools": tools})).await;
+    assert_eq!(second.status(), 200);
+    let second = json_of(second).await;
+    let sent = mock.requests().last().unwrap().json();
+    let messages = sent["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "user"], "{sent}");
+    assert_eq!(messages[1]["content"], "Weather in Lisbon?", "the referenced input message: {sent}");
+    assert_eq!(messages[2]["content"], "Let me look that up.", "the referenced output message: {sent}");
+    assert_eq!(messages[2]["tool_calls"][0]["id"], "call_ref_1", "the referenced call: {sent}");
+    assert_eq!(messages[2]["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        (&messages[3]["tool_call_id"], &messages[4]["content"]),
+        (&json!("call_ref_1"), &json!("And tomorrow?"))
+    );
+    // The turn keeps the items it referenced as its input, in their place.
+    let listed = client().get(format!("{base}/v1/responses/{}/input_items?order=asc", second["id"].as_str().unwrap()));
+    let listed = json_of(within("input items", listed.bearer_auth(KEY).send()).await.unwrap()).await;
+    let listed: Vec<&Value> = listed["data"].as_array().unwrap().iter().map(|i| &i["id"]).collect();
+    assert_eq!(listed[..3], [&json!("msg_my_question"), &message["id"], &call["id"]]);
+
+    // With a previous_response_id as well: an item outside its chain is
+    // looked up, one in it comes from the history.
+    let unrelated = json!({"type": "message", "id": "msg_unrelated", "role": "user", "content": "an unrelated turn"});
+    assert_eq!(post(&base, &json!({"model": AGENT, "input": [unrelated]})).await.status(), 200);
+    let body = json!({
+        "model": AGENT,
+        "previous_response_id": second["id"],
+        "input": [reference(&json!("msg_unrelated")), reference(&message["id"]), {"role": "user", "content": "so?"}],
+    });
+    assert_eq!(post(&base, &body).await.status(), 200);
+    let sent = mock.requests().last().unwrap().json();
+    let tail: Vec<&Value> =
+        sent["messages"].as_array().unwrap().iter().rev().take(3).rev().map(|m| &m["content"]).collect();
+    assert_eq!(tail, [&json!("an unrelated turn"), &json!("Let me look that up."), &json!("so?")], "{sent}");
+
+    let requests = mock.attempts();
+    // Unknown, or another scope's: a 400 naming the reference.
+    let unknown = json!({"model": AGENT, "input": [{"role": "user", "content": "x"}, reference(&json!("msg_nope"))]});
+    let error = assert_error(post(&base, &unknown).await, 400, "invalid_request_error", "invalid_value").await;
+    assert_eq!(error["error"]["param"], "input[1].id", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("msg_nope"), "{error}");
+    let theirs = json!({"model": ALIAS, "input": [reference(&message["id"])]});
+    let refused = post_as(&base, LIMITED_KEY, &theirs).await;
+    let error = assert_error(refused, 400, "invalid_request_error", "invalid_value").await;
+    assert_eq!(error["error"]["param"], "input[0].id", "another key's scope holds none of them: {error}");
+    // More distinct references than one lookup takes: a 400 on `input`.
+    let many: Vec<Value> = (0..=MAX_ITEM_IDS).map(|n| reference(&json!(format!("msg_{n}")))).collect();
+    let refused = post(&base, &json!({"model": AGENT, "input": many})).await;
+    let error = assert_error(refused, 400, "invalid_request_error", "invalid_value").await;
+    assert_eq!(error["error"]["param"], "input", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains(&MAX_ITEM_IDS.to_string()), "{error}");
+    assert_eq!(mock.attempts(), requests, "nothing went upstream for the refused requests");
+}
+
+#[tokio::test]
+async fn item_references_resolve_from_the_embedded_store() {
+    item_references_resolve_from_the_store(&embedded_store("references")).await;
+}
+
+#[tokio::test]
+async fn item_references_resolve_from_redis() {
+    let Some(server) = redis_server::RedisServer::start() else {
+        return tools::skip("item references on Redis", tools::NO_REDIS);
+    };
+    let store = format!("[store]\nbackend = \"redis\"\nurls = [\"{}\"]\nprefix = \"tgr\"\n", server.url());
+    item_references_resolve_from_the_store(&store).await;
+}
+
 /// The default config (built-in mock, demo agent, demo key) with a store.
 async fn demo_gateway(what: &str) -> (String, common::Running) {
     let toml = r#"
@@ -204,7 +323,7 @@ async fn the_openai_python_sdk_creates_continues_streams_and_retrieves_responses
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_vercel_ai_sdk_default_provider_generates_streams_and_calls_tools() {
+async fn the_vercel_ai_sdk_default_provider_generates_streams_calls_tools_and_continues_by_reference() {
     let available = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
         && Path::new(SDK_DIR).join("node_modules/@ai-sdk/openai").exists();
     if !available {

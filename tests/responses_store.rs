@@ -9,7 +9,9 @@
 //! scope isolation, duplicate ids (also racing), `input_items` paging both
 //! ways with cursors and bounds, history over a chain (order, trimming, a
 //! deleted or expired turn ending it), retention (expired is absent at once,
-//! `prune` deletes on the embedded backend, Redis expires by itself), two
+//! `prune` deletes on the embedded backend, Redis expires by itself), items
+//! found by id (inputs and outputs, own scope only, never a gone response's,
+//! the newest of one id, at most `MAX_ITEM_IDS` ids a call), two
 //! handles on one backend as two replicas (and a reopen), 1 MiB items, and —
 //! Redis only, there being no way to take an in-process file away — a stopped
 //! server answered with `Unavailable` within a bound, then recovery.
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use redis_server::{Options, RedisServer};
 use serde_json::value::RawValue;
-use tollgate::responses::{ItemsQuery, Order, ResponseStore, StoredResponse, MAX_PAGE};
+use tollgate::responses::{ItemsQuery, Order, ResponseStore, StoredResponse, MAX_ITEM_IDS, MAX_PAGE};
 use tollgate::store::{StoreError, Stores};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,9 @@ suite!(
     retention_hides_then_prune_removes,
     another_handle_continues_the_chain,
     large_items_round_trip,
+    items_are_found_by_id_in_their_scope,
+    items_by_id_skip_gone_responses_and_take_the_newest,
+    items_by_id_are_bounded,
 );
 
 /// The longest a bounded wait may take on a slow, loaded 2-core machine.
@@ -187,6 +192,11 @@ fn query(after: Option<&str>, limit: usize, order: Order) -> ItemsQuery {
 
 async fn history(store: &Arc<dyn ResponseStore>, scope: &str, id: &str, max: usize) -> Option<Vec<String>> {
     store.history(scope, id, max).await.expect("history").map(|items| ids(&items))
+}
+
+/// The ids of the items [`ResponseStore::items`] finds for `wanted`.
+async fn found(store: &Arc<dyn ResponseStore>, scope: &str, wanted: &[&str]) -> Vec<String> {
+    ids(&store.items(scope, wanted).await.expect("items by id"))
 }
 
 // ---------------------------------------------------------------------------
@@ -505,6 +515,139 @@ async fn large_items_round_trip(backend: Backend) {
     assert_eq!(ids(&items), ["big_in", "small_in", "big_out", "next"]);
 }
 
+async fn items_are_found_by_id_in_their_scope(backend: Backend) {
+    let Some(env) = Env::start(backend, "items_by_id").await else { return };
+    let store = env.open().await;
+    let first = turn("ws_a", "resp_1", None, &["msg_in_1", "msg_in_2"], &["msg_out_1"]);
+    store.put(&first).await.unwrap();
+    store.put(&turn("ws_a", "resp_2", Some("resp_1"), &["msg_in_3"], &["fc_out_2", "msg_out_2"])).await.unwrap();
+
+    // Inputs and outputs of any turn, in the order asked, a repeat once, the
+    // unknown left out; no chain is needed.
+    let wanted = ["msg_out_2", "msg_unknown", "msg_in_1", "msg_out_1", "msg_in_1", "fc_out_2", "msg_in_3"];
+    assert_eq!(found(&store, "ws_a", &wanted).await, ["msg_out_2", "msg_in_1", "msg_out_1", "fc_out_2", "msg_in_3"]);
+    assert!(found(&store, "ws_a", &[]).await.is_empty());
+    assert!(found(&store, "ws_a", &["msg_unknown", "resp_1", ""]).await.is_empty(), "response ids are no item ids");
+    // Byte for byte as stored.
+    let items = store.items("ws_a", &["msg_in_2", "msg_out_1"]).await.unwrap();
+    assert_eq!(texts(&items), [first.input_items[1].get(), first.output_items[0].get()]);
+
+    // Another scope finds none of them, whatever its name.
+    for other in ["ws_b", "static:ws_a", "ws_", "ws_a:x", "{ws_a}"] {
+        assert!(found(&store, other, &wanted).await.is_empty(), "{other}");
+    }
+    // The same item id in another scope is that scope's own item.
+    let theirs = StoredResponse {
+        output_items: vec![json(r#"{"type":"message","id":"msg_out_1","role":"assistant","content":[]}"#)],
+        ..turn("ws_b", "resp_b", None, &[], &[])
+    };
+    store.put(&theirs).await.unwrap();
+    assert_eq!(texts(&store.items("ws_b", &["msg_out_1", "msg_in_1"]).await.unwrap()), [theirs.output_items[0].get()]);
+    assert_eq!(texts(&store.items("ws_a", &["msg_out_1"]).await.unwrap()), [first.output_items[0].get()]);
+
+    // Ids with key-name characters are just ids.
+    store.put(&turn("static:ops {prod}", "resp_x:items", None, &["in:1", "a b"], &["out}", "{x}"])).await.unwrap();
+    let odd = ["{x}", "out}", "a b", "in:1", "resp_x:items"];
+    assert_eq!(found(&store, "static:ops {prod}", &odd).await, ["{x}", "out}", "a b", "in:1"]);
+    assert!(found(&store, "static:ops", &odd).await.is_empty());
+}
+
+async fn items_by_id_skip_gone_responses_and_take_the_newest(backend: Backend) {
+    let Some(env) = Env::start(backend, "items_gone").await else { return };
+    let store = env.open().await;
+    let with_text = |id: &str, text: &str| {
+        json(format!(
+            r#"{{"type":"message","id":"{id}","role":"user","content":[{{"type":"input_text","text":"{text}"}}]}}"#
+        ))
+    };
+    let text_of = |items: &[Box<RawValue>]| -> Vec<String> {
+        items
+            .iter()
+            .map(|i| serde_json::from_str::<serde_json::Value>(i.get()).unwrap()["content"][0]["text"].to_string())
+            .collect()
+    };
+
+    // An expired response's items are absent at once; a deleted one's too.
+    store
+        .put(&StoredResponse { expires_at: now() - 10, ..turn("ws_a", "resp_old", None, &["gone_in"], &["gone_out"]) })
+        .await
+        .unwrap();
+    store.put(&turn("ws_a", "resp_deleted", None, &["del_in"], &["del_out"])).await.unwrap();
+    store.put(&turn("ws_a", "resp_kept", None, &["kept_in"], &["kept_out"])).await.unwrap();
+    assert!(store.delete("ws_a", "resp_deleted").await.unwrap());
+    let wanted = ["gone_in", "gone_out", "del_in", "del_out", "kept_in", "kept_out"];
+    assert_eq!(found(&store, "ws_a", &wanted).await, ["kept_in", "kept_out"]);
+
+    // One id in several turns (a turn keeps what it referenced as its own
+    // input): the newest stored is found, and an older one once it is gone.
+    let one = |id: &str, text: &str| StoredResponse {
+        input_items: vec![item("other"), with_text("msg_shared", text)],
+        ..turn("ws_a", id, None, &[], &[])
+    };
+    store.put(&one("resp_s1", "first")).await.unwrap();
+    store.put(&one("resp_s2", "second")).await.unwrap();
+    store
+        .put(&StoredResponse {
+            output_items: vec![with_text("msg_shared", "third")],
+            ..turn("ws_a", "resp_s3", None, &[], &[])
+        })
+        .await
+        .unwrap();
+    assert_eq!(text_of(&store.items("ws_a", &["msg_shared"]).await.unwrap()), [r#""third""#]);
+    assert!(store.delete("ws_a", "resp_s3").await.unwrap());
+    assert_eq!(text_of(&store.items("ws_a", &["msg_shared"]).await.unwrap()), [r#""second""#]);
+    assert!(store.delete("ws_a", "resp_s2").await.unwrap());
+    assert_eq!(text_of(&store.items("ws_a", &["msg_shared"]).await.unwrap()), [r#""first""#]);
+    // An already expired newer one does not hide the live older one.
+    store.put(&StoredResponse { expires_at: now() - 10, ..one("resp_s4", "expired") }).await.unwrap();
+    assert_eq!(text_of(&store.items("ws_a", &["msg_shared"]).await.unwrap()), [r#""first""#]);
+
+    // A response id stored again after its expiry holds its new items only,
+    // even where another response keeps an old item's id alive.
+    store.put(&turn("ws_a", "resp_long", None, &["reused"], &[])).await.unwrap();
+    let old = turn("ws_a", "resp_again", None, &["reused", "old_b", "old_c"], &[]);
+    store.put(&StoredResponse { expires_at: now() - 10, ..old }).await.unwrap();
+    store.put(&turn("ws_a", "resp_again", None, &["new_a"], &["old_b"])).await.unwrap();
+    let wanted = ["reused", "old_b", "old_c", "new_a"];
+    assert_eq!(found(&store, "ws_a", &wanted).await, ["reused", "old_b", "new_a"], "no item under another's id");
+    assert!(store.delete("ws_a", "resp_long").await.unwrap());
+    assert_eq!(found(&store, "ws_a", &wanted).await, ["old_b", "new_a"]);
+
+    // A response that expires while stored takes its items with it.
+    store
+        .put(&StoredResponse { expires_at: now() + 3, ..turn("ws_a", "resp_brief", None, &["brief"], &[]) })
+        .await
+        .unwrap();
+    assert_eq!(found(&store, "ws_a", &["brief"]).await, ["brief"]);
+    let deadline = Instant::now() + WAIT;
+    while !found(&store, "ws_a", &["brief"]).await.is_empty() {
+        assert!(Instant::now() < deadline, "brief still found after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found(&store, "ws_a", &["kept_in", "msg_shared"]).await, ["kept_in", "msg_shared"]);
+}
+
+async fn items_by_id_are_bounded(backend: Backend) {
+    let Some(env) = Env::start(backend, "items_bound").await else { return };
+    let store = env.open().await;
+    let names: Vec<String> = (0..=MAX_ITEM_IDS).map(|n| format!("msg_{n:04}")).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    // One turn holds them all; the call looks up at most MAX_ITEM_IDS of the
+    // distinct ids asked for, the first ones (repeats do not count).
+    store.put(&turn("ws_a", "resp_many", None, &all, &[])).await.unwrap();
+    assert_eq!(
+        found(&store, "ws_a", &all[..MAX_ITEM_IDS]).await,
+        names[..MAX_ITEM_IDS],
+        "the bound itself, in one call"
+    );
+    assert_eq!(found(&store, "ws_a", &all).await, names[..MAX_ITEM_IDS], "the one past the bound is not looked up");
+    let mut repeated = vec![all[0]; 5];
+    repeated.extend(&all[1..MAX_ITEM_IDS]);
+    repeated.push(all[MAX_ITEM_IDS]);
+    assert_eq!(found(&store, "ws_a", &repeated).await, names[..MAX_ITEM_IDS]);
+    assert_eq!(found(&store, "ws_a", &all[1..]).await, names[1..], "the last one, within the bound");
+}
+
 // ---- Redis only: a backend that stops answering ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,6 +690,9 @@ async fn redis_down(backend: Backend) {
         let t = Instant::now();
         let chain = store.history("ws_a", "resp_1", 100).await;
         bounded("history", t.elapsed(), chain.as_ref().is_err_and(is_down));
+        let t = Instant::now();
+        let items = store.items("ws_a", &["t1_a"]).await;
+        bounded("items", t.elapsed(), items.as_ref().is_err_and(is_down));
     }
     assert_eq!(store.prune(now()).await.unwrap(), 0, "prune does not need Redis");
     if backend == Backend::RedisCluster {

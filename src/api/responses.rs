@@ -20,7 +20,10 @@
 //! `input` (a string, or items: `message`, `function_call`,
 //! `function_call_output`, `item_reference`; content parts `input_text`,
 //! `input_image` by URL, `input_file` inline, `output_text`, `refusal`;
-//! history first, as `previous_response_id` asks); `instructions` (a leading
+//! history first, as `previous_response_id` asks; each `item_reference`
+//! replaced by the item of its id, from that history or else from the items
+//! the caller loaded from its stored responses — an id in neither is a 400 on
+//! its `input[i].id`); `instructions` (a leading
 //! `system` message); function `tools`; `tool_choice` (including
 //! `allowed_tools`, enforced by sending only the allowed tools); `text.format`
 //! → `response_format`; `reasoning.effort` → `reasoning_effort`;

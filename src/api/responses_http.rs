@@ -3,7 +3,13 @@
 //!
 //! Create, in order: read the body (bounded) → parse it as a Responses request
 //! (400 with `param`) → load the history of `previous_response_id` (404 when
-//! this caller's scope has no such response) → translate to a chat body →
+//! this caller's scope has no such response) → load the items that the
+//! `item_reference`s name and that history lacks, by id from this scope's
+//! stored responses (inputs and outputs of any live turn: how the Vercel AI
+//! SDK replays its earlier output with `store` on, without a
+//! `previous_response_id`; at most [`MAX_ITEM_IDS`] ids, more is a 400 on
+//! `input`) → translate to a chat body (an id found in neither is a 400 naming
+//! that reference's `input[i].id`) →
 //! [`pipeline::run`] (resolve, rewrite, limits and credits, upstream, relay,
 //! usage and events — as for chat, under the door name `responses`) →
 //! translate the answer back: a whole Response, or the Responses event stream
@@ -14,6 +20,7 @@
 //! Stored responses are scoped to the caller's workspace (static config keys:
 //! to the key, `static:<name>`); another scope's id answers 404.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,7 +29,9 @@ use hyper::body::Incoming;
 use serde_json::value::RawValue;
 
 use super::openai::{event_stream, read_body};
-use super::responses::{parse_request, response_from_chat, FailureCode, Item, ResponseMeta, ResponsesStream};
+use super::responses::{
+    parse_request, response_from_chat, FailureCode, Item, ParsedRequest, ResponseMeta, ResponsesStream,
+};
 use super::Query;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
@@ -30,7 +39,7 @@ use crate::error::{json_response, Error};
 use crate::pipeline::chunks::{Chunk, Closing, Translated, Translator};
 use crate::pipeline::{self, Answer, ModelCall};
 use crate::request::Endpoint;
-use crate::responses::{ItemsQuery, Order, ResponseStore, StoredError, StoredResponse};
+use crate::responses::{ItemsQuery, Order, ResponseStore, ResponsesError, StoredError, StoredResponse, MAX_ITEM_IDS};
 use crate::store::StoreError;
 
 /// One id sequence for responses (`resp_…`).
@@ -98,7 +107,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
             }
         }
     };
-    let referenced = Vec::new();
+    let referenced = referenced_items(app, &scope, &parsed, &history).await?;
     let translated = parsed.translate(&history, &referenced)?;
     // Resolved here (the pipeline reuses it) so the echo shows the agent's defaults.
     let target = app.catalog.resolve(&translated.model, &ctx.principal)?;
@@ -141,6 +150,36 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
             Ok(event_stream(Body::Stream(Box::pin(Translated::new(*body, translator, first))), &rate))
         }
     }
+}
+
+/// The stored items that the request's `item_reference`s name and its
+/// history does not hold, from the caller's scope, in one store call. An id
+/// found nowhere is left to [`ParsedRequest::translate`], which refuses it
+/// (400, `param` naming the reference).
+async fn referenced_items(
+    app: &App,
+    scope: &str,
+    parsed: &ParsedRequest,
+    history: &[Item],
+) -> Result<Vec<Item>, Error> {
+    let known: HashSet<&str> = history.iter().map(Item::id).collect();
+    let mut wanted = HashSet::new();
+    let ids: Vec<&str> = parsed.item_references().filter(|id| !known.contains(id) && wanted.insert(*id)).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if ids.len() > MAX_ITEM_IDS {
+        return Err(ResponsesError::invalid(
+            "input",
+            format!(
+                "at most {MAX_ITEM_IDS} distinct item_reference ids can be resolved from stored responses in one \
+                 request; this one names {} that its previous_response_id history does not hold.",
+                ids.len()
+            ),
+        )
+        .into());
+    }
+    parse_items(&app.responses.store.items(scope, &ids).await?)
 }
 
 /// What storing a turn needs, known before the answer.

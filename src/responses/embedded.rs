@@ -5,8 +5,10 @@
 //! of `response_items` keyed by (scope, response id, position) — inputs
 //! first, then outputs (`output` = 1) — and go with it (`ON DELETE CASCADE`).
 //! Each call is one closure on the store's thread, so a page or a history is
-//! read in one consistent step, and a chain walk is one round trip for the
-//! caller however many turns it visits.
+//! read in one consistent step, and a chain walk (or a lookup of many items
+//! by id) is one round trip for the caller however many rows it visits.
+//! Items are found by id through the index on (scope, item_id); among
+//! several with one id the newest row (highest rowid) is taken.
 //!
 //! Expired rows stay until [`prune`](ResponseStore::prune) deletes them;
 //! every read filters on `expires_at > now` (the system clock, read on the
@@ -21,7 +23,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::value::RawValue;
 
-use super::store::{item_ids, raw, ItemsPage, ItemsQuery, Order, ResponseStore, StoredResponse, MAX_HOPS};
+use super::store::{
+    distinct_ids, item_ids, raw, ItemsPage, ItemsQuery, Order, ResponseStore, StoredResponse, MAX_HOPS,
+};
 use crate::store::embedded::{insert_error, sql, EmbeddedStore};
 use crate::store::{now, StoreError};
 
@@ -212,6 +216,27 @@ fn history(
     items.collect::<Result<_, _>>().map(Some)
 }
 
+/// The newest stored item of each id among the scope's live responses, by
+/// the index on (scope, item_id): one indexed lookup per id.
+fn items_by_id(conn: &Connection, scope: &str, ids: &[String], now: i64) -> Result<Vec<Box<RawValue>>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT i.json FROM response_items i \
+             JOIN responses r ON r.scope = i.scope AND r.id = i.response_id \
+             WHERE i.scope = ?1 AND i.item_id = ?2 AND r.expires_at > ?3 \
+             ORDER BY i.rowid DESC LIMIT 1",
+        )
+        .map_err(sql)?;
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        let json: Option<String> = stmt.query_row(params![scope, id, now], |r| r.get(0)).optional().map_err(sql)?;
+        if let Some(json) = json {
+            items.push(raw(json, || format!("item {id} in scope {scope}"))?);
+        }
+    }
+    Ok(items)
+}
+
 #[async_trait]
 impl ResponseStore for EmbeddedResponses {
     async fn put(&self, response: &StoredResponse) -> Result<(), StoreError> {
@@ -255,6 +280,15 @@ impl ResponseStore for EmbeddedResponses {
     async fn history(&self, scope: &str, id: &str, max_items: usize) -> Result<Option<Vec<Box<RawValue>>>, StoreError> {
         let (scope, id) = (scope.to_owned(), id.to_owned());
         self.store.call(move |conn| history(conn, &scope, &id, max_items, now())).await
+    }
+
+    async fn items(&self, scope: &str, ids: &[&str]) -> Result<Vec<Box<RawValue>>, StoreError> {
+        let ids: Vec<String> = distinct_ids(ids).into_iter().map(str::to_owned).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scope = scope.to_owned();
+        self.store.call(move |conn| items_by_id(conn, &scope, &ids, now())).await
     }
 
     async fn prune(&self, now: i64) -> Result<u64, StoreError> {

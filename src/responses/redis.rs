@@ -12,16 +12,28 @@
 //! | `P:resp:{S}:I` | hash | `created_at`, `expires_at` (Unix s), `inputs` (how many items are inputs), `response` (the Response JSON), `prev` (the previous response's id in key form; absent when none) |
 //! | `P:resp:{S}:I:items` | list | the turn's items as given, inputs first, then outputs |
 //! | `P:resp:{S}:I:ids` | list | their ids, in the same order (the `input_items` cursor, found with `LPOS`) |
+//! | `P:resp-item:{S}:T` | list | the index of item id `T` (key form): one entry `<position> I` per stored item with that id, `I` the response holding it at that position of its lists, oldest first |
 //!
-//! All three expire at the response's `expires_at` (`EXPIREAT`): Redis
+//! A response's three keys expire at its `expires_at` (`EXPIREAT`): Redis
 //! deletes them itself, so [`prune`](ResponseStore::prune) has nothing to do
-//! here and the visibility of a response follows Redis's clock.
+//! here and the visibility of a response follows Redis's clock. An item
+//! index expires with the longest-lived response it names; an entry whose
+//! response is gone meanwhile (deleted, expired, or its id stored again with
+//! other items) is skipped when read, so [`items`](ResponseStore::items)
+//! never finds a gone response's item.
+//!
+//! The item index came with `put.lua` version 2: the items of responses
+//! stored before are not found by id. Nothing relied on that — until then
+//! an `item_reference` resolved only against the `previous_response_id`
+//! history, which still works for them — and they leave with their
+//! retention, so no migration rewrites them.
 //!
 //! # Scripts
 //!
 //! Each call is one round trip: a write is `put.lua` (all or nothing, so a
 //! half-written response is never seen), reads are `get.lua`,
-//! `input_items.lua` and `history.lua` (each one consistent step), a delete
+//! `input_items.lua`, `history.lua` and `items.lua` (each one consistent
+//! step; `items.lua` takes every index of one call as its keys), a delete
 //! is one pipeline of two `DEL`s. The scripts live in `src/responses/redis/`,
 //! each versioned in its header.
 //!
@@ -39,11 +51,13 @@ use async_trait::async_trait;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::value::RawValue;
 
-use super::store::{item_ids, raw, ItemsPage, ItemsQuery, Order, ResponseStore, StoredResponse, MAX_HOPS};
+use super::store::{
+    distinct_ids, item_ids, raw, ItemsPage, ItemsQuery, Order, ResponseStore, StoredResponse, MAX_HOPS,
+};
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 
-/// Writes a response whole; see `src/responses/redis/put.lua` (version 1).
+/// Writes a response whole; see `src/responses/redis/put.lua` (version 2).
 const PUT: &str = include_str!("redis/put.lua");
 /// Reads a response; see `src/responses/redis/get.lua` (version 1).
 const GET: &str = include_str!("redis/get.lua");
@@ -51,6 +65,8 @@ const GET: &str = include_str!("redis/get.lua");
 const INPUT_ITEMS: &str = include_str!("redis/input_items.lua");
 /// Walks a chain; see `src/responses/redis/history.lua` (version 1).
 const HISTORY: &str = include_str!("redis/history.lua");
+/// Finds items by id; see `src/responses/redis/items.lua` (version 1).
+const ITEMS: &str = include_str!("redis/items.lua");
 
 /// Bytes kept as they are in key names: the characters of workspace ids and
 /// generated ids, so their keys read as written (`P:resp:{acme}:resp_1`).
@@ -71,6 +87,7 @@ pub struct RedisResponses {
     get: Script,
     input_items: Script,
     history: Script,
+    items: Script,
 }
 
 /// The three key names of one response.
@@ -88,12 +105,18 @@ impl RedisResponses {
             get: Script::new(GET),
             input_items: Script::new(INPUT_ITEMS),
             history: Script::new(HISTORY),
+            items: Script::new(ITEMS),
         }
     }
 
     /// `P:resp:{S}:`, the start of every record name of scope `scope`.
     fn scope_prefix(&self, scope: &str) -> String {
         format!("{}:resp:{{{}}}:", self.store.prefix(), key_part(scope))
+    }
+
+    /// `P:resp-item:{S}:T`, the index of item id `item` in scope `scope`.
+    fn item_index(&self, scope: &str, item: &str) -> String {
+        format!("{}:resp-item:{{{}}}:{}", self.store.prefix(), key_part(scope), key_part(item))
     }
 
     fn names(&self, scope: &str, id: &str) -> Names {
@@ -146,8 +169,11 @@ impl ResponseStore for RedisResponses {
         let prev = r.previous_response_id.as_deref().map(key_part).unwrap_or_default();
         let mut put = self.put.prepare_invoke();
         put.key(&names.record).key(&names.items).key(&names.ids);
+        for id in &ids {
+            put.key(self.item_index(&r.scope, id));
+        }
         put.arg(r.created_at).arg(r.expires_at).arg(prev.as_ref()).arg(r.input_items.len());
-        put.arg(r.response.get()).arg(ids.len());
+        put.arg(r.response.get()).arg(key_part(&r.id).as_ref()).arg(ids.len());
         for item in r.input_items.iter().chain(&r.output_items) {
             put.arg(item.get());
         }
@@ -213,6 +239,24 @@ impl ResponseStore for RedisResponses {
         items.collect::<Result<_, _>>().map(Some)
     }
 
+    async fn items(&self, scope: &str, ids: &[&str]) -> Result<Vec<Box<RawValue>>, StoreError> {
+        let ids = distinct_ids(ids);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut find = self.items.prepare_invoke();
+        for id in &ids {
+            find.key(self.item_index(scope, id));
+        }
+        find.arg(self.scope_prefix(scope));
+        for id in &ids {
+            find.arg(*id);
+        }
+        let found: Vec<String> = self.store.invoke(&find).await?;
+        let items = found.into_iter().map(|json| raw(json, || format!("an item found by id in scope {scope}")));
+        items.collect()
+    }
+
     async fn prune(&self, _now: i64) -> Result<u64, StoreError> {
         // Every key expires by itself (EXPIREAT at put); Redis is not asked.
         Ok(0)
@@ -236,9 +280,16 @@ mod tests {
 
     #[test]
     fn every_script_names_its_version_and_this_file() {
-        for (name, script) in [("put", PUT), ("get", GET), ("input_items", INPUT_ITEMS), ("history", HISTORY)] {
+        let scripts = [
+            ("put", PUT, 2),
+            ("get", GET, 1),
+            ("input_items", INPUT_ITEMS, 1),
+            ("history", HISTORY, 1),
+            ("items", ITEMS, 1),
+        ];
+        for (name, script, version) in scripts {
             let header = script.lines().next().unwrap();
-            assert_eq!(header, format!("-- tollgate responses {name}, version 1."), "{name}.lua");
+            assert_eq!(header, format!("-- tollgate responses {name}, version {version}."), "{name}.lua");
             assert!(script.contains("src/responses/redis.rs"), "{name}.lua names its Rust side");
         }
     }

@@ -16,6 +16,11 @@ pub const MAX_PAGE: usize = 100;
 /// The page size of [`ItemsQuery::default`] (OpenAI's default `limit`).
 pub const DEFAULT_PAGE: usize = 20;
 
+/// The most distinct ids one [`ResponseStore::items`] call looks up (the
+/// default `responses.max_history_items`): bounds the work of one call, and
+/// on Redis the keys of one script.
+pub const MAX_ITEM_IDS: usize = 1000;
+
 /// One stored response: one turn of a conversation.
 ///
 /// Items are kept as the JSON the caller gave, byte for byte (no re-encoding:
@@ -120,6 +125,16 @@ pub trait ResponseStore: Send + Sync + 'static {
     /// deleted, expired or pruned — so history only ever shrinks from the
     /// old end. `None` when `id` itself is missing. One round trip.
     async fn history(&self, scope: &str, id: &str, max_items: usize) -> Result<Option<Vec<Box<RawValue>>>, StoreError>;
+    /// The items with these ids among the scope's live responses' input and
+    /// output items, as stored: what an `item_reference` names. One per id
+    /// found, in the order of `ids` (a repeated id once); an id that no live
+    /// response of the scope holds is simply absent — another scope's, an
+    /// expired or deleted response's. When several responses hold an item
+    /// with the id (a turn stores the items it referenced as its own inputs),
+    /// the most recently stored one's. At most the first [`MAX_ITEM_IDS`]
+    /// distinct ids are looked up (the HTTP layer refuses more before
+    /// asking). One round trip.
+    async fn items(&self, scope: &str, ids: &[&str]) -> Result<Vec<Box<RawValue>>, StoreError>;
     /// Deletes responses expired at `now` (Unix s); how many. Redis expires
     /// them by itself: there it does nothing and returns 0.
     async fn prune(&self, now: i64) -> Result<u64, StoreError>;
@@ -146,6 +161,13 @@ pub(crate) fn item_ids(response: &StoredResponse) -> Result<Vec<String>, StoreEr
     let inputs = response.input_items.iter().enumerate().map(|(n, item)| read("input", n, item));
     let outputs = response.output_items.iter().enumerate().map(|(n, item)| read("output", n, item));
     inputs.chain(outputs).collect()
+}
+
+/// The distinct ids of `ids`, first occurrence first, at most [`MAX_ITEM_IDS`]
+/// of them: what [`ResponseStore::items`] looks up.
+pub(crate) fn distinct_ids<'a>(ids: &[&'a str]) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len().min(MAX_ITEM_IDS));
+    ids.iter().copied().filter(|id| seen.insert(*id)).take(MAX_ITEM_IDS).collect()
 }
 
 /// Reads back an item or response stored as text; `Corrupt` names it.
@@ -183,6 +205,16 @@ mod tests {
             let e = item_ids(&response(inputs, outputs)).unwrap_err().to_string();
             assert!(e.contains(named) && e.contains("resp_1"), "{e}");
         }
+    }
+
+    #[test]
+    fn distinct_ids_keep_the_first_of_each_up_to_the_bound() {
+        assert_eq!(distinct_ids(&["b", "a", "b", "c", "a"]), ["b", "a", "c"]);
+        assert!(distinct_ids(&[]).is_empty());
+        let many: Vec<String> = (0..MAX_ITEM_IDS + 5).map(|n| format!("id_{n}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let kept = distinct_ids(&refs);
+        assert_eq!((kept.len(), kept[0], kept[MAX_ITEM_IDS - 1]), (MAX_ITEM_IDS, "id_0", "id_999"));
     }
 
     #[test]

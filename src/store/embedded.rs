@@ -147,6 +147,10 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (scope, response_id) REFERENCES responses (scope, id) ON DELETE CASCADE
     );
 "#,
+    // Stored items by id within a scope, for `item_reference` lookups
+    // (`ResponseStore::items`); the rowid, in every index, orders them by
+    // when they were stored. Built over the rows already there.
+    "CREATE INDEX response_items_by_item ON response_items (scope, item_id);",
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
