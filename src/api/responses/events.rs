@@ -27,6 +27,24 @@ pub(crate) fn emit<T: Serialize>(seq: &mut u64, kind: &'static str, body: &T, ou
     *seq += 1;
 }
 
+/// [`emit`] for an event whose one field besides `type` and
+/// `sequence_number` is already serialised (`{"type":..,"sequence_number":..,"<field>":<json>}`,
+/// byte for byte what [`emit`] writes).
+pub(crate) fn emit_raw(seq: &mut u64, kind: &'static str, field: &'static str, json: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"sequence_number\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"}\n\n");
+    *seq += 1;
+}
+
 #[derive(Serialize)]
 pub(crate) struct Snapshot<'a> {
     pub(crate) response: &'a Response,

@@ -20,8 +20,8 @@
 //! is always present: the Python SDK requires it on text events).
 
 use super::events::{
-    emit, Added, ArgumentsDelta, ArgumentsDone, Delta, Done, ErrorEvent, PartEvent, RefusalDone, Snapshot, TextDone,
-    View,
+    emit, emit_raw, Added, ArgumentsDelta, ArgumentsDone, Delta, Done, ErrorEvent, PartEvent, RefusalDone, Snapshot,
+    TextDone, View,
 };
 use super::items::{self, Empty, FunctionCall, Item, ItemStatus, Message, Part, Role};
 use super::response::{
@@ -79,10 +79,12 @@ impl ResponsesStream {
         }
     }
 
-    /// `response.created` and `response.in_progress`.
+    /// `response.created` and `response.in_progress`: the same Response,
+    /// serialised once for both.
     pub fn start(&mut self, out: &mut Vec<u8>) {
+        let response = serde_json::to_vec(&self.response).expect("a Response always serialises");
         for kind in ["response.created", "response.in_progress"] {
-            emit(&mut self.seq, kind, &Snapshot { response: &self.response }, out);
+            emit_raw(&mut self.seq, kind, "response", &response, out);
         }
     }
 
