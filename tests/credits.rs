@@ -95,7 +95,7 @@ reaper_interval_ms = 1000
     )
 }
 
-/// `cost` of src/credits/mod.rs for the `priced` model: the request price plus
+/// `cost` of src/credits.rs for the `priced` model: the request price plus
 /// the token prices, rounded up to the micro-credit once over the sum.
 fn priced_cost(input: u64, output: u64) -> u64 {
     REQUEST_PRICE + (input * INPUT_PER_1K + output * OUTPUT_PER_1K).div_ceil(1000)
