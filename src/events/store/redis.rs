@@ -37,71 +37,25 @@ const DEAD_CONSUMER_IDLE_MS: u64 = 3_600_000;
 /// The most entries `GET /v1/events` reads to fill one filtered page.
 const SCAN_CAP: usize = 10_000;
 
-const LIST_WEBHOOKS: &str = r#"
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local rec = redis.call('HGETALL', ARGV[1] .. id)
-  if #rec > 0 then table.insert(out, rec) end
-end
-return out
-"#;
-
-const INSERT_WEBHOOK: &str = r#"
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('SADD', KEYS[1], ARGV[2])
-return 1
-"#;
-
-const DELETE_WEBHOOK: &str = r#"
-local n = redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3])
-return n
-"#;
-
-const ROTATE_SECRET: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local old = redis.call('HGET', KEYS[1], 'secret')
-redis.call('HSET', KEYS[1], 'previous_secret', old, 'previous_until_ms', ARGV[2], 'secret', ARGV[1])
-return 1
-"#;
-
-const COUNT_ATTEMPT: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'failures', 0) return 0 end
-return redis.call('HINCRBY', KEYS[1], 'failures', 1)
-"#;
-
-const DISABLE_WEBHOOK: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local d = redis.call('HGET', KEYS[1], 'disabled_at')
-if d and d ~= '' then return 0 end
-redis.call('HSET', KEYS[1], 'disabled_at', ARGV[1], 'disabled_reason', ARGV[2])
-return 1
-"#;
-
-/// Moves due retries back into the stream (KEYS: retry set, queue).
-const PROMOTE: &str = r#"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-  local f = cjson.decode(member)
-  redis.call('XADD', KEYS[2], '*', 'webhook', f.webhook, 'workspace', f.workspace, 'event_id', f.event_id,
-    'event_type', f.event_type, 'body', f.body, 'attempts', f.attempts, 'queued_at', f.queued_at)
-  redis.call('ZREM', KEYS[1], member)
-end
-return #due
-"#;
-
+/// A workspace's webhook records; see `src/events/store/redis/list_webhooks.lua` (version 1).
+const LIST_WEBHOOKS: &str = include_str!("redis/list_webhooks.lua");
+/// Registers a webhook within the cap; see `src/events/store/redis/insert_webhook.lua` (version 1).
+const INSERT_WEBHOOK: &str = include_str!("redis/insert_webhook.lua");
+/// Removes a webhook whole; see `src/events/store/redis/delete_webhook.lua` (version 1).
+const DELETE_WEBHOOK: &str = include_str!("redis/delete_webhook.lua");
+/// Rotates a signing secret; see `src/events/store/redis/rotate_secret.lua` (version 1).
+const ROTATE_SECRET: &str = include_str!("redis/rotate_secret.lua");
+/// Counts an attempt's outcome; see `src/events/store/redis/count_attempt.lua` (version 1).
+const COUNT_ATTEMPT: &str = include_str!("redis/count_attempt.lua");
+/// Disables a webhook once; see `src/events/store/redis/disable_webhook.lua` (version 1).
+const DISABLE_WEBHOOK: &str = include_str!("redis/disable_webhook.lua");
+/// Moves due retries back into the stream (KEYS: retry set, queue); see
+/// `src/events/store/redis/promote.lua` (version 1).
+const PROMOTE: &str = include_str!("redis/promote.lua");
 /// Acknowledges an entry and schedules its retry, only if this replica
-/// still held it (KEYS: queue, retry set; ARGV: group, entry id, due, member).
-const RETRY: &str = r#"
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-return 1
-"#;
+/// still held it (KEYS: queue, retry set; ARGV: group, entry id, due, member);
+/// see `src/events/store/redis/retry.lua` (version 1).
+const RETRY: &str = include_str!("redis/retry.lua");
 
 pub struct RedisEvents {
     store: Arc<RedisStore>,
