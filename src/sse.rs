@@ -177,6 +177,15 @@ impl SseRewriter {
         if self.responses {
             return self.transform_responses(event, data);
         }
+        // Nothing to splice and no transcript: only the usage (billing) and
+        // whether the chunk carried choices (a cut stream's estimate) matter,
+        // and a chunk without a usage object is passed on unscanned.
+        if self.model.is_none() && self.transcript.is_none() && !has_member(payload, b"\"usage\"", b'{') {
+            if has_member(payload, b"\"choices\"", b'[') && !has_member(payload, b"\"choices\"", b']') {
+                self.content_chunks += 1;
+            }
+            return Action::Keep;
+        }
         let Ok([model, usage, choices]) = find_fields(payload, ["model", "usage", "choices"]) else {
             return Action::Keep;
         };
@@ -254,6 +263,29 @@ impl SseRewriter {
             _ => Action::Keep,
         }
     }
+}
+
+/// Whether `key` (quoted) appears followed by `:` and a value starting with
+/// `first` (`{` an object, `[` an array, `]` right after `[` an empty one).
+/// A cheap pre-check: a false positive only means the full scan runs.
+fn has_member(payload: &[u8], key: &[u8], first: u8) -> bool {
+    let skip_ws = |mut i: usize| {
+        while payload.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    memchr::memmem::find_iter(payload, key).any(|at| {
+        let colon = skip_ws(at + key.len());
+        if payload.get(colon) != Some(&b':') {
+            return false;
+        }
+        let value = skip_ws(colon + 1);
+        match first {
+            b']' => payload.get(value) == Some(&b'[') && payload.get(skip_ws(value + 1)) == Some(&b']'),
+            _ => payload.get(value) == Some(&first),
+        }
+    })
 }
 
 /// Finds the end of the first event: returns (end of its content, start of the
@@ -350,6 +382,17 @@ mod tests {
         rw.push(Bytes::from(all.clone()), &mut out).unwrap();
         assert_eq!(out.len(), 1, "an unchanged frame is forwarded as one slice");
         assert_eq!(out[0], all.as_bytes());
+        assert_eq!(rw.usage(), Some(Usage { prompt_tokens: 3, completion_tokens: 1, estimated: false }));
+        assert_eq!(rw.content_chunks(), 1, "the unscanned chunk still counts for a cut stream's estimate");
+    }
+
+    #[test]
+    fn the_pre_check_finds_members_by_their_value() {
+        assert!(has_member(br#"{"a":1,"usage" : {"x":1}}"#, b"\"usage\"", b'{'));
+        assert!(!has_member(br#"{"usage":null}"#, b"\"usage\"", b'{'));
+        assert!(!has_member(br#"{"content":"the \"usage\": {"}"#, b"\"usage\"", b'{'), "escaped quotes are no key");
+        assert!(has_member(br#"{"choices": [ ]}"#, b"\"choices\"", b']'));
+        assert!(!has_member(br#"{"choices":[{"i":0}]}"#, b"\"choices\"", b']'));
     }
 
     #[test]

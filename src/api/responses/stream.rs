@@ -20,8 +20,8 @@
 //! is always present: the Python SDK requires it on text events).
 
 use super::events::{
-    emit, emit_raw, Added, ArgumentsDelta, ArgumentsDone, Delta, Done, ErrorEvent, PartEvent, RefusalDone, Snapshot,
-    TextDone, View,
+    emit, emit_raw, Added, ArgumentsDone, DeltaShape, Done, ErrorEvent, PartEvent, RefusalDone, Snapshot, TextDone,
+    View,
 };
 use super::items::{self, Empty, FunctionCall, Item, ItemStatus, Message, Part, Role};
 use super::response::{
@@ -47,12 +47,13 @@ pub struct ResponsesStream {
 
 enum Open {
     Message { id: String, parts: Vec<OpenPart> },
-    Call { id: String, call_id: String, name: String, arguments: String },
+    Call { id: String, call_id: String, name: String, arguments: String, deltas: DeltaShape },
 }
 
 struct OpenPart {
     refusal: bool,
     text: String,
+    deltas: DeltaShape,
 }
 
 /// An upstream tool call, announced as an item once its name is known.
@@ -133,14 +134,15 @@ impl ResponsesStream {
                     if refusal { Part::Refusal { refusal: String::new() } } else { Part::output_text(String::new()) };
                 let event = PartEvent { item_id: id, output_index, content_index: parts.len(), part: &part };
                 emit(&mut self.seq, "response.content_part.added", &event, out);
-                parts.push(OpenPart { refusal, text: String::new() });
+                let kind = if refusal { "response.refusal.delta" } else { "response.output_text.delta" };
+                let deltas = DeltaShape::text(kind, id, output_index, parts.len(), !refusal);
+                parts.push(OpenPart { refusal, text: String::new(), deltas });
                 parts.len() - 1
             }
         };
-        parts[content_index].text.push_str(delta);
-        let event = Delta { item_id: id, output_index, content_index, delta, logprobs: (!refusal).then_some(Empty) };
-        let kind = if refusal { "response.refusal.delta" } else { "response.output_text.delta" };
-        emit(&mut self.seq, kind, &event, out);
+        let part = &mut parts[content_index];
+        part.text.push_str(delta);
+        part.deltas.emit(&mut self.seq, delta, out);
     }
 
     fn tool_call(&mut self, piece: ToolCall<'_>, out: &mut Vec<u8>) {
@@ -197,16 +199,16 @@ impl ResponsesStream {
             status: ItemStatus::InProgress,
         };
         emit(&mut self.seq, "response.output_item.added", &Added { output_index, item }, out);
-        self.open.push(Open::Call { id, call_id, name, arguments: String::new() });
+        let deltas = DeltaShape::arguments(&id, output_index);
+        self.open.push(Open::Call { id, call_id, name, arguments: String::new(), deltas });
         self.arguments(at, &early, out);
     }
 
     fn arguments(&mut self, at: usize, delta: &str, out: &mut Vec<u8>) {
         let Some(output_index) = self.calls[at].item.filter(|_| !delta.is_empty()) else { return };
-        let Open::Call { id, arguments, .. } = &mut self.open[output_index] else { unreachable!("a call slot") };
+        let Open::Call { arguments, deltas, .. } = &mut self.open[output_index] else { unreachable!("a call slot") };
         arguments.push_str(delta);
-        let event = ArgumentsDelta { item_id: id, output_index, delta };
-        emit(&mut self.seq, "response.function_call_arguments.delta", &event, out);
+        deltas.emit(&mut self.seq, delta, out);
     }
 
     /// The upstream's `[DONE]`: closes every item, then `response.completed`
@@ -241,7 +243,7 @@ impl ResponsesStream {
         match open {
             Open::Message { id, parts } => {
                 let mut content = Vec::with_capacity(parts.len());
-                for (content_index, OpenPart { refusal, text }) in parts.into_iter().enumerate() {
+                for (content_index, OpenPart { refusal, text, .. }) in parts.into_iter().enumerate() {
                     let item_id = id.as_str();
                     let part = if refusal {
                         let event = RefusalDone { item_id, output_index, content_index, refusal: &text };
@@ -258,7 +260,7 @@ impl ResponsesStream {
                 }
                 Item::Message(Message { id, role: Role::Assistant, status, content })
             }
-            Open::Call { id, call_id, name, arguments } => {
+            Open::Call { id, call_id, name, arguments, .. } => {
                 let event = ArgumentsDone { item_id: &id, output_index, name: &name, arguments: &arguments };
                 emit(&mut self.seq, "response.function_call_arguments.done", &event, out);
                 Item::FunctionCall(FunctionCall { id, call_id, name, arguments, status })
@@ -288,7 +290,7 @@ impl ResponsesStream {
                         .collect();
                     Item::Message(Message { id, role: Role::Assistant, status: ItemStatus::Incomplete, content })
                 }
-                Open::Call { id, call_id, name, arguments } => {
+                Open::Call { id, call_id, name, arguments, .. } => {
                     Item::FunctionCall(FunctionCall { id, call_id, name, arguments, status: ItemStatus::Incomplete })
                 }
             });
