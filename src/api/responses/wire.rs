@@ -11,15 +11,26 @@ use serde_json::value::RawValue;
 use super::ResponsesError;
 
 /// Parses a whole request body. Malformed JSON is `invalid_json`.
+///
+/// The common case (a valid body) parses without tracking the path; only a
+/// failure is parsed again with `serde_path_to_error` to say where, so a
+/// good request does not pay for the error's detail.
 pub(crate) fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ResponsesError> {
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| error_at("", e))?;
     de.end().map_err(|e| ResponsesError::InvalidJson(without_position(&e.to_string()).to_owned()))?;
     Ok(value)
 }
 
-/// Parses `raw`, found at path `at` in the body.
+/// Parses `raw`, found at path `at` in the body (the path tracked only on
+/// failure, as in [`parse_body`]).
 pub(crate) fn parse_at<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &str) -> Result<T, ResponsesError> {
+    if let Ok(value) = serde_json::from_str(raw.get()) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_str(raw.get());
     serde_path_to_error::deserialize(&mut de).map_err(|e| error_at(at, e))
 }
