@@ -180,8 +180,8 @@ impl SseRewriter {
         // Nothing to splice and no transcript: only the usage (billing) and
         // whether the chunk carried choices (a cut stream's estimate) matter,
         // and a chunk without a usage object is passed on unscanned.
-        if self.model.is_none() && self.transcript.is_none() && !has_member(payload, b"\"usage\"", b'{') {
-            if has_member(payload, b"\"choices\"", b'[') && !has_member(payload, b"\"choices\"", b']') {
+        if self.model.is_none() && self.transcript.is_none() && member_value(payload, &USAGE_KEY) != Some(b'{') {
+            if member_value(payload, &CHOICES_KEY) == Some(b'[') {
                 self.content_chunks += 1;
             }
             return Action::Keep;
@@ -265,25 +265,30 @@ impl SseRewriter {
     }
 }
 
-/// Whether `key` (quoted) appears followed by `:` and a value starting with
-/// `first` (`{` an object, `[` an array, `]` right after `[` an empty one).
-/// A cheap pre-check: a false positive only means the full scan runs.
-fn has_member(payload: &[u8], key: &[u8], first: u8) -> bool {
+static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+static CHOICES_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\""));
+
+/// The first byte of the value of the first member `key` names (quoted,
+/// then `:`), with `[` for a non-empty array and `]` for an empty one: a
+/// cheap pre-check where a false positive only means the full scan runs.
+fn member_value(payload: &[u8], key: &memchr::memmem::Finder<'_>) -> Option<u8> {
     let skip_ws = |mut i: usize| {
         while payload.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
             i += 1;
         }
         i
     };
-    memchr::memmem::find_iter(payload, key).any(|at| {
-        let colon = skip_ws(at + key.len());
+    key.find_iter(payload).find_map(|at| {
+        let colon = skip_ws(at + key.needle().len());
         if payload.get(colon) != Some(&b':') {
-            return false;
+            return None;
         }
         let value = skip_ws(colon + 1);
-        match first {
-            b']' => payload.get(value) == Some(&b'[') && payload.get(skip_ws(value + 1)) == Some(&b']'),
-            _ => payload.get(value) == Some(&first),
+        match payload.get(value)? {
+            b'[' if payload.get(skip_ws(value + 1)) == Some(&b']') => Some(b']'),
+            b => Some(*b),
         }
     })
 }
@@ -388,11 +393,11 @@ mod tests {
 
     #[test]
     fn the_pre_check_finds_members_by_their_value() {
-        assert!(has_member(br#"{"a":1,"usage" : {"x":1}}"#, b"\"usage\"", b'{'));
-        assert!(!has_member(br#"{"usage":null}"#, b"\"usage\"", b'{'));
-        assert!(!has_member(br#"{"content":"the \"usage\": {"}"#, b"\"usage\"", b'{'), "escaped quotes are no key");
-        assert!(has_member(br#"{"choices": [ ]}"#, b"\"choices\"", b']'));
-        assert!(!has_member(br#"{"choices":[{"i":0}]}"#, b"\"choices\"", b']'));
+        assert_eq!(member_value(br#"{"a":1,"usage" : {"x":1}}"#, &USAGE_KEY), Some(b'{'));
+        assert_eq!(member_value(br#"{"usage":null}"#, &USAGE_KEY), Some(b'n'));
+        assert_eq!(member_value(br#"{"content":"the \"usage\": {"}"#, &USAGE_KEY), None, "escaped quotes are no key");
+        assert_eq!(member_value(br#"{"choices": [ ]}"#, &CHOICES_KEY), Some(b']'));
+        assert_eq!(member_value(br#"{"choices":[{"i":0}]}"#, &CHOICES_KEY), Some(b'['));
     }
 
     #[test]
