@@ -80,15 +80,23 @@ struct Compiled<T> {
 /// A compiled routes table.
 pub struct Router<T> {
     routes: Vec<Compiled<T>>,
+    /// Patterns without parameters, by their path: one hash lookup finds the
+    /// model routes (a literal pattern that matches always wins).
+    exact: std::collections::HashMap<&'static str, Vec<usize>>,
 }
 
 impl<T> Router<T> {
     /// Compiles `(verb, pattern, value)` entries; panics on a malformed
     /// pattern (the table is static, and its tests build it).
     pub fn new(entries: impl IntoIterator<Item = (Verb, &'static str, T)>) -> Router<T> {
-        let routes = entries
+        let mut exact: std::collections::HashMap<&'static str, Vec<usize>> = Default::default();
+        let routes: Vec<Compiled<T>> = entries
             .into_iter()
-            .map(|(verb, pattern, value)| {
+            .enumerate()
+            .map(|(i, (verb, pattern, value))| {
+                if !pattern.contains('{') {
+                    exact.entry(pattern).or_default().push(i);
+                }
                 let segments: Vec<Segment> = pattern
                     .strip_prefix('/')
                     .unwrap_or_else(|| panic!("route {pattern:?} must start with '/'"))
@@ -105,26 +113,36 @@ impl<T> Router<T> {
                 Compiled { verb, segments, literals, value }
             })
             .collect();
-        Router { routes }
+        Router { routes, exact }
     }
 
     /// The entry for `method` and `path`: 404 if no pattern matches, 405
     /// (naming the methods that would) if the best pattern has another method.
     pub fn find(&self, method: &Method, path: &str) -> Result<(&T, Params), RouteError> {
         let path = below_root(path).ok_or(RouteError::NotFound)?;
+        if let Some(rows) = self.exact.get(path) {
+            let rows = || rows.iter().map(|&i| &self.routes[i]);
+            return match rows().find(|r| r.verb.accepts(method)) {
+                Some(r) => Ok((&r.value, Params::default())),
+                None => Err(not_allowed(rows())),
+            };
+        }
         let best = self.routes.iter().filter(|r| matches(&r.segments, path)).map(|r| r.literals).max();
         let Some(best) = best else { return Err(RouteError::NotFound) };
         let candidates = || self.routes.iter().filter(move |r| r.literals == best && matches(&r.segments, path));
         match candidates().find(|r| r.verb.accepts(method)) {
             Some(r) => Ok((&r.value, params(&r.segments, path))),
-            None => {
-                let mut allow: Vec<&str> = candidates().map(|r| r.verb.as_str()).collect();
-                allow.sort_unstable();
-                allow.dedup();
-                Err(RouteError::MethodNotAllowed { allow: allow.join(", ") })
-            }
+            None => Err(not_allowed(candidates())),
         }
     }
+}
+
+/// 405, naming the methods the matching rows accept.
+fn not_allowed<'a, T: 'a>(rows: impl Iterator<Item = &'a Compiled<T>>) -> RouteError {
+    let mut allow: Vec<&str> = rows.map(|r| r.verb.as_str()).collect();
+    allow.sort_unstable();
+    allow.dedup();
+    RouteError::MethodNotAllowed { allow: allow.join(", ") }
 }
 
 /// The path below its API root, without a trailing slash; `None` outside
