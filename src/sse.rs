@@ -206,14 +206,7 @@ impl SseRewriter {
         }
         match (model, &self.model) {
             (Some(range), Some(replacement)) => {
-                let start = data.start + range.start;
-                let end = data.start + range.end;
-                let mut rewritten = BytesMut::with_capacity(event.len() + replacement.len() + 2);
-                rewritten.extend_from_slice(&event[..start]);
-                rewritten.extend_from_slice(replacement);
-                rewritten.extend_from_slice(&event[end..]);
-                rewritten.extend_from_slice(b"\n\n");
-                Action::Replace(rewritten.freeze())
+                Action::Replace(splice(event, data.start + range.start..data.start + range.end, replacement))
             }
             _ => Action::Keep,
         }
@@ -251,18 +244,22 @@ impl SseRewriter {
         }
         match (model, &self.model) {
             (Some(range), Some(replacement)) => {
-                let start = data.start + response.start + range.start;
-                let end = data.start + response.start + range.end;
-                let mut rewritten = BytesMut::with_capacity(event.len() + replacement.len() + 2);
-                rewritten.extend_from_slice(&event[..start]);
-                rewritten.extend_from_slice(replacement);
-                rewritten.extend_from_slice(&event[end..]);
-                rewritten.extend_from_slice(b"\n\n");
-                Action::Replace(rewritten.freeze())
+                let at = data.start + response.start;
+                Action::Replace(splice(event, at + range.start..at + range.end, replacement))
             }
             _ => Action::Keep,
         }
     }
+}
+
+/// `event` with the bytes at `range` replaced, as one complete event.
+fn splice(event: &[u8], range: std::ops::Range<usize>, replacement: &[u8]) -> Bytes {
+    let mut rewritten = BytesMut::with_capacity(event.len() + replacement.len() + 2);
+    rewritten.extend_from_slice(&event[..range.start]);
+    rewritten.extend_from_slice(replacement);
+    rewritten.extend_from_slice(&event[range.end..]);
+    rewritten.extend_from_slice(b"\n\n");
+    rewritten.freeze()
 }
 
 static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
