@@ -9,7 +9,7 @@
 //! 2. **resolve** the model for the caller: agent or alias, allow-list (404/403);
 //! 3. **rewrite** it for the agent: upstream model, instructions, defaults, caps;
 //! 4. **admit**: rate limits and the worst-case credit reservation in one
-//!    ledger step (429, 503) — static keys and store-less gateways skip it;
+//!    ledger step (429, 503) — static keys (no workspace) skip it;
 //! 5. **send** upstream with retries (502/503/504);
 //! 6. **relay**: a stream goes out event by event as it arrives (the `model`
 //!    spliced in, the usage chunk stripped unless asked for); a whole answer is
@@ -160,8 +160,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
 }
 
 /// Checks the caller's rate limits and reserves the call's worst case. Keys
-/// outside a workspace (static config keys) and gateways without a store are
-/// not metered.
+/// outside a workspace (static config keys) are not metered.
 async fn admit(
     app: &App,
     ctx: &RequestContext,
