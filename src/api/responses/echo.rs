@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 /// schema, so an unset one is the API's documented default (`temperature`
 /// and `top_p` 1, the penalties 0); only what the client set goes upstream.
 /// An agent's own defaults and caps change what is in force:
-/// [`Echo::in_force`] shows those, so the object says how the answer was made.
+/// `Echo::in_force` shows those, so the object says how the answer was made.
 #[derive(Debug, Clone, Serialize)]
 pub struct Echo {
     pub instructions: Option<String>,

@@ -96,7 +96,7 @@ pub struct Translated {
 
 impl Translated {
     /// The echo as the Response object shows it, once `target`'s defaults
-    /// and caps are in force (see [`Echo::in_force`]).
+    /// and caps are in force (see `Echo::in_force`).
     pub fn echo_for(&self, target: &crate::agents::Target) -> Echo {
         self.echo.clone().in_force(target, self.sampling)
     }
