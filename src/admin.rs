@@ -45,6 +45,8 @@ pub enum ManagementError {
     Conflict(String),
     #[error("Invalid value for '{param}': {message}")]
     Invalid { param: &'static str, message: String },
+    #[error("Missing required parameter: '{param}': {message}")]
+    Missing { param: &'static str, message: String },
     #[error("The request body is not valid: {0}")]
     BadBody(String),
     #[error("The store is unavailable; retry shortly.")]

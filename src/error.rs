@@ -138,6 +138,9 @@ impl Error {
                 ManagementError::Invalid { param, .. } => {
                     Parts { param: Some(param), ..p(StatusCode::BAD_REQUEST, INVALID, "invalid_value") }
                 }
+                ManagementError::Missing { param, .. } => {
+                    Parts { param: Some(param), ..p(StatusCode::BAD_REQUEST, INVALID, "missing_required_parameter") }
+                }
                 ManagementError::BadBody(_) => p(StatusCode::BAD_REQUEST, INVALID, "invalid_json"),
                 ManagementError::Unavailable => p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "store_unavailable"),
             },

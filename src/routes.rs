@@ -184,11 +184,18 @@ pub static ROUTES: &[Route] = &[
     route(Post, "/keys/create", KEYS, handler!(|app, ctx, call| api::management::create_key(app, ctx, call.req).await)),
     route(Get, "/keys", KEYS, handler!(|app, ctx, call| api::management::list_keys(app, ctx, call.query()).await)),
     route(
+        Get,
+        "/keys/{id}",
+        KEYS,
+        handler!(|app, ctx, call| api::management::get_key(app, ctx, call.param("id")).await),
+    ),
+    route(
         Delete,
         "/keys/{id}",
         KEYS,
         handler!(|app, ctx, call| api::management::revoke_key(app, ctx, call.param("id")).await),
     ),
+    route(Get, "/workspaces", WORKSPACES, handler!(|app, ctx, call| api::management::list_workspaces(app, ctx).await)),
     route(
         Post,
         "/workspaces",

@@ -221,3 +221,47 @@ async fn a_config_admin_key_manages_workspaces_and_suppresses_the_bootstrap_key(
     let e = tollgate::config::Config::from_toml(&bad, "t.toml").unwrap_err().to_string();
     assert!(e.contains("keys.") && e.contains(".scope"), "{e}");
 }
+
+#[tokio::test]
+async fn keys_and_workspaces_can_be_read_one_by_one_and_listed() {
+    let env = start("read").await;
+    let admin = env.admin_key.clone();
+    let (status, _) = env.post(&admin, "/v1/workspaces", json!({"id": "acme"})).await;
+    assert_eq!(status, 201);
+    let (status, list) = env.get(&admin, "/v1/workspaces").await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"acme") && ids.contains(&"ops") && ids.contains(&"seeded"), "{ids:?}");
+    assert_eq!(list["data"][0]["object"], "workspace");
+
+    let (full_id, full) = env.key(&admin, json!({"name": "owner", "workspace": "acme", "scope": "full"})).await;
+    let (chat_id, _) = env.key(&full, json!({"name": "app"})).await;
+    let (status, key) = env.get(&full, &format!("/v1/keys/{chat_id}")).await;
+    assert_eq!(status, 200, "{key}");
+    assert_eq!(
+        (key["id"].as_str(), key["workspace"].as_str(), key["object"].as_str()),
+        (Some(&*chat_id), Some("acme"), Some("api_key"))
+    );
+    assert!(key.get("key").is_none() && key.get("hash").is_none(), "never the plaintext or the hash: {key}");
+    let (status, _) = env.get(&admin, &format!("/v1/keys/{full_id}")).await;
+    assert_eq!(status, 200, "an admin reads any workspace's key");
+
+    let (_, other) = env.key(&admin, json!({"name": "other", "workspace": "ops", "scope": "full"})).await;
+    let (status, body) = env.get(&other, &format!("/v1/keys/{chat_id}")).await;
+    assert_eq!((status, code(&body)), (404, "not_found"), "another workspace's key is not found: {body}");
+    let (status, body) = env.get(&full, "/v1/workspaces").await;
+    assert_eq!((status, code(&body)), (403, "insufficient_scope"));
+    let (status, body) = env.get(&full, "/v1/keys/key_nope").await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn an_admin_names_the_workspace_of_the_key_it_creates() {
+    let env = start("admin-ws").await;
+    let (status, body) = env.post(&env.admin_key, "/v1/keys", json!({"name": "where?"})).await;
+    assert_eq!((status, code(&body)), (400, "missing_required_parameter"), "{body}");
+    assert_eq!(body["error"]["param"], "workspace");
+    let (status, body) = env.get(&env.admin_key, "/v1/keys?workspace=ops").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1, "nothing was created in the admin's own workspace: {body}");
+}

@@ -105,6 +105,11 @@ pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>)
     };
     let workspace = match (scope, req.workspace) {
         (Scope::Admin, Some(ws)) => ws,
+        // An admin works across workspaces: a key lands only where it is told to.
+        (Scope::Admin, None) => {
+            let message = "an admin key must name the workspace the new key belongs to".to_owned();
+            return Err(ManagementError::Missing { param: "workspace", message }.into());
+        }
         (_, Some(ws)) if ws != own => {
             return Err(ManagementError::InsufficientScope("create keys in another workspace").into())
         }
@@ -152,14 +157,28 @@ pub async fn list_keys(app: &App, ctx: &RequestContext, query: Option<&str>) -> 
     Ok(json(StatusCode::OK, &List { object: "list", data: keys.iter().map(|k| KeyView::of(k, None)).collect() }))
 }
 
-pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+/// The key `id` as the caller may see it: another workspace's key is not
+/// found (unless the caller is an admin), never forbidden.
+async fn visible_key(app: &App, ctx: &RequestContext, id: &str) -> Result<KeyRecord, ManagementError> {
     let (own, scope) = manager(ctx)?;
-    let stores = &app.stores;
     let not_found = || ManagementError::NotFound(format!("key {id:?}"));
-    let record = stores.keys.key_by_id(id).await.map_err(ManagementError::from)?.ok_or_else(not_found)?;
+    let record = app.stores.keys.key_by_id(id).await.map_err(ManagementError::from)?.ok_or_else(not_found)?;
     if scope != Scope::Admin && record.workspace != own {
-        return Err(not_found().into());
+        return Err(not_found());
     }
+    Ok(record)
+}
+
+/// `GET /v1/keys/{id}`: one key (never its plaintext or hash), revoked ones too.
+pub async fn get_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+    let record = visible_key(app, ctx, id).await?;
+    Ok(json(StatusCode::OK, &KeyView::of(&record, None)))
+}
+
+pub async fn revoke_key(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+    let (_, scope) = manager(ctx)?;
+    let stores = &app.stores;
+    let record = visible_key(app, ctx, id).await?;
     if scope != Scope::Admin && record.scope == Scope::Admin {
         return Err(ManagementError::InsufficientScope("revoke admin keys").into());
     }
@@ -232,6 +251,18 @@ pub async fn create_workspace(
         .await
         .map_err(ManagementError::from)?;
     Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))
+}
+
+/// `GET /v1/workspaces`: every workspace, by id (admin keys).
+pub async fn list_workspaces(app: &App, ctx: &RequestContext) -> Result<Response<Body>, Error> {
+    admin_only(ctx)?;
+    let all = app.stores.workspaces.list_workspaces().await.map_err(ManagementError::from)?;
+    #[derive(Serialize)]
+    struct List<'a> {
+        object: &'static str,
+        data: Vec<WorkspaceView<'a>>,
+    }
+    Ok(json(StatusCode::OK, &List { object: "list", data: all.iter().map(WorkspaceView::of).collect() }))
 }
 
 pub async fn get_workspace(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
