@@ -107,11 +107,13 @@ pub fn cost(price: &Price, input_tokens: u64, output_tokens: u64) -> u64 {
 }
 
 /// What a finished call is charged: its usage at the price, except that a
-/// failed upstream call that delivered nothing costs only the per-request
-/// price. A cut stream pays for what it got (the usage seen, or the estimate).
+/// failed upstream call that delivered nothing costs nothing (no answer, no
+/// charge: a 502 after retries, an upstream's refusal, a stream that died
+/// before its first token). A cut stream pays for what it got (the usage
+/// seen, or the estimate).
 pub fn charge(price: &Price, outcome: Outcome, usage: &Usage) -> u64 {
     match outcome {
-        Outcome::UpstreamFailed if usage.completion_tokens == 0 => price.request,
+        Outcome::UpstreamFailed if usage.completion_tokens == 0 => 0,
         _ => cost(price, usage.prompt_tokens, usage.completion_tokens),
     }
 }
@@ -132,10 +134,10 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_call_that_delivered_nothing_costs_the_request_price() {
+    fn a_failed_call_that_delivered_nothing_costs_nothing() {
         let p = Price { request: 500, input_per_1k: 1000, output_per_1k: 1000 };
         let u = |c| Usage { prompt_tokens: 100, completion_tokens: c, estimated: true };
-        assert_eq!(charge(&p, Outcome::UpstreamFailed, &u(0)), 500);
+        assert_eq!(charge(&p, Outcome::UpstreamFailed, &u(0)), 0, "no answer, no charge");
         assert_eq!(charge(&p, Outcome::UpstreamFailed, &u(10)), 610, "a stream cut midway pays for what it got");
         assert_eq!(charge(&p, Outcome::ClientCancelled, &u(0)), 600);
     }

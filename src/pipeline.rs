@@ -187,8 +187,8 @@ async fn admit(
     Ok((Some(Settle { meter: meter.clone(), ticket, price: target.price }), headers))
 }
 
-/// Accounts for an upstream failure (estimated usage, the per-request price)
-/// and returns it as the call's error.
+/// Accounts for an upstream failure (estimated usage; nothing delivered, so
+/// nothing charged) and returns it as the call's error.
 fn fail(accounting: &mut Accounting, error: UpstreamError) -> Error {
     let usage = accounting.estimate(0);
     accounting.finish(error.status().as_u16(), Outcome::UpstreamFailed, usage);

@@ -324,22 +324,22 @@ async fn prices_are_exact_for_every_way_a_call_ends(backend: Backend) {
     let credits = env.settled("shop", calls).await;
     assert_eq!(message(&credits).3, allowance - spent as i64, "a stream the upstream cut pays {cut_cost}: {credits}");
 
-    // 5xx on every attempt: only the per-request price.
+    // 5xx on every attempt: no answer, no charge.
     let attempts = env.mock.attempts();
     for _ in 0..3 {
         env.mock.push(Reply::status(500, r#"{"error":{"message":"boom","type":"server_error"}}"#));
     }
     env.chat(&key, &body).await.error(502, "upstream_error", "upstream_status");
     assert_eq!(env.mock.attempts(), attempts + 3, "two retries after the first attempt");
-    (spent, calls, input) = (spent + REQUEST_PRICE, calls + 1, input + e);
+    (calls, input) = (calls + 1, input + e);
     let credits = env.settled("shop", calls).await;
-    assert_eq!(message(&credits).3, allowance - spent as i64, "a failed call pays only the request: {credits}");
+    assert_eq!(message(&credits).3, allowance - spent as i64, "a failed call pays nothing: {credits}");
 
-    // The upstream refuses the request (4xx, no retry): only the per-request price.
+    // The upstream refuses the request (4xx, no retry): nothing delivered, nothing charged.
     let rejection = r#"{"error":{"message":"bad","type":"invalid_request_error","code":"bad_thing","param":null}}"#;
     env.mock.push(Reply::status(400, rejection));
     env.chat(&key, &body).await.error(400, "invalid_request_error", "bad_thing");
-    (spent, calls, input) = (spent + REQUEST_PRICE, calls + 1, input + e);
+    (calls, input) = (calls + 1, input + e);
     let credits = env.settled("shop", calls).await;
     let left = allowance - spent as i64;
     assert_eq!(message(&credits), (left, 0, 0, left), "{credits}");
