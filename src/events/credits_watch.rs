@@ -44,6 +44,31 @@ struct CreditsData<'a> {
     period: &'a str,
 }
 
+/// Where a balance stands against its threshold.
+fn level_of(balance: &Balance, threshold: u64) -> Level {
+    if balance.available <= 0 {
+        Level::Exhausted
+    } else if (balance.available as u64) < threshold {
+        Level::Low
+    } else {
+        Level::Ok
+    }
+}
+
+/// The event a move from `previous` (`None`: first seen by this replica) to
+/// `level` makes. A balance first seen at zero that never had credits (no
+/// allowance, no top-up, nothing owed) did not *reach* zero: no
+/// `credits.exhausted` for it; once it held credits, spending them fires it.
+fn crossing(previous: Option<Level>, level: Level, balance: &Balance) -> Option<EventType> {
+    let never_had = balance.plan_allowance.unwrap_or(0) == 0 && balance.top_up <= 0 && balance.uncollected <= 0;
+    match (previous, level) {
+        (None, Level::Exhausted) if never_had => None,
+        (p, Level::Exhausted) if p != Some(Level::Exhausted) => Some(EventType::CreditsExhausted),
+        (None | Some(Level::Ok), Level::Low) => Some(EventType::CreditsLow),
+        _ => None,
+    }
+}
+
 impl CreditsWatch {
     pub fn new(percent: u64) -> CreditsWatch {
         CreditsWatch { percent, levels: Mutex::default() }
@@ -70,24 +95,9 @@ impl CreditsWatch {
                     continue;
                 }
                 let threshold = self.threshold(own, balance);
-                let level = if balance.available <= 0 {
-                    Level::Exhausted
-                } else if (balance.available as u64) < threshold {
-                    Level::Low
-                } else {
-                    Level::Ok
-                };
-                let previous = self
-                    .levels
-                    .lock()
-                    .expect("levels lock")
-                    .insert((workspace.clone(), kind), level)
-                    .unwrap_or(Level::Ok);
-                let event = match (previous, level) {
-                    (p, Level::Exhausted) if p != Level::Exhausted => EventType::CreditsExhausted,
-                    (Level::Ok, Level::Low) => EventType::CreditsLow,
-                    _ => continue,
-                };
+                let level = level_of(balance, threshold);
+                let previous = self.levels.lock().expect("levels lock").insert((workspace.clone(), kind), level);
+                let Some(event) = crossing(previous, level, balance) else { continue };
                 let data = CreditsData {
                     workspace: &workspace,
                     kind,
@@ -99,5 +109,45 @@ impl CreditsWatch {
                 events.emit(&workspace, event, &data);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balance(allowance: Option<u64>, top_up: i64, available: i64) -> Balance {
+        Balance {
+            metered: true,
+            plan_allowance: allowance,
+            plan_remaining: available - top_up,
+            top_up,
+            reserved: 0,
+            available,
+            uncollected: 0,
+        }
+    }
+
+    #[test]
+    fn exhausted_means_a_balance_reached_zero() {
+        let never = balance(Some(0), 0, 0);
+        assert_eq!(crossing(None, level_of(&never, 0), &never), None, "a balance that never had credits");
+        let spent = balance(Some(1_000_000), 0, 0);
+        assert_eq!(crossing(None, Level::Exhausted, &spent), Some(EventType::CreditsExhausted));
+        let topped_then_spent = balance(Some(0), 0, 0);
+        assert_eq!(
+            crossing(Some(Level::Ok), Level::Exhausted, &topped_then_spent),
+            Some(EventType::CreditsExhausted),
+            "it held credits (seen above zero) and spent them"
+        );
+        assert_eq!(crossing(Some(Level::Exhausted), Level::Exhausted, &spent), None, "once per crossing");
+        let low = balance(Some(1_000_000), 0, 10);
+        assert_eq!(crossing(None, level_of(&low, 100), &low), Some(EventType::CreditsLow));
+        assert_eq!(crossing(Some(Level::Low), Level::Low, &low), None);
+        assert_eq!(
+            crossing(Some(Level::Exhausted), Level::Low, &low),
+            None,
+            "a top-up that leaves it low is no new low"
+        );
     }
 }
