@@ -643,12 +643,13 @@ async fn a_top_up_resumes_service_at_once(backend: Backend) {
     assert_eq!(message(&env.settled("broke", 2).await), (0, 0, 0, 0));
     env.chat(&chat, &body).await.error(429, "insufficient_quota", "insufficient_quota");
 
-    // The integration balance is topped up on its own.
+    // `empty` meters message credits only: integration credits would never be
+    // spent, so a top-up of them is refused and says why.
     let answer =
         env.post(&admin, "/v1/credits/topup", &json!({"workspace": "broke", "type": "integration", "amount": 7})).await;
-    let balances = answer.ok();
-    assert_eq!(balances["integration"]["top_up"], 7, "{balances}");
-    assert_eq!(message(balances), (0, 0, 0, 0));
+    answer.error(400, "invalid_request_error", "invalid_value");
+    assert_eq!(answer.body["error"]["param"], "type");
+    assert!(answer.text.contains("does not meter integration credits"), "{}", answer.text);
 
     // Only admin keys top up.
     for key in [&chat, &full] {
@@ -684,7 +685,7 @@ async fn a_top_up_resumes_service_at_once(backend: Backend) {
     answer.error(404, "not_found_error", "not_found");
     let credits = env.credits("broke").await;
     assert_eq!(message(&credits), (0, 0, 0, 0), "refused top-ups changed nothing: {credits}");
-    assert_eq!(credits["integration"]["top_up"], 7);
+    assert_eq!(credits["integration"]["top_up"], 0);
 }
 
 /// A top-up part holds at most 2^53 micro-credits (`MAX_BALANCE`, the largest

@@ -87,6 +87,17 @@ pub async fn top_up(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
         return Err(ManagementError::Invalid { param: "amount", message }.into());
     }
     let meter = &app.meter;
+    // Credits of a kind the plan does not meter would never be spent or shown.
+    let terms = meter.terms.get_existing(&top_up.workspace).await?;
+    if terms.allowance[kind.index()].is_none() {
+        let message = format!(
+            "workspace {:?} is on a plan that does not meter {} credits, so they would never be spent; \
+             move it to a plan that does first",
+            top_up.workspace,
+            kind.as_str()
+        );
+        return Err(ManagementError::Invalid { param: "type", message }.into());
+    }
     let balances = meter.top_up(&top_up.workspace, kind, top_up.amount).await?;
     tracing::info!(
         target: "tollgate::audit",
