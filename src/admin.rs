@@ -47,8 +47,9 @@ pub enum ManagementError {
     Invalid { param: &'static str, message: String },
     #[error("Missing required parameter: '{param}': {message}")]
     Missing { param: &'static str, message: String },
-    #[error("The request body is not valid: {0}")]
-    BadBody(String),
+    /// The body is not the JSON asked for, with the failing field's path.
+    #[error(transparent)]
+    Body(#[from] crate::json::typed::TypedError),
     #[error("The store is unavailable; retry shortly.")]
     Unavailable,
 }

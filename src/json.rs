@@ -15,6 +15,7 @@
 use std::ops::Range;
 
 mod strict;
+pub mod typed;
 
 pub use strict::{check_strict, MAX_DEPTH};
 

@@ -131,6 +131,18 @@ pub enum ResponsesError {
     Upstream(String),
 }
 
+impl From<crate::json::typed::TypedError> for ResponsesError {
+    fn from(e: crate::json::typed::TypedError) -> Self {
+        use crate::json::typed::TypedError as T;
+        match e {
+            T::InvalidJson(m) => ResponsesError::InvalidJson(m),
+            T::Missing { param } => ResponsesError::Missing { param },
+            T::InvalidType { param, expected } => ResponsesError::InvalidType { param, expected },
+            T::InvalidValue { param, reason } => ResponsesError::InvalidValue { param, reason },
+        }
+    }
+}
+
 impl ResponsesError {
     pub(crate) fn missing(param: impl Into<String>) -> Self {
         ResponsesError::Missing { param: param.into() }

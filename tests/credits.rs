@@ -667,18 +667,21 @@ async fn a_top_up_resumes_service_at_once(backend: Backend) {
         answer.error(400, "invalid_request_error", "invalid_value");
         assert_eq!(answer.body["error"]["param"], param, "{body}: {}", answer.text);
     }
-    let malformed = [
-        r#"{"workspace": "broke", "type": "message""#,
-        "",
-        r#"{"workspace": "broke", "type": "message", "amount": -5}"#,
-        r#"{"workspace": "broke", "type": "message", "amount": 1.5}"#,
-        r#"{"workspace": "broke", "type": "message", "amount": "5"}"#,
-        r#"{"workspace": "broke", "type": "message"}"#,
-        r#"{"workspace": "broke", "type": "message", "amount": 5, "note": "unknown field"}"#,
-        r#"[1, 2]"#,
-    ];
-    for body in malformed {
+    for body in [r#"{"workspace": "broke", "type": "message""#, "", r#"[1, 2]"#] {
         env.post_raw(&admin, "/v1/credits/topup", body).await.error(400, "invalid_request_error", "invalid_json");
+    }
+    // A body that parses but is not the request: the field and what is wrong with it.
+    let wrong = [
+        (r#"{"workspace": "broke", "type": "message", "amount": -5}"#, "invalid_type", "amount"),
+        (r#"{"workspace": "broke", "type": "message", "amount": 1.5}"#, "invalid_type", "amount"),
+        (r#"{"workspace": "broke", "type": "message", "amount": "5"}"#, "invalid_type", "amount"),
+        (r#"{"workspace": "broke", "type": "message"}"#, "missing_required_parameter", "amount"),
+        (r#"{"workspace": "broke", "type": "message", "amount": 5, "note": "x"}"#, "invalid_value", "note"),
+    ];
+    for (body, code, param) in wrong {
+        let answer = env.post_raw(&admin, "/v1/credits/topup", body).await;
+        answer.error(400, "invalid_request_error", code);
+        assert_eq!(answer.body["error"]["param"], param, "{body}: {}", answer.text);
     }
     let answer =
         env.post(&admin, "/v1/credits/topup", &json!({"workspace": "nope", "type": "message", "amount": 1})).await;

@@ -165,9 +165,17 @@ async fn bad_input_gets_clear_400s() {
     bad(json!({"name": "n", "workspace": "acme", "expires_at": 1}), "key").await;
     bad(json!({"name": "x".repeat(500), "workspace": "acme"}), "key").await;
     bad(json!({"name": "n", "workspace": "acme", "models": ["no-such-agent"]}), "models").await;
-    bad(json!({"name": "n", "workspace": "acme", "colour": "red"}), "").await;
-    bad(json!({"workspace": "acme"}), "").await;
-    bad(json!({"name": 5, "workspace": "acme"}), "").await;
+    bad(json!({"name": "n", "workspace": "acme", "colour": "red"}), "colour").await;
+    bad(json!({"workspace": "acme"}), "name").await;
+    bad(json!({"name": 5, "workspace": "acme"}), "name").await;
+    // The code says what is wrong, as on the model API.
+    let (_, missing) = env.post(&env.admin_key, "/v1/keys", json!({"workspace": "acme"})).await;
+    assert_eq!(code(&missing), "missing_required_parameter", "{missing}");
+    let (_, typed) = env.post(&env.admin_key, "/v1/keys", json!({"name": 5, "workspace": "acme"})).await;
+    assert_eq!(code(&typed), "invalid_type", "{typed}");
+    let (_, unknown) =
+        env.post(&env.admin_key, "/v1/keys", json!({"name": "n", "workspace": "acme", "colour": 1})).await;
+    assert_eq!(code(&unknown), "invalid_value", "{unknown}");
     let (status, _) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "Not Valid!"})).await;
     assert_eq!(status, 400);
     let (status, error) = env.post(&env.admin_key, "/v1/workspaces", json!({"id": "x", "plan": "platinum"})).await;

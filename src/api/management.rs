@@ -75,7 +75,7 @@ fn manager(ctx: &RequestContext) -> Result<(&str, Scope), ManagementError> {
 }
 
 pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ManagementError> {
-    serde_json::from_slice(body).map_err(|e| ManagementError::BadBody(e.to_string()))
+    crate::json::typed::parse_body(body).map_err(ManagementError::from)
 }
 
 #[derive(Deserialize)]

@@ -61,7 +61,6 @@ mod items;
 mod request;
 mod response;
 mod stream;
-mod wire;
 
 #[cfg(test)]
 mod tests;

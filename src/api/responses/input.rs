@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::items::{self, Detail, FunctionCall, FunctionCallOutput, Item, ItemStatus, Message, Part, Role, ToolOutput};
-use super::wire::parse_at;
 use super::ResponsesError;
+use crate::json::typed::parse_at;
 
 /// One entry of the input, in order.
 #[derive(Debug)]

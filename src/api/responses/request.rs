@@ -15,8 +15,8 @@ use super::chat;
 use super::echo::{Echo, FunctionTool, Reasoning, Sampling, TextConfig, TextFormat, ToolChoice};
 use super::input::{parse_input, Entry};
 use super::items::Item;
-use super::wire::{parse_at, parse_body};
 use super::ResponsesError;
+use crate::json::typed::{parse_at, parse_body};
 
 /// A validated request, before its history is known.
 #[derive(Debug)]
@@ -239,7 +239,7 @@ fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &str) -> Result<T, Resp
     if !raw.get().starts_with('{') {
         return Err(ResponsesError::InvalidType { param: at.into(), expected: "an object".into() });
     }
-    parse_at(raw, at)
+    Ok(parse_at(raw, at)?)
 }
 
 #[derive(Deserialize)]

@@ -8,26 +8,54 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::ResponsesError;
+/// Why a body could not be read into its typed request, with the failing
+/// field's path where there is one. Each API maps it to its error once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TypedError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    InvalidJson(String),
+    #[error("Missing required parameter: '{param}'.")]
+    Missing { param: String },
+    #[error("Invalid type for '{param}': expected {expected}.")]
+    InvalidType { param: String, expected: String },
+    #[error("Invalid value for '{param}': {reason}")]
+    InvalidValue { param: String, reason: String },
+}
+
+impl TypedError {
+    /// The failing field's path (`tools[1].parameters`), if any.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            TypedError::Missing { param }
+            | TypedError::InvalidType { param, .. }
+            | TypedError::InvalidValue { param, .. } => Some(param),
+            TypedError::InvalidJson(_) => None,
+        }
+    }
+}
 
 /// Parses a whole request body. Malformed JSON is `invalid_json`.
 ///
 /// The common case (a valid body) parses without tracking the path; only a
 /// failure is parsed again with `serde_path_to_error` to say where, so a
 /// good request does not pay for the error's detail.
-pub(crate) fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ResponsesError> {
+pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, TypedError> {
     if let Ok(value) = serde_json::from_slice(body) {
         return Ok(value);
     }
+    // serde would read a struct from an array too; a request body is an object.
+    if body.trim_ascii_start().first().is_some_and(|&b| b != b'{') {
+        return Err(TypedError::InvalidJson("the body must be a JSON object".into()));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| error_at("", e))?;
-    de.end().map_err(|e| ResponsesError::InvalidJson(without_position(&e.to_string()).to_owned()))?;
+    de.end().map_err(|e| TypedError::InvalidJson(without_position(&e.to_string()).to_owned()))?;
     Ok(value)
 }
 
 /// Parses `raw`, found at path `at` in the body (the path tracked only on
 /// failure, as in [`parse_body`]).
-pub(crate) fn parse_at<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &str) -> Result<T, ResponsesError> {
+pub fn parse_at<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &str) -> Result<T, TypedError> {
     if let Ok(value) = serde_json::from_str(raw.get()) {
         return Ok(value);
     }
@@ -36,7 +64,7 @@ pub(crate) fn parse_at<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &str) -> R
 }
 
 /// `at` + `path`, written as OpenAI writes params: `input[2].content[0].type`.
-pub(crate) fn join(at: &str, path: &str) -> String {
+pub fn join(at: &str, path: &str) -> String {
     match (at.is_empty(), path) {
         (_, "" | ".") => at.to_owned(),
         (true, _) => path.to_owned(),
@@ -45,22 +73,31 @@ pub(crate) fn join(at: &str, path: &str) -> String {
     }
 }
 
-fn error_at(at: &str, e: serde_path_to_error::Error<serde_json::Error>) -> ResponsesError {
+fn error_at(at: &str, e: serde_path_to_error::Error<serde_json::Error>) -> TypedError {
     let param = join(at, &e.path().to_string());
     let inner = e.into_inner();
     let message = inner.to_string();
     let message = without_position(&message);
     if !inner.is_data() {
-        return ResponsesError::InvalidJson(message.to_owned());
+        return TypedError::InvalidJson(message.to_owned());
     }
     if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
-        return ResponsesError::missing(join(&param, field));
+        return TypedError::Missing { param: join(&param, field) };
+    }
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split_once('`')).map(|(f, _)| f) {
+        // The path already ends at the unknown field.
+        let param = if param.is_empty() { field.to_owned() } else { param };
+        return TypedError::InvalidValue { param, reason: "this parameter is not known.".into() };
     }
     if message.starts_with("unknown variant") {
-        return ResponsesError::invalid(param, format!("{message}."));
+        return TypedError::InvalidValue { param, reason: format!("{message}.") };
+    }
+    // Not an object where the body must be one: the body is not the JSON asked for.
+    if param.is_empty() {
+        return TypedError::InvalidJson(message.to_owned());
     }
     let expected = message.split_once(", expected ").map_or("another type", |(_, e)| e);
-    ResponsesError::InvalidType { param, expected: plain_expected(expected).to_owned() }
+    TypedError::InvalidType { param, expected: plain_expected(expected).to_owned() }
 }
 
 /// serde_json appends " at line L column C", which means nothing to a client
@@ -103,9 +140,10 @@ mod tests {
     #[test]
     fn reports_the_path_and_a_json_type() {
         let err = parse_body::<Outer>(br#"{"_raw":{"x":[1]},"_list":[{"_n":1},{"_n":"x"}]}"#).unwrap_err();
-        assert_eq!(err, ResponsesError::InvalidType { param: "_list[1]._n".into(), expected: "a number".into() });
-        assert!(matches!(parse_body::<Outer>(b"{\"_raw\":").unwrap_err(), ResponsesError::InvalidJson(_)));
-        assert!(matches!(parse_body::<Outer>(b"{} x").unwrap_err(), ResponsesError::InvalidJson(_)));
+        assert_eq!(err, TypedError::InvalidType { param: "_list[1]._n".into(), expected: "a number".into() });
+        assert!(matches!(parse_body::<Outer>(b"{\"_raw\":").unwrap_err(), TypedError::InvalidJson(_)));
+        assert!(matches!(parse_body::<Outer>(b"{} x").unwrap_err(), TypedError::InvalidJson(_)));
+        assert!(matches!(parse_body::<Outer>(b"[1, 2]").unwrap_err(), TypedError::InvalidJson(_)), "not an object");
         let raw: &RawValue = serde_json::from_str(r#"[{"_n":true}]"#).unwrap();
         let err = parse_at::<Vec<Inner>>(raw, "input[3].content").unwrap_err();
         assert_eq!(err.param(), Some("input[3].content[0]._n"));
