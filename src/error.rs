@@ -141,16 +141,7 @@ impl Error {
                 ManagementError::Missing { param, .. } => {
                     Parts { param: Some(param), ..p(StatusCode::BAD_REQUEST, INVALID, "missing_required_parameter") }
                 }
-                ManagementError::Body(e) => {
-                    use crate::json::typed::TypedError as T;
-                    let code = match e {
-                        T::InvalidJson(_) => "invalid_json",
-                        T::Missing { .. } => "missing_required_parameter",
-                        T::InvalidType { .. } => "invalid_type",
-                        T::InvalidValue { .. } => "invalid_value",
-                    };
-                    Parts { param: e.param(), ..p(StatusCode::BAD_REQUEST, INVALID, code) }
-                }
+                ManagementError::Body(e) => Parts { param: e.param(), ..p(StatusCode::BAD_REQUEST, INVALID, e.code()) },
                 ManagementError::Unavailable => p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "store_unavailable"),
             },
             // The upstream's own verdict on the request: its type, code and param.

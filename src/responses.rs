@@ -52,6 +52,8 @@ pub mod redis;
 pub mod store;
 
 use http::StatusCode;
+
+use crate::json::typed::TypedError;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,44 +120,31 @@ impl Responses {
 /// `param` (`input[2].content[0].type`), as OpenAI reports them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponsesError {
-    #[error("We could not parse the JSON body of your request: {0}")]
-    InvalidJson(String),
-    #[error("Missing required parameter: '{param}'.")]
-    Missing { param: String },
-    #[error("Invalid type for '{param}': expected {expected}.")]
-    InvalidType { param: String, expected: String },
-    #[error("Invalid value for '{param}': {reason}")]
-    InvalidValue { param: String, reason: String },
+    /// The request: the same typed errors every API's body parsing reports.
+    #[error(transparent)]
+    Request(#[from] TypedError),
     /// The upstream's chat answer is not what the chat API promises.
     #[error("The upstream sent an answer that could not be read: {0}")]
     Upstream(String),
 }
 
-impl From<crate::json::typed::TypedError> for ResponsesError {
-    fn from(e: crate::json::typed::TypedError) -> Self {
-        use crate::json::typed::TypedError as T;
-        match e {
-            T::InvalidJson(m) => ResponsesError::InvalidJson(m),
-            T::Missing { param } => ResponsesError::Missing { param },
-            T::InvalidType { param, expected } => ResponsesError::InvalidType { param, expected },
-            T::InvalidValue { param, reason } => ResponsesError::InvalidValue { param, reason },
-        }
-    }
-}
-
 impl ResponsesError {
     pub(crate) fn missing(param: impl Into<String>) -> Self {
-        ResponsesError::Missing { param: param.into() }
+        TypedError::Missing { param: param.into() }.into()
     }
 
     pub(crate) fn invalid(param: impl Into<String>, reason: impl Into<String>) -> Self {
-        ResponsesError::InvalidValue { param: param.into(), reason: reason.into() }
+        TypedError::InvalidValue { param: param.into(), reason: reason.into() }.into()
+    }
+
+    pub(crate) fn invalid_type(param: impl Into<String>, expected: impl Into<String>) -> Self {
+        TypedError::InvalidType { param: param.into(), expected: expected.into() }.into()
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             ResponsesError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::BAD_REQUEST,
+            ResponsesError::Request(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -163,10 +152,7 @@ impl ResponsesError {
     /// `upstream_invalid_response`, as for chat completions.
     pub fn code(&self) -> &'static str {
         match self {
-            ResponsesError::InvalidJson(_) => "invalid_json",
-            ResponsesError::Missing { .. } => "missing_required_parameter",
-            ResponsesError::InvalidType { .. } => "invalid_type",
-            ResponsesError::InvalidValue { .. } => "invalid_value",
+            ResponsesError::Request(e) => e.code(),
             ResponsesError::Upstream(_) => "upstream_invalid_response",
         }
     }
@@ -175,16 +161,14 @@ impl ResponsesError {
     pub fn error_type(&self) -> &'static str {
         match self {
             ResponsesError::Upstream(_) => "upstream_error",
-            _ => "invalid_request_error",
+            ResponsesError::Request(_) => "invalid_request_error",
         }
     }
 
     pub fn param(&self) -> Option<&str> {
         match self {
-            ResponsesError::Missing { param }
-            | ResponsesError::InvalidType { param, .. }
-            | ResponsesError::InvalidValue { param, .. } => Some(param),
-            ResponsesError::InvalidJson(_) | ResponsesError::Upstream(_) => None,
+            ResponsesError::Request(e) => e.param(),
+            ResponsesError::Upstream(_) => None,
         }
     }
 }

@@ -286,10 +286,7 @@ pub async fn input_items(
     query: Option<&str>,
 ) -> Result<Response<Body>, Error> {
     let q = Query::parse(query);
-    let bad = |param: &str, reason: &str| crate::responses::ResponsesError::InvalidValue {
-        param: param.into(),
-        reason: reason.into(),
-    };
+    let bad = |param: &str, reason: &str| ResponsesError::invalid(param, reason);
     let limit = match q.get("limit") {
         None => crate::responses::DEFAULT_PAGE,
         Some(l) => l

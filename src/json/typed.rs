@@ -23,6 +23,16 @@ pub enum TypedError {
 }
 
 impl TypedError {
+    /// The OpenAI error `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TypedError::InvalidJson(_) => "invalid_json",
+            TypedError::Missing { .. } => "missing_required_parameter",
+            TypedError::InvalidType { .. } => "invalid_type",
+            TypedError::InvalidValue { .. } => "invalid_value",
+        }
+    }
+
     /// The failing field's path (`tools[1].parameters`), if any.
     pub fn param(&self) -> Option<&str> {
         match self {

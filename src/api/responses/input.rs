@@ -40,10 +40,7 @@ pub(crate) fn parse_input(raw: &RawValue) -> Result<Vec<Entry>, ResponsesError> 
             }
             Ok(entries)
         }
-        _ => Err(ResponsesError::InvalidType {
-            param: "input".into(),
-            expected: "a string or an array of input items".into(),
-        }),
+        _ => Err(ResponsesError::invalid_type("input", "a string or an array of input items")),
     }
 }
 
@@ -75,7 +72,7 @@ struct ItemWire<'a> {
 
 fn parse_item(raw: &RawValue, at: &str) -> Result<Option<Entry>, ResponsesError> {
     if !raw.get().starts_with('{') {
-        return Err(ResponsesError::InvalidType { param: at.into(), expected: "an object".into() });
+        return Err(ResponsesError::invalid_type(at, "an object"));
     }
     let wire: ItemWire = parse_at(raw, at)?;
     let required =
@@ -142,12 +139,7 @@ fn message(wire: ItemWire<'_>, at: &str) -> Result<Message, ResponsesError> {
             vec![if role == Role::Assistant { Part::output_text(text) } else { Part::InputText { text } }]
         }
         Some(b'[') => parts(raw, &content_at, role.into())?,
-        _ => {
-            return Err(ResponsesError::InvalidType {
-                param: content_at,
-                expected: "a string or an array of content parts".into(),
-            })
-        }
+        _ => return Err(ResponsesError::invalid_type(content_at, "a string or an array of content parts")),
     };
     Ok(Message { id: wire.id.unwrap_or_else(items::new_message_id), role, status: ItemStatus::Completed, content })
 }
@@ -156,10 +148,7 @@ fn tool_output(raw: &RawValue, at: &str) -> Result<ToolOutput, ResponsesError> {
     match raw.get().as_bytes().first() {
         Some(b'"') => Ok(ToolOutput::Text(parse_at(raw, at)?)),
         Some(b'[') => Ok(ToolOutput::Parts(parts(raw, at, Accepts::Text)?)),
-        _ => Err(ResponsesError::InvalidType {
-            param: at.into(),
-            expected: "a string or an array of input_text parts".into(),
-        }),
+        _ => Err(ResponsesError::invalid_type(at, "a string or an array of input_text parts")),
     }
 }
 
@@ -205,7 +194,7 @@ fn parts(raw: &RawValue, at: &str, accepts: Accepts) -> Result<Vec<Part>, Respon
 
 fn part(raw: &RawValue, at: &str, accepts: Accepts) -> Result<Part, ResponsesError> {
     if !raw.get().starts_with('{') {
-        return Err(ResponsesError::InvalidType { param: at.into(), expected: "an object".into() });
+        return Err(ResponsesError::invalid_type(at, "an object"));
     }
     let wire: PartWire = parse_at(raw, at)?;
     let kind = wire.kind.as_deref().ok_or_else(|| ResponsesError::missing(format!("{at}.type")))?;

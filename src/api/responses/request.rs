@@ -155,7 +155,7 @@ struct Body<'a> {
 /// Parses and validates a Responses request body.
 pub fn parse_request(body: &[u8]) -> Result<ParsedRequest, ResponsesError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ResponsesError::InvalidJson("expected a JSON object".into()));
+        return Err(ResponsesError::from(crate::json::typed::TypedError::InvalidJson("expected a JSON object".into())));
     }
     let b: Body = parse_body(body)?;
     let model = b.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| ResponsesError::missing("model"))?;
@@ -237,7 +237,7 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ResponsesEr
 /// Parses an object-valued field (serde would take an array positionally).
 fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &str) -> Result<T, ResponsesError> {
     if !raw.get().starts_with('{') {
-        return Err(ResponsesError::InvalidType { param: at.into(), expected: "an object".into() });
+        return Err(ResponsesError::invalid_type(at, "an object"));
     }
     Ok(parse_at(raw, at)?)
 }

@@ -144,10 +144,7 @@ fn errors_say_what_and_where_as_openai_does() {
         &[],
     )
     .unwrap_err();
-    assert_eq!(
-        err,
-        ResponsesError::InvalidType { param: "input[0].content[0].text".into(), expected: "a string".into() }
-    );
+    assert_eq!(err, ResponsesError::invalid_type("input[0].content[0].text", "a string"));
     assert_eq!(err.to_string(), "Invalid type for 'input[0].content[0].text': expected a string.");
     assert_eq!((err.status().as_u16(), err.error_type()), (400, "invalid_request_error"));
     let err =
