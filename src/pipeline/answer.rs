@@ -177,6 +177,7 @@ struct Choice<'a> {
     finish_reason: Option<Cow<'a, str>>,
 }
 
+/// A whole answer's `message` and a chunk's `delta` carry the same fields.
 #[derive(Deserialize, Default)]
 struct Message<'a> {
     #[serde(borrow)]
@@ -192,19 +193,9 @@ struct ChunkChoice<'a> {
     #[serde(default)]
     index: u32,
     #[serde(borrow)]
-    delta: Option<Delta<'a>>,
+    delta: Option<Message<'a>>,
     #[serde(borrow)]
     finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(borrow)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    tool_calls: Option<Vec<ToolCall<'a>>>,
 }
 
 /// Some upstreams report a failure in an answer or a chunk with `error`.

@@ -280,10 +280,14 @@ mod tests {
 
         // The silent one goes, though it is the newer; the newcomer gets its
         // permit once it has closed.
-        let waiter = {
+        let (got, waiter) = tokio::sync::oneshot::channel();
+        let tasks = crate::tasks::Tasks::on_current_runtime();
+        {
             let connections = connections.clone();
-            tokio::spawn(async move { connections.admit(Duration::from_secs(5)).await })
-        };
+            tasks.spawn(async move {
+                let _ = got.send(connections.admit(Duration::from_secs(5)).await);
+            });
+        }
         let silent_conn = silent.conn.clone();
         assert_eq!(silent_conn.stalled(Duration::from_secs(100), Duration::from_secs(100)).await, Stall::Evicted);
         assert!(!talking.conn.evicted.is_cancelled());
