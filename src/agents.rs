@@ -46,6 +46,9 @@ pub struct Target {
     pub max_tokens_cap: Option<u64>,
     /// What a call costs (micro-credits).
     pub price: Price,
+    /// What the agent's conversations keep in view; `None` for model aliases
+    /// and agents without a policy.
+    pub memory: Option<crate::memory::MemoryPolicy>,
 }
 
 pub struct Catalog {
@@ -61,7 +64,18 @@ impl Catalog {
         let mut order = Vec::new();
         for (id, m) in &config.models {
             let no_defaults = Default::default();
-            order.push(target(id, false, &m.provider, &m.upstream_model, providers, None, &no_defaults, None, m.price));
+            order.push(target(
+                id,
+                false,
+                &m.provider,
+                &m.upstream_model,
+                providers,
+                None,
+                &no_defaults,
+                None,
+                m.price,
+                None,
+            ));
         }
         for (id, a) in &config.agents {
             order.push(target(
@@ -74,6 +88,7 @@ impl Catalog {
                 &a.defaults,
                 a.max_tokens_cap,
                 a.price,
+                a.memory,
             ));
         }
         let targets = order.iter().map(|t| (t.id.to_string(), t.clone())).collect();
@@ -117,6 +132,7 @@ fn target(
     defaults: &serde_json::Map<String, serde_json::Value>,
     max_tokens_cap: Option<u64>,
     price: Price,
+    memory: Option<crate::memory::MemoryPolicy>,
 ) -> Arc<Target> {
     let json_string = |s: &str| {
         let mut out = Vec::with_capacity(s.len() + 2);
@@ -138,5 +154,6 @@ fn target(
         defaults: defaults.iter().map(|(k, v)| (k.clone(), serde_json::to_vec(v).expect("JSON serialises"))).collect(),
         max_tokens_cap,
         price,
+        memory,
     })
 }

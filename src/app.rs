@@ -41,6 +41,8 @@ pub struct App {
     pub events: Arc<Events>,
     /// Stored Responses API responses, and how long they are kept.
     pub responses: Responses,
+    /// Sessions and chats: named threads over the same turns.
+    pub conversations: crate::conversations::Conversations,
     /// The process's client connections: the `max_connections` bound shared
     /// by every worker, and each connection's idle watchdog state.
     pub connections: Arc<Connections>,

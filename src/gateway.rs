@@ -27,6 +27,7 @@ use crate::auth::keys::IssuedKey;
 use crate::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::conversations::Conversations;
 use crate::credits::Meter;
 use crate::events::sink::EventSink;
 use crate::events::Events;
@@ -103,11 +104,14 @@ impl Builder {
         let auth = Authenticator::new(&config.keys, config.store.key_cache_ttl)
             .with_stale_if_error(config.store.key_stale_if_error)
             .with_store(stores.keys.clone());
+        let responses = Responses::open(&stores, &config.responses);
+        let conversations = Conversations::open(&stores, responses.store.clone(), &config.responses, &tasks);
         let app = App {
             server: config.server.clone(),
             catalog: Catalog::new(&config, &providers),
             auth,
-            responses: Responses::open(&stores, &config.responses),
+            responses,
+            conversations,
             stores,
             plans: config.plans.clone(),
             usage: Arc::new(EventSink::new(usage, events.clone())),

@@ -23,6 +23,7 @@
 //! | [`units`] | micro-credits and the bounds that keep them exact |
 //! | [`clock`] | wall-clock time behind a trait, so tests can cross a month boundary; IANA zone names |
 //! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
+//! | [`memory`] | an agent's memory policy: which messages of a stored conversation go upstream |
 //! | [`request`] | the typed model request: one-pass parse and validation of a chat/completions/embeddings body |
 //! | [`pipeline`] | the model call without HTTP: parse, resolve, rewrite, admit, send, relay, account |
 //! | [`api`] | front doors and handlers: the OpenAI and Responses adapters, models, management, credits, webhooks, health |
@@ -33,6 +34,7 @@
 //! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising; the strict check of request bodies |
 //! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
 //! | [`responses`] | stored Responses API responses: turns, their items and chains (`previous_response_id`), per workspace, on both backends |
+//! | [`conversations`] | named conversations (sessions, chats): thread records over the turn store, one message at a time |
 //! | [`events`] | the event bus, event log, webhooks and their signed, durable delivery worker |
 //! | [`telemetry`] | logging: batched per worker, escaped text fields or JSON |
 //! | [`body`] | the response body type of every route (buffered or streamed) |
@@ -61,6 +63,7 @@ pub mod auth;
 pub mod body;
 pub mod clock;
 pub mod config;
+pub mod conversations;
 pub mod credits;
 pub mod error;
 pub mod events;
@@ -70,6 +73,7 @@ pub mod gateway;
 pub mod ids;
 pub mod json;
 pub mod limits;
+pub mod memory;
 pub mod pipeline;
 pub mod relay;
 pub mod request;

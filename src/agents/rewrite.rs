@@ -251,6 +251,7 @@ mod tests {
             defaults: defaults.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect(),
             max_tokens_cap: cap,
             price: Default::default(),
+            memory: None,
         }
     }
 

@@ -89,6 +89,9 @@ pub struct AgentConfig {
     /// Ceiling on `max_tokens` / `max_completion_tokens`.
     pub max_tokens_cap: Option<u64>,
     pub price: Price,
+    /// What the agent's conversations keep in view (`None`: everything the
+    /// store hands back, up to `responses.max_history_items`).
+    pub memory: Option<crate::memory::MemoryPolicy>,
 }
 
 impl Validator<'_> {
@@ -177,7 +180,11 @@ impl Validator<'_> {
         if a.caps.max_tokens == Some(0) {
             return Err(self.err(format!("agents.{id}.caps.max_tokens"), "must be greater than 0"));
         }
+        if let Some(Err((field, e))) = a.memory.as_ref().map(|m| m.validate()) {
+            return Err(self.err(format!("agents.{id}.memory.{field}"), e.to_string()));
+        }
         Ok(AgentConfig {
+            memory: a.memory,
             provider: a.provider,
             upstream_model: a.upstream_model,
             instructions: a.instructions.filter(|i| !i.trim().is_empty()),

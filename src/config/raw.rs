@@ -163,6 +163,7 @@ pub struct RawAgent {
     pub caps: RawCaps,
     #[serde(default)]
     pub price: RawPrice,
+    pub memory: Option<crate::memory::MemoryPolicy>,
 }
 
 #[derive(Debug, Deserialize, Default)]

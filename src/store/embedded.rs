@@ -151,6 +151,22 @@ const MIGRATIONS: &[&str] = &[
     // (`ResponseStore::items`); the rowid, in every index, orders them by
     // when they were stored. Built over the rows already there.
     "CREATE INDEX response_items_by_item ON response_items (scope, item_id);",
+    // Named conversations (`conversations::embedded`): a session or a chat
+    // is a record naming its newest turn in `responses`, with the summary its
+    // memory policy keeps and the lease of the message being answered;
+    // `version` makes every change a compare-and-set.
+    r#"
+    CREATE TABLE threads (
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, kind, name)
+    );
+    CREATE INDEX threads_by_expiry ON threads (expires_at);
+"#,
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
