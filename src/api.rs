@@ -1,6 +1,7 @@
 //! Route handlers. Each takes what the pipeline already established (the
 //! caller, the request id) and returns a response or a typed error.
 
+pub mod conversation;
 pub mod credits;
 pub mod health;
 pub mod management;
@@ -8,6 +9,7 @@ pub mod models;
 pub mod openai;
 pub mod responses;
 pub mod responses_http;
+pub mod sessions;
 pub mod webhooks;
 
 use std::borrow::Cow;

@@ -189,6 +189,9 @@ pub enum ConversationError {
     NotFound { kind: &'static str, name: String },
     #[error("This conversation's lease was lost while it was being answered (it took longer than its lease).")]
     LeaseLost,
+    /// The message itself: the typed errors every API's body parsing reports.
+    #[error(transparent)]
+    Request(#[from] crate::json::typed::TypedError),
 }
 
 /// The conversation store: thread records over the turn store.

@@ -14,6 +14,7 @@ use crate::admin::ManagementError;
 use crate::agents::CatalogError;
 use crate::auth::AuthError;
 use crate::body::Body;
+use crate::conversations::ConversationError;
 use crate::credits::MeterError;
 use crate::limits::{LimitError, RateHeaders};
 use crate::request::RequestError;
@@ -45,6 +46,8 @@ pub enum Error {
     Responses(#[from] ResponsesError),
     #[error(transparent)]
     Stored(#[from] StoredError),
+    #[error(transparent)]
+    Conversation(#[from] ConversationError),
 }
 
 impl From<crate::store::StoreError> for Error {
@@ -174,6 +177,17 @@ impl Error {
             Error::Stored(StoredError::UnknownPrevious(_)) => Parts {
                 param: Some("previous_response_id"),
                 ..p(StatusCode::NOT_FOUND, INVALID, "previous_response_not_found")
+            },
+            Error::Conversation(e) => match e {
+                ConversationError::Busy { retry_after_s } => Parts {
+                    retry_after: Some(Duration::from_secs(*retry_after_s)),
+                    ..p(StatusCode::CONFLICT, INVALID, "conversation_busy")
+                },
+                ConversationError::NotFound { .. } => p(StatusCode::NOT_FOUND, INVALID, "not_found"),
+                ConversationError::LeaseLost => p(StatusCode::CONFLICT, "api_error", "conversation_busy"),
+                ConversationError::Request(e) => {
+                    Parts { param: e.param(), ..p(StatusCode::BAD_REQUEST, INVALID, e.code()) }
+                }
             },
             Error::ShuttingDown => Parts {
                 retry_after: Some(Duration::from_secs(1)),

@@ -89,6 +89,9 @@ impl Access {
 const PUBLIC: Access = Access::Public;
 const MODEL: Access =
     Access::Key { scopes: &[Scope::Chat, Scope::Full, Scope::Admin], workspace: false, what: "call the model API" };
+/// Sessions act inside the key's own workspace (the path names it).
+const SESSIONS: Access =
+    Access::Key { scopes: &[Scope::Chat, Scope::Full, Scope::Admin], workspace: true, what: "use workspace sessions" };
 const CREDITS: Access = Access::Key {
     scopes: &[Scope::Chat, Scope::Webhook, Scope::Full, Scope::Admin],
     workspace: true,
@@ -177,6 +180,55 @@ pub static ROUTES: &[Route] = &[
         "/models/{*id}",
         MODEL,
         handler!(|app, ctx, call| api::models::get(&app.catalog, &ctx.principal, call.param("id"))),
+    ),
+    // Seed 000's workspace sessions (and its singular `session` path).
+    route(
+        Post,
+        "/workspaces/{ws}/sessions/{id}/messages",
+        SESSIONS,
+        handler!(|app, ctx, call| {
+            let (ws, id) = (call.param("ws").to_owned(), call.param("id").to_owned());
+            api::sessions::post_message(app, ctx, &ws, &id, call.req).await
+        }),
+    ),
+    route(
+        Post,
+        "/workspaces/{ws}/session/{id}/messages",
+        SESSIONS,
+        handler!(|app, ctx, call| {
+            let (ws, id) = (call.param("ws").to_owned(), call.param("id").to_owned());
+            api::sessions::post_message(app, ctx, &ws, &id, call.req).await
+        }),
+    ),
+    route(
+        Get,
+        "/workspaces/{ws}/sessions",
+        SESSIONS,
+        handler!(|app, ctx, call| api::sessions::list(app, ctx, call.param("ws"), call.query()).await),
+    ),
+    route(
+        Get,
+        "/workspaces/{ws}/sessions/{id}",
+        SESSIONS,
+        handler!(|app, ctx, call| api::sessions::get(app, ctx, call.param("ws"), call.param("id"), call.query()).await),
+    ),
+    route(
+        Get,
+        "/workspaces/{ws}/session/{id}",
+        SESSIONS,
+        handler!(|app, ctx, call| api::sessions::get(app, ctx, call.param("ws"), call.param("id"), call.query()).await),
+    ),
+    route(
+        Delete,
+        "/workspaces/{ws}/sessions/{id}",
+        SESSIONS,
+        handler!(|app, ctx, call| api::sessions::delete(app, ctx, call.param("ws"), call.param("id")).await),
+    ),
+    route(
+        Delete,
+        "/workspaces/{ws}/session/{id}",
+        SESSIONS,
+        handler!(|app, ctx, call| api::sessions::delete(app, ctx, call.param("ws"), call.param("id")).await),
     ),
     // Keys and workspaces.
     route(Post, "/keys", KEYS, handler!(|app, ctx, call| api::management::create_key(app, ctx, call.req).await)),

@@ -188,6 +188,11 @@ impl Env {
     /// A gateway (one replica) on `backend` with the clock at `now`; `None`
     /// when Redis cannot run here (outside CI).
     pub async fn start(backend: Backend, test: &str, now: &str) -> Option<Env> {
+        Env::start_with(backend, test, now, "").await
+    }
+
+    /// [`Env::start`] with more config (agents, say) appended.
+    pub async fn start_with(backend: Backend, test: &str, now: &str, more_toml: &str) -> Option<Env> {
         let redis = match backend {
             Backend::Redis => match RedisServer::start() {
                 Some(server) => Some(server),
@@ -202,7 +207,8 @@ impl Env {
         let url = redis.as_ref().map(|server| server.url());
         let (dir, store) = backends::fresh_store(&format!("credits-{test}"), n, url.as_deref(), "tgc");
         let mock = MockUpstream::start().await;
-        let toml = format!("{}\n{}\n{store}", config_toml(&Settings::default(), &mock.base_url()), extra_toml());
+        let base = config_toml(&Settings::default(), &mock.base_url());
+        let toml = format!("{base}\n{}\n{more_toml}\n{store}", extra_toml());
         let config = tollgate::config::Config::from_toml(&toml, "test.toml").expect("the test config is valid");
         let stores = Stores::open(&config.store).await.expect("the store opens");
         let plans = &config.plans;
