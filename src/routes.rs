@@ -181,6 +181,8 @@ pub static ROUTES: &[Route] = &[
         MODEL,
         handler!(|app, ctx, call| api::models::get(&app.catalog, &ctx.principal, call.param("id"))),
     ),
+    // Seed 002's stateful chat.
+    route(Post, "/chat", MODEL, handler!(|app, ctx, call| api::chat::post(app, ctx, call.req).await)),
     // Seed 000's workspace sessions (and its singular `session` path).
     route(
         Post,

@@ -71,6 +71,21 @@ async fn vercel_ai_sdk_works_against_the_demo_agent() {
     assert_success(&output);
 }
 
+/// Seed 002's `/chat` through the AI SDK's own transports and stream readers:
+/// `useChat`'s UI message stream, the text stream, the seed's data events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_sdk_chat_transports_read_the_stateful_chat() {
+    let available = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
+        && Path::new(SDK_DIR).join("node_modules/ai").exists();
+    if !available {
+        let reason =
+            "node or tests/sdk/node_modules is missing (scripts/test runs `npm ci --prefix tests/sdk`; needs node)";
+        return tools::skip("the AI SDK chat transport test", reason);
+    }
+    let output = run_against_gateway("node".into(), vec!["chat_ai_sdk.mjs".into()]).await;
+    assert_success(&output);
+}
+
 /// The admin key of the rate-limit test's gateway (a static config key).
 const RATELIMIT_ADMIN_KEY: &str = "tg_sdk_ratelimit_admin";
 
