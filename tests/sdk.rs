@@ -115,6 +115,10 @@ provider = "mock"
 upstream_model = "mock-1"
 price = {{ request = 1000 }}
 
+[agents.echo]
+provider = "mock"
+upstream_model = "mock-1"
+
 [[keys]]
 name = "sdk admin"
 sha256 = "{admin}"
@@ -134,6 +138,32 @@ scope = "admin"
         gateway.serve(listener, stopped).await.expect("server ends cleanly");
     });
     (format!("http://{addr}/v1"), server)
+}
+
+/// Seed 000's sessions through the `openai` SDK's own stream reader and curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_reads_a_session_stream_and_curl_does_too() {
+    if let Some(reason) = tools::python_lacks("openai") {
+        return tools::skip("the openai Python SDK sessions test", &reason);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-sessions-{}", std::process::id()));
+    let (base_url, server) = metered_gateway(&dir, stopped).await;
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(tools::python())
+            .arg("openai_sessions.py")
+            .arg(base_url)
+            .arg(RATELIMIT_ADMIN_KEY)
+            .current_dir(SDK_DIR)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("python starts");
+    let _ = stop.send(());
+    server.await.expect("server task");
+    assert_success(&output);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Rate limits and exhausted credits as the `openai` SDK sees them: a 429 over
