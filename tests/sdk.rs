@@ -140,22 +140,14 @@ scope = "admin"
     (format!("http://{addr}/v1"), server)
 }
 
-/// Seed 000's sessions through the `openai` SDK's own stream reader and curl.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openai_python_sdk_reads_a_session_stream_and_curl_does_too() {
-    if let Some(reason) = tools::python_lacks("openai") {
-        return tools::skip("the openai Python SDK sessions test", &reason);
-    }
+/// Runs a Python script of `tests/sdk/` against [`metered_gateway`] with its
+/// admin key; fails the test when the script fails.
+async fn run_on_metered_gateway(name: &str, script: &'static str) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-sessions-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-{name}-{}", std::process::id()));
     let (base_url, server) = metered_gateway(&dir, stopped).await;
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(tools::python())
-            .arg("openai_sessions.py")
-            .arg(base_url)
-            .arg(RATELIMIT_ADMIN_KEY)
-            .current_dir(SDK_DIR)
-            .output()
+        Command::new(tools::python()).arg(script).arg(base_url).arg(RATELIMIT_ADMIN_KEY).current_dir(SDK_DIR).output()
     })
     .await
     .expect("join")
@@ -164,6 +156,15 @@ async fn openai_python_sdk_reads_a_session_stream_and_curl_does_too() {
     server.await.expect("server task");
     assert_success(&output);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Seed 000's sessions through the `openai` SDK's own stream reader and curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_reads_a_session_stream_and_curl_does_too() {
+    if let Some(reason) = tools::python_lacks("openai") {
+        return tools::skip("the openai Python SDK sessions test", &reason);
+    }
+    run_on_metered_gateway("sessions", "openai_sessions.py").await;
 }
 
 /// Rate limits and exhausted credits as the `openai` SDK sees them: a 429 over
@@ -175,22 +176,5 @@ async fn openai_python_sdk_raises_rate_limit_errors_and_does_not_retry_insuffici
     if let Some(reason) = tools::python_lacks("openai") {
         return tools::skip("the openai Python SDK rate-limit test", &reason);
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk-ratelimit-{}", std::process::id()));
-    let (base_url, server) = metered_gateway(&dir, stopped).await;
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(tools::python())
-            .arg("openai_ratelimit.py")
-            .arg(base_url)
-            .arg(RATELIMIT_ADMIN_KEY)
-            .current_dir(SDK_DIR)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("python starts");
-    let _ = stop.send(());
-    server.await.expect("server task");
-    assert_success(&output);
-    let _ = std::fs::remove_dir_all(&dir);
+    run_on_metered_gateway("ratelimit", "openai_ratelimit.py").await;
 }

@@ -153,13 +153,7 @@ pub async fn post(app: &App, ctx: &RequestContext, req: http::Request<Incoming>)
         (Some("text" | "data") | None, _, _) => Form::Whole,
         (Some(other), _, _) => return Err(bad("streamType", format!("'{other}' is not 'text', 'data' or 'ui'."))),
     };
-    let mut sampling = serde_json::Map::new();
-    if let Some(t) = body.temperature {
-        sampling.insert("temperature".into(), t.into());
-    }
-    if let Some(m) = body.max_tokens {
-        sampling.insert("max_tokens".into(), m.into());
-    }
+    let sampling = conversation::sampling(body.temperature, body.max_tokens);
     let message = Message {
         kind: Kind::Chat,
         name: name.clone(),

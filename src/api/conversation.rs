@@ -75,6 +75,18 @@ pub fn read_messages(items: &[Box<RawValue>]) -> Result<Vec<StoredMessage>, Erro
         .collect()
 }
 
+/// The sampling fields a door passes through, as chat completions names them.
+pub fn sampling(temperature: Option<f64>, max_tokens: Option<u64>) -> serde_json::Map<String, serde_json::Value> {
+    let mut sampling = serde_json::Map::new();
+    if let Some(t) = temperature {
+        sampling.insert("temperature".into(), t.into());
+    }
+    if let Some(m) = max_tokens {
+        sampling.insert("max_tokens".into(), m.into());
+    }
+    sampling
+}
+
 /// One message to a thread, as a door parsed it.
 pub struct Message {
     pub kind: Kind,

@@ -78,13 +78,7 @@ pub async fn post_message(
         }
     };
     let stream = body.stream.unwrap_or(true);
-    let mut sampling = serde_json::Map::new();
-    if let Some(t) = body.temperature {
-        sampling.insert("temperature".into(), t.into());
-    }
-    if let Some(m) = body.max_tokens {
-        sampling.insert("max_tokens".into(), m.into());
-    }
+    let sampling = conversation::sampling(body.temperature, body.max_tokens);
     let message = Message {
         kind: Kind::Session,
         name: id.to_owned(),
