@@ -6,10 +6,14 @@
 //! rewrite needs is prepared here once, at startup, as ready-to-copy JSON bytes.
 //!
 //! The config's catalog is global and read-only; a workspace's own agents
-//! are data ([`store`]), built into targets by the same code.
+//! are data ([`store`]), made through `/v1/agents` and resolved only for that
+//! workspace's keys by [`Agents`], which looks in the catalog first.
 
+pub mod resolver;
 pub mod rewrite;
 pub mod store;
+
+pub use resolver::{Agents, ResolveError};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -171,12 +171,12 @@ pub static ROUTES: &[Route] = &[
         MODEL,
         handler!(|app, ctx, call| api::responses_http::input_items(app, ctx, call.param("id"), call.query()).await),
     ),
-    route(Get, "/models", MODEL, handler!(|app, ctx, call| Ok(api::models::list(&app.catalog, &ctx.principal)))),
+    route(Get, "/models", MODEL, handler!(|app, ctx, call| api::models::list(&app.agents, &ctx.principal).await)),
     route(
         Get,
         "/models/{*id}",
         MODEL,
-        handler!(|app, ctx, call| api::models::get(&app.catalog, &ctx.principal, call.param("id"))),
+        handler!(|app, ctx, call| api::models::get(&app.agents, &ctx.principal, call.param("id")).await),
     ),
     // Keys and workspaces.
     route(Post, "/keys", KEYS, handler!(|app, ctx, call| api::management::create_key(app, ctx, call.req).await)),

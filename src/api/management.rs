@@ -118,9 +118,11 @@ pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>)
     if key_scope == Scope::Admin && scope != Scope::Admin {
         return Err(ManagementError::InsufficientScope("create admin keys").into());
     }
-    if let Some(unknown) = req.models.iter().flatten().find(|m| app.catalog.get(m).is_none()) {
-        let message = format!("{unknown:?} is neither an agent nor a model alias");
-        return Err(ManagementError::Invalid { param: "models", message }.into());
+    for model in req.models.iter().flatten() {
+        if !app.agents.exists_in(&workspace, model).await.map_err(ManagementError::from)? {
+            let message = format!("{model:?} is neither an agent nor a model alias");
+            return Err(ManagementError::Invalid { param: "models", message }.into());
+        }
     }
     let new = NewKey {
         name: req.name,
