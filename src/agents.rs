@@ -4,8 +4,16 @@
 //! instructions (sent as the first system message), default sampling parameters
 //! (applied only where the request leaves them unset) and caps. Everything a
 //! rewrite needs is prepared here once, at startup, as ready-to-copy JSON bytes.
+//!
+//! The config's catalog is global and read-only; a workspace's own agents
+//! are data ([`store`]), made through `/v1/agents` and resolved only for that
+//! workspace's keys by [`Agents`], which looks in the catalog first.
 
+pub mod resolver;
 pub mod rewrite;
+pub mod store;
+
+pub use resolver::{Agents, ResolveError};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +38,9 @@ pub struct Target {
     /// The id the client used; every response says this in its `model` field.
     pub id: Arc<str>,
     pub is_agent: bool,
+    /// The workspace whose agent this is (only its keys resolve it); `None`
+    /// for the config's models and agents, which every key may name.
+    pub workspace: Option<Arc<str>>,
     pub provider_name: Arc<str>,
     pub provider: Arc<Provider>,
     pub upstream_model: Arc<str>,
@@ -55,45 +66,70 @@ pub struct Catalog {
     targets: HashMap<String, Arc<Target>>,
     /// Ids in a stable order for `/v1/models`.
     order: Vec<Arc<Target>>,
-    /// Some target's provider serves the Responses API natively.
+    /// The configured providers, for building workspace agents' targets.
+    providers: HashMap<String, Arc<Provider>>,
+    /// Some provider serves the Responses API natively.
     native_responses: bool,
+}
+
+/// What a target is built from: a config model or agent, or a workspace
+/// agent from the store (`store::AgentRecord::spec`). One struct so both
+/// kinds are prepared by the same code.
+pub struct TargetSpec<'a> {
+    pub id: &'a str,
+    pub is_agent: bool,
+    /// The workspace owning a stored agent; `None` for config targets.
+    pub workspace: Option<&'a str>,
+    pub provider: &'a str,
+    pub upstream_model: &'a str,
+    pub instructions: Option<&'a str>,
+    pub defaults: &'a serde_json::Map<String, serde_json::Value>,
+    pub max_tokens_cap: Option<u64>,
+    pub price: Price,
+    pub memory: Option<crate::memory::MemoryPolicy>,
 }
 
 impl Catalog {
     pub fn new(config: &Config, providers: &HashMap<String, Arc<Provider>>) -> Catalog {
         let mut order = Vec::new();
+        let no_defaults = Default::default();
         for (id, m) in &config.models {
-            let no_defaults = Default::default();
             order.push(target(
-                id,
-                false,
-                &m.provider,
-                &m.upstream_model,
-                providers,
-                None,
-                &no_defaults,
-                None,
-                m.price,
-                None,
+                &TargetSpec {
+                    id,
+                    is_agent: false,
+                    workspace: None,
+                    provider: &m.provider,
+                    upstream_model: &m.upstream_model,
+                    instructions: None,
+                    defaults: &no_defaults,
+                    max_tokens_cap: None,
+                    price: m.price,
+                    memory: None,
+                },
+                &providers[&m.provider],
             ));
         }
         for (id, a) in &config.agents {
             order.push(target(
-                id,
-                true,
-                &a.provider,
-                &a.upstream_model,
-                providers,
-                a.instructions.as_deref(),
-                &a.defaults,
-                a.max_tokens_cap,
-                a.price,
-                a.memory,
+                &TargetSpec {
+                    id,
+                    is_agent: true,
+                    workspace: None,
+                    provider: &a.provider,
+                    upstream_model: &a.upstream_model,
+                    instructions: a.instructions.as_deref(),
+                    defaults: &a.defaults,
+                    max_tokens_cap: a.max_tokens_cap,
+                    price: a.price,
+                    memory: a.memory,
+                },
+                &providers[&a.provider],
             ));
         }
         let targets = order.iter().map(|t| (t.id.to_string(), t.clone())).collect();
-        let native_responses = order.iter().any(|t: &Arc<Target>| t.provider.speaks_responses());
-        Catalog { targets, order, native_responses }
+        let native_responses = providers.values().any(|p| p.speaks_responses());
+        Catalog { targets, order, providers: providers.clone(), native_responses }
     }
 
     /// Resolves `model` for a caller, checking the caller's allow-list.
@@ -110,8 +146,8 @@ impl Catalog {
         self.order.iter().filter(move |t| principal.may_use(&t.id))
     }
 
-    /// Whether any target's provider serves the Responses API natively (so
-    /// the Responses route must look at the model before translating).
+    /// Whether any provider serves the Responses API natively (so the
+    /// Responses route must look at the model before translating).
     pub fn has_native_responses(&self) -> bool {
         self.native_responses
     }
@@ -119,31 +155,34 @@ impl Catalog {
     pub fn get(&self, model: &str) -> Option<&Arc<Target>> {
         self.targets.get(model)
     }
+
+    /// Whether `name` is a configured provider (a workspace agent must name one).
+    pub fn has_provider(&self, name: &str) -> bool {
+        self.providers.contains_key(name)
+    }
+
+    /// The target of a spec that is not in the config (a workspace agent);
+    /// `None` when its provider is no longer configured.
+    pub fn build(&self, spec: &TargetSpec<'_>) -> Option<Arc<Target>> {
+        Some(target(spec, self.providers.get(spec.provider)?))
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn target(
-    id: &str,
-    is_agent: bool,
-    provider: &str,
-    upstream_model: &str,
-    providers: &HashMap<String, Arc<Provider>>,
-    instructions: Option<&str>,
-    defaults: &serde_json::Map<String, serde_json::Value>,
-    max_tokens_cap: Option<u64>,
-    price: Price,
-    memory: Option<crate::memory::MemoryPolicy>,
-) -> Arc<Target> {
+/// Prepares everything a rewrite copies (JSON literals, the system message)
+/// once, when the target is built.
+fn target(spec: &TargetSpec<'_>, provider: &Arc<Provider>) -> Arc<Target> {
     let json_string = |s: &str| {
         let mut out = Vec::with_capacity(s.len() + 2);
         push_json_string(&mut out, s);
         out
     };
+    let (id, upstream_model, instructions) = (spec.id, spec.upstream_model, spec.instructions);
     Arc::new(Target {
         id: id.into(),
-        is_agent,
-        provider_name: provider.into(),
-        provider: providers[provider].clone(),
+        is_agent: spec.is_agent,
+        workspace: spec.workspace.map(Arc::from),
+        provider_name: spec.provider.into(),
+        provider: provider.clone(),
         upstream_model: upstream_model.into(),
         upstream_model_json: json_string(upstream_model),
         client_model_json: (id != upstream_model).then(|| Bytes::from(json_string(id))),
@@ -151,9 +190,13 @@ fn target(
             serde_json::to_vec(&serde_json::json!({"role": "system", "content": text})).expect("JSON serialises")
         }),
         instructions: instructions.map(str::to_owned),
-        defaults: defaults.iter().map(|(k, v)| (k.clone(), serde_json::to_vec(v).expect("JSON serialises"))).collect(),
-        max_tokens_cap,
-        price,
-        memory,
+        defaults: spec
+            .defaults
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_vec(v).expect("JSON serialises")))
+            .collect(),
+        max_tokens_cap: spec.max_tokens_cap,
+        price: spec.price,
+        memory: spec.memory,
     })
 }

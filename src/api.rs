@@ -1,6 +1,7 @@
 //! Route handlers. Each takes what the pipeline already established (the
 //! caller, the request id) and returns a response or a typed error.
 
+pub mod agents;
 pub mod chat;
 pub mod conversation;
 pub mod credits;

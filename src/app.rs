@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
-use crate::agents::Catalog;
+use crate::agents::Agents;
 use crate::auth::{Authenticator, Principal};
 use crate::config::{PlanConfig, ServerConfig};
 use crate::credits::Meter;
@@ -26,7 +26,9 @@ use crate::usage::UsageSink;
 
 pub struct App {
     pub server: ServerConfig,
-    pub catalog: Catalog,
+    /// The config's catalog and the workspace agents behind their cache:
+    /// every model id is resolved here.
+    pub agents: Agents,
     /// Static keys, then the key store through its cache.
     pub auth: Authenticator,
     /// Keys and workspaces, for the management API.

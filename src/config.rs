@@ -21,7 +21,7 @@ mod store;
 pub use events::{EventsConfig, WebhooksConfig};
 pub use keys::KeyConfig;
 pub use plans::{CreditsConfig, PlanConfig, WorkspaceConfig, DEFAULT_PLAN};
-pub use providers::{AgentConfig, MockConfig, ModelConfig, OpenAiConfig, Price, ProviderConfig};
+pub use providers::{AgentConfig, MockConfig, ModelConfig, OpenAiConfig, Price, ProviderConfig, RESERVED_FIELDS};
 pub use responses::ResponsesConfig;
 pub use server::{LogConfig, ServerConfig};
 pub use store::{StoreBackend, StoreConfig};

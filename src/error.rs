@@ -50,6 +50,15 @@ pub enum Error {
     Conversation(#[from] ConversationError),
 }
 
+impl From<crate::agents::ResolveError> for Error {
+    fn from(e: crate::agents::ResolveError) -> Self {
+        match e {
+            crate::agents::ResolveError::Catalog(e) => Error::Catalog(e),
+            crate::agents::ResolveError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
         Error::Management(e.into())

@@ -54,6 +54,12 @@ pub enum EventType {
     KeyCreated,
     #[serde(rename = "key.revoked")]
     KeyRevoked,
+    #[serde(rename = "agent.created")]
+    AgentCreated,
+    #[serde(rename = "agent.updated")]
+    AgentUpdated,
+    #[serde(rename = "agent.deleted")]
+    AgentDeleted,
     #[serde(rename = "credits.low")]
     CreditsLow,
     #[serde(rename = "credits.exhausted")]
@@ -66,7 +72,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 14] = [
         EventType::RequestCompleted,
         EventType::AgentExecutionStarted,
         EventType::AgentExecutionCompleted,
@@ -74,6 +80,9 @@ impl EventType {
         EventType::AiMessage,
         EventType::KeyCreated,
         EventType::KeyRevoked,
+        EventType::AgentCreated,
+        EventType::AgentUpdated,
+        EventType::AgentDeleted,
         EventType::CreditsLow,
         EventType::CreditsExhausted,
         EventType::WebhookDisabled,
@@ -89,6 +98,9 @@ impl EventType {
             EventType::AiMessage => "ai_message",
             EventType::KeyCreated => "key.created",
             EventType::KeyRevoked => "key.revoked",
+            EventType::AgentCreated => "agent.created",
+            EventType::AgentUpdated => "agent.updated",
+            EventType::AgentDeleted => "agent.deleted",
             EventType::CreditsLow => "credits.low",
             EventType::CreditsExhausted => "credits.exhausted",
             EventType::WebhookDisabled => "webhook.disabled",

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::agents::Catalog;
+use crate::agents::{Agents, Catalog};
 use crate::app::App;
 use crate::auth::keys::IssuedKey;
 use crate::auth::Authenticator;
@@ -108,7 +108,11 @@ impl Builder {
         let conversations = Conversations::open(&stores, responses.store.clone(), &config.responses, &tasks);
         let app = App {
             server: config.server.clone(),
-            catalog: Catalog::new(&config, &providers),
+            agents: Agents::new(
+                Catalog::new(&config, &providers),
+                crate::agents::store::open(&stores),
+                config.store.key_cache_ttl,
+            ),
             auth,
             responses,
             conversations,

@@ -79,7 +79,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
     let parsed = request::parse(&call.body, endpoint)?;
     let target = match call.target {
         Some(target) => target,
-        None => app.catalog.resolve(&parsed.model, &ctx.principal)?,
+        None => app.agents.resolve(&parsed.model, &ctx.principal).await?,
     };
     let rewritten = rewrite(&parsed, &target);
     let (stream, strip_usage) = (parsed.stream, !(parsed.include_usage || call.translates));

@@ -100,6 +100,10 @@ const CREDITS: Access = Access::Key {
 const TOP_UP: Access = Access::Key { scopes: &[Scope::Admin], workspace: true, what: "top up credits" };
 const KEYS: Access = Access::Key { scopes: &[Scope::Full, Scope::Admin], workspace: true, what: "manage keys" };
 const WORKSPACES: Access = Access::Key { scopes: &[Scope::Admin], workspace: true, what: "manage workspaces" };
+/// A workspace's own settings (`default_agent`): its `full` keys or an admin.
+const WORKSPACE_SETTINGS: Access =
+    Access::Key { scopes: &[Scope::Full, Scope::Admin], workspace: true, what: "change workspace settings" };
+const AGENTS: Access = Access::Key { scopes: &[Scope::Full, Scope::Admin], workspace: true, what: "manage agents" };
 const WEBHOOKS: Access = Access::Key {
     scopes: &[Scope::Webhook, Scope::Full, Scope::Admin],
     workspace: true,
@@ -174,12 +178,12 @@ pub static ROUTES: &[Route] = &[
         MODEL,
         handler!(|app, ctx, call| api::responses_http::input_items(app, ctx, call.param("id"), call.query()).await),
     ),
-    route(Get, "/models", MODEL, handler!(|app, ctx, call| Ok(api::models::list(&app.catalog, &ctx.principal)))),
+    route(Get, "/models", MODEL, handler!(|app, ctx, call| api::models::list(&app.agents, &ctx.principal).await)),
     route(
         Get,
         "/models/{*id}",
         MODEL,
-        handler!(|app, ctx, call| api::models::get(&app.catalog, &ctx.principal, call.param("id"))),
+        handler!(|app, ctx, call| api::models::get(&app.agents, &ctx.principal, call.param("id")).await),
     ),
     // Seed 002's stateful chat.
     route(Post, "/chat", MODEL, handler!(|app, ctx, call| api::chat::post(app, ctx, call.req).await)),
@@ -261,6 +265,39 @@ pub static ROUTES: &[Route] = &[
         "/workspaces/{id}",
         WORKSPACES,
         handler!(|app, ctx, call| api::management::get_workspace(app, ctx, call.param("id")).await),
+    ),
+    route(
+        Verb::Patch,
+        "/workspaces/{id}",
+        WORKSPACE_SETTINGS,
+        handler!(|app, ctx, call| {
+            let id = call.param("id").to_owned();
+            api::management::update_workspace(app, ctx, &id, call.req).await
+        }),
+    ),
+    // A workspace's own agents.
+    route(Post, "/agents", AGENTS, handler!(|app, ctx, call| api::agents::create(app, ctx, call.req).await)),
+    route(Get, "/agents", AGENTS, handler!(|app, ctx, call| api::agents::list(app, ctx, call.query()).await)),
+    route(
+        Get,
+        "/agents/{id}",
+        AGENTS,
+        handler!(|app, ctx, call| api::agents::get(app, ctx, call.param("id"), call.query()).await),
+    ),
+    route(
+        Verb::Patch,
+        "/agents/{id}",
+        AGENTS,
+        handler!(|app, ctx, call| {
+            let (id, query) = (call.param("id").to_owned(), call.query().map(str::to_owned));
+            api::agents::update(app, ctx, &id, query.as_deref(), call.req).await
+        }),
+    ),
+    route(
+        Delete,
+        "/agents/{id}",
+        AGENTS,
+        handler!(|app, ctx, call| api::agents::delete(app, ctx, call.param("id"), call.query()).await),
     ),
     // Credits and usage.
     route(Get, "/credits", CREDITS, handler!(|app, ctx, call| api::credits::get_credits(app, ctx, call.query()).await)),

@@ -35,6 +35,7 @@ on_both_backends!(
     zero_balance_refuses_and_a_top_up_continues,
     another_replica_continues_the_session,
     bad_input_names_the_field,
+    the_workspace_default_agent_answers_a_message_that_names_none,
 );
 
 const AGENTS: &str = r#"
@@ -272,4 +273,18 @@ async fn bad_input_names_the_field(backend: Backend) {
     assert!(env.mock.requests().is_empty());
     let list = env.get(&key, "/v1/workspaces/acme/sessions").await.ok().clone();
     assert_eq!(list["data"], json!([]));
+}
+
+async fn the_workspace_default_agent_answers_a_message_that_names_none(backend: Backend) {
+    let Some(env) = env(backend, "session-default-agent").await else { return };
+    let key = member(&env, "acme", "default").await;
+    let body = json!({"content": "Hi", "stream": false});
+    let e = env.post(&key, &path("acme", "d"), &body).await;
+    assert_eq!(e.error(400, "invalid_request_error", "invalid_value")["error"]["param"], "agent");
+    let url = format!("{}/v1/workspaces/acme", env.replicas[0].base);
+    let set = env.http.patch(url).bearer_auth(&env.admin).json(&json!({"default_agent": "brief"}));
+    env.send(set).await.ok();
+    let answer = env.post(&key, &path("acme", "d"), &body).await;
+    assert_eq!(answer.ok()["model"], "brief");
+    assert_eq!(env.mock.requests()[0].json()["model"], "brief-up");
 }

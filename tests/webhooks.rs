@@ -236,6 +236,13 @@ async fn every_event_type_arrives_signed_twice(backend: Backend) {
     let (temp_id, temp_key) = (s(&created.expect(201)["id"]), s(&created.body["key"]));
     env.delete(&env.admin, &format!("/v1/keys/{temp_id}")).await.ok();
 
+    // Agents: created, changed and deleted through the API.
+    let agent = json!({"id": "hooked", "provider": "up", "upstream_model": "hooked-up"});
+    env.post(&key, "/v1/agents", &agent).await.expect(201);
+    let change = env.http.patch(env.url("/v1/agents/hooked")).bearer_auth(&key).json(&json!({"instructions": "x"}));
+    env.send(change).await.expect(200);
+    env.delete(&key, "/v1/agents/hooked").await.expect(200);
+
     // A test event to the first webhook only.
     let test = env.post(&key, &format!("/v1/webhooks/{hook_id}/test"), &json!({})).await;
     let test_id = s(&test.expect(202)["event_id"]);
@@ -243,6 +250,7 @@ async fn every_event_type_arrives_signed_twice(backend: Backend) {
 
     all.wait_for_event(|d| is_type(d, "webhook.test")).await;
     all.wait_for_event(|d| is_type(d, "key.revoked")).await;
+    all.wait_for_event(|d| is_type(d, "agent.deleted")).await;
     all.wait_for_event(|d| is_type(d, "webhook.disabled")).await;
     env.wait_queue_empty().await;
     let seen = all.deliveries();
@@ -341,6 +349,14 @@ async fn every_event_type_arrives_signed_twice(backend: Backend) {
     assert!(!String::from_utf8_lossy(&k.body).contains(&temp_key), "the key itself is never sent");
     let r = seen.iter().find(|d| is_type(d, "key.revoked")).unwrap();
     assert_eq!(r.json["data"]["key_id"], temp_id.as_str(), "{}", r.json);
+
+    // agent.*: the agent's id and public fields.
+    let a = &seen.iter().find(|d| is_type(d, "agent.updated")).unwrap().json["data"];
+    assert_eq!(
+        (&a["agent_id"], &a["agent"]["instructions"], &a["by_key_id"]),
+        (&json!("hooked"), &json!("x"), &json!(key_id)),
+        "{a}"
+    );
 
     // webhook.disabled about the 410 endpoint; webhook.test with its event id.
     let w = &seen.iter().find(|d| is_type(d, "webhook.disabled")).unwrap().json["data"];

@@ -238,6 +238,7 @@ mod tests {
         Target {
             id: "agent".into(),
             is_agent: true,
+            workspace: None,
             provider_name: "mock".into(),
             provider: Arc::new(Provider::Mock(MockProvider::new(&MockConfig {
                 stream_chunks: 1,

@@ -216,9 +216,15 @@ async fn prepare_and_call(
 ) -> Result<Called, Error> {
     let agent = match message.agent.clone().or_else(|| held.thread.agent.clone()) {
         Some(agent) => agent,
-        None => return Err(missing_agent()),
+        None => match &ctx.principal.workspace {
+            // The workspace's default agent (`PATCH /v1/workspaces/{id}`).
+            Some(ws) if ctx.principal.key_id.is_some() => {
+                app.agents.default_for(ws).await?.ok_or_else(missing_agent)?
+            }
+            _ => return Err(missing_agent()),
+        },
     };
-    let target = app.catalog.resolve(&agent, &ctx.principal)?;
+    let target = app.agents.resolve(&agent, &ctx.principal).await?;
     let stored = read_messages(&app.conversations.messages(&held.scope, held.kind, &held.thread).await?)?;
     let known: std::collections::HashSet<&str> = stored.iter().map(|m| m.id.as_str()).collect();
     let new: Vec<StoredMessage> = message.messages.into_iter().filter(|m| !known.contains(m.id.as_str())).collect();

@@ -118,9 +118,11 @@ pub async fn create_key(app: &App, ctx: &RequestContext, req: Request<Incoming>)
     if key_scope == Scope::Admin && scope != Scope::Admin {
         return Err(ManagementError::InsufficientScope("create admin keys").into());
     }
-    if let Some(unknown) = req.models.iter().flatten().find(|m| app.catalog.get(m).is_none()) {
-        let message = format!("{unknown:?} is neither an agent nor a model alias");
-        return Err(ManagementError::Invalid { param: "models", message }.into());
+    for model in req.models.iter().flatten() {
+        if !app.agents.exists_in(&workspace, model).await.map_err(ManagementError::from)? {
+            let message = format!("{model:?} is neither an agent nor a model alias");
+            return Err(ManagementError::Invalid { param: "models", message }.into());
+        }
     }
     let new = NewKey {
         name: req.name,
@@ -250,37 +252,96 @@ pub async fn create_workspace(
     let ws: Workspace = admin::create_workspace_with(&app.stores, &app.plans, &req.id, name, plan, time_zone, low)
         .await
         .map_err(ManagementError::from)?;
-    Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws)))
+    Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws, None)))
 }
 
 /// `GET /v1/workspaces`: every workspace, by id (admin keys).
 pub async fn list_workspaces(app: &App, ctx: &RequestContext) -> Result<Response<Body>, Error> {
     admin_only(ctx)?;
     let all = app.stores.workspaces.list_workspaces().await.map_err(ManagementError::from)?;
+    let store = app.agents.store();
+    // Read from the store, not the cache: an admin's list shows a change at once.
+    let defaults = futures_util::future::try_join_all(all.iter().map(|ws| store.default_agent(&ws.id)))
+        .await
+        .map_err(ManagementError::from)?;
     #[derive(Serialize)]
     struct List<'a> {
         object: &'static str,
         data: Vec<WorkspaceView<'a>>,
     }
-    Ok(json(StatusCode::OK, &List { object: "list", data: all.iter().map(WorkspaceView::of).collect() }))
+    let data = all.iter().zip(defaults).map(|(ws, default)| WorkspaceView::of(ws, default)).collect();
+    Ok(json(StatusCode::OK, &List { object: "list", data }))
 }
 
 pub async fn get_workspace(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
     admin_only(ctx)?;
     let ws = app.stores.workspaces.workspace(id).await.map_err(ManagementError::from)?;
     let ws = ws.ok_or_else(|| ManagementError::NotFound(format!("workspace {id:?}")))?;
-    Ok(json(StatusCode::OK, &WorkspaceView::of(&ws)))
+    let default_agent = app.agents.store().default_agent(id).await.map_err(ManagementError::from)?;
+    Ok(json(StatusCode::OK, &WorkspaceView::of(&ws, default_agent)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchWorkspace {
+    /// The agent a session uses when its message names none; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    default_agent: Option<Option<String>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/workspaces/{id}` with `{"default_agent": "..." | null}`: an
+/// admin for any workspace, a `full` key for its own (another is not found).
+/// The agent must resolve in that workspace (a config model or agent, or
+/// one of its agents).
+pub async fn update_workspace(
+    app: &App,
+    ctx: &RequestContext,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let (own, scope) = match (ctx.principal.scope, ctx.principal.workspace.as_deref()) {
+        (scope @ (Scope::Full | Scope::Admin), Some(ws)) => (ws, scope),
+        _ => return Err(ManagementError::InsufficientScope("change workspace settings").into()),
+    };
+    let not_found = || ManagementError::NotFound(format!("workspace {id:?}"));
+    if scope != Scope::Admin && id != own {
+        return Err(not_found().into());
+    }
+    let body = read_body(app, req).await?;
+    let patch: PatchWorkspace = parse(&body)?;
+    let ws = app.stores.workspaces.workspace(id).await.map_err(ManagementError::from)?.ok_or_else(not_found)?;
+    let Some(default_agent) = patch.default_agent else {
+        let message = "the only setting to change is default_agent (an agent id, or null)".to_owned();
+        return Err(ManagementError::Missing { param: "default_agent", message }.into());
+    };
+    if let Some(agent) = &default_agent {
+        if !app.agents.exists_in(id, agent).await.map_err(ManagementError::from)? {
+            let message = format!("{agent:?} is not an agent or model of workspace {id:?}");
+            return Err(ManagementError::Invalid { param: "default_agent", message }.into());
+        }
+    }
+    let store = app.agents.store();
+    store.set_default_agent(id, default_agent.as_deref()).await.map_err(ManagementError::from)?;
+    app.agents.forget_default(id).await;
+    tracing::info!(workspace = %id, default_agent = ?default_agent, by = %ctx.principal.name, "workspace updated");
+    Ok(json(StatusCode::OK, &WorkspaceView::of(&ws, default_agent)))
 }
 
 #[derive(Serialize)]
 struct WorkspaceView<'a> {
     #[serde(flatten)]
     workspace: &'a Workspace,
+    /// Kept beside the workspace's agents (`agents::store`), shown here.
+    default_agent: Option<String>,
     object: &'static str,
 }
 
 impl<'a> WorkspaceView<'a> {
-    fn of(workspace: &'a Workspace) -> Self {
-        WorkspaceView { workspace, object: "workspace" }
+    fn of(workspace: &'a Workspace, default_agent: Option<String>) -> Self {
+        WorkspaceView { workspace, default_agent, object: "workspace" }
     }
 }

@@ -1,10 +1,11 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: what the caller's key may use,
-//! in OpenAI's list shape.
+//! in OpenAI's list shape — the config's models and agents, then the
+//! caller's workspace agents (`owned_by: "workspace"`).
 
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::agents::{Catalog, CatalogError, Target};
+use crate::agents::{Agents, CatalogError, ResolveError, Target};
 use crate::auth::Principal;
 use crate::body::Body;
 use crate::error::{json_response, Error};
@@ -17,32 +18,40 @@ struct Model<'a> {
     owned_by: &'static str,
 }
 
-impl<'a> Model<'a> {
-    fn of(target: &'a Target) -> Self {
-        Model {
-            id: &target.id,
-            object: "model",
-            created: 0,
-            owned_by: if target.is_agent { "tollgate-agent" } else { "tollgate" },
-        }
+/// Who a model belongs to, as `owned_by` says it.
+fn owner(target: &Target) -> &'static str {
+    match (&target.workspace, target.is_agent) {
+        (Some(_), _) => WORKSPACE,
+        (None, true) => "tollgate-agent",
+        (None, false) => "tollgate",
     }
 }
 
-pub fn list(catalog: &Catalog, principal: &Principal) -> Response<Body> {
+const WORKSPACE: &str = "workspace";
+
+impl<'a> Model<'a> {
+    fn of(target: &'a Target) -> Self {
+        Model { id: &target.id, object: "model", created: 0, owned_by: owner(target) }
+    }
+}
+
+pub async fn list(agents: &Agents, principal: &Principal) -> Result<Response<Body>, Error> {
     #[derive(Serialize)]
     struct List<'a> {
         object: &'static str,
         data: Vec<Model<'a>>,
     }
-    let data = catalog.visible_to(principal).map(|t| Model::of(t)).collect();
+    let own = agents.workspace_ids(principal).await?;
+    let mut data: Vec<Model<'_>> = agents.catalog().visible_to(principal).map(|t| Model::of(t)).collect();
+    data.extend(own.iter().map(|id| Model { id, object: "model", created: 0, owned_by: WORKSPACE }));
     let json = serde_json::to_vec(&List { object: "list", data }).expect("JSON serialises");
-    json_response(StatusCode::OK, json)
+    Ok(json_response(StatusCode::OK, json))
 }
 
-pub fn get(catalog: &Catalog, principal: &Principal, id: &str) -> Result<Response<Body>, Error> {
-    let target = catalog.resolve(id, principal).map_err(|e| match e {
+pub async fn get(agents: &Agents, principal: &Principal, id: &str) -> Result<Response<Body>, Error> {
+    let target = agents.resolve(id, principal).await.map_err(|e| match e {
         // Do not confirm that a model the key may not use exists.
-        CatalogError::NotAllowed(id) => CatalogError::NotFound(id),
+        ResolveError::Catalog(CatalogError::NotAllowed(id)) => CatalogError::NotFound(id).into(),
         other => other,
     })?;
     let json = serde_json::to_vec(&Model::of(&target)).expect("JSON serialises");

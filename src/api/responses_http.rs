@@ -70,21 +70,21 @@ fn to_raw<T: serde::Serialize>(items: &[T]) -> Vec<Box<RawValue>> {
 /// The target of the body's `model`, when the caller may use it and its
 /// provider speaks the Responses API natively; `None` sends the request down
 /// the translating path (which also reports a bad body or model).
-fn native_target(app: &App, ctx: &RequestContext, body: &[u8]) -> Option<Arc<crate::agents::Target>> {
-    if !app.catalog.has_native_responses() {
+async fn native_target(app: &App, ctx: &RequestContext, body: &[u8]) -> Option<Arc<crate::agents::Target>> {
+    if !app.agents.catalog().has_native_responses() {
         return None;
     }
     let members = crate::request::members(body).ok()?;
     let model = members.iter().rev().find(|(k, _)| k == "model")?.1;
     let model: std::borrow::Cow<'_, str> = serde_json::from_str(model.get()).ok()?;
-    let target = app.catalog.resolve(&model, &ctx.principal).ok()?;
+    let target = app.agents.resolve(&model, &ctx.principal).await.ok()?;
     target.provider.speaks_responses().then_some(target)
 }
 
 /// `POST /v1/responses`.
 pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming>) -> Result<Response<Body>, Error> {
     let body = read_body(app, req).await?;
-    if let Some(target) = native_target(app, ctx, &body) {
+    if let Some(target) = native_target(app, ctx, &body).await {
         // The provider serves the Responses API itself: forwarded, not translated.
         let call = ModelCall {
             endpoint: Endpoint::Responses,
@@ -110,7 +110,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
     let referenced = referenced_items(app, &scope, &parsed, &history).await?;
     let translated = parsed.translate(&history, &referenced)?;
     // Resolved here (the pipeline reuses it) so the echo shows the agent's defaults.
-    let target = app.catalog.resolve(&translated.model, &ctx.principal)?;
+    let target = app.agents.resolve(&translated.model, &ctx.principal).await?;
     let meta = ResponseMeta {
         id: IDS.next(),
         created_at: now_s(),

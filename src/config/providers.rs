@@ -12,12 +12,15 @@ use super::raw::{RawAgent, RawModel, RawPrice, RawProvider};
 use super::{ConfigError, Validator};
 use crate::secret::Secret;
 
-/// Request fields an agent's `defaults` may not set: they are the request itself.
-const RESERVED_FIELDS: &[&str] = &["model", "messages", "prompt", "input", "stream", "stream_options"];
+/// Request fields an agent's `defaults` may not set: they are the request
+/// itself (config agents and workspace agents alike).
+pub const RESERVED_FIELDS: &[&str] = &["model", "messages", "prompt", "input", "stream", "stream_options"];
 
 /// What a call to an agent or model costs, in micro-credits (1 credit =
 /// 1,000,000 micro-credits): integers, so no float ever touches money.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Serialisable because a workspace agent stores its price (`agents::store`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Price {
     pub request: u64,
     pub input_per_1k: u64,

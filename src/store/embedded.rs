@@ -167,6 +167,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX threads_by_expiry ON threads (expires_at);
 "#,
+    // Workspace agents (`agents::store::embedded`): one JSON record per
+    // (workspace, id), listed by id; a workspace's default agent beside them.
+    r#"
+    CREATE TABLE agents (
+        workspace TEXT NOT NULL,
+        id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (workspace, id)
+    );
+    CREATE TABLE default_agents (
+        workspace TEXT PRIMARY KEY,
+        agent TEXT NOT NULL
+    );
+"#,
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
