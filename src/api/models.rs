@@ -41,11 +41,24 @@ pub async fn list(agents: &Agents, principal: &Principal) -> Result<Response<Bod
         object: &'static str,
         data: Vec<Model<'a>>,
     }
-    let own = agents.workspace_ids(principal).await?;
+    // A store that cannot answer does not take the config's models away: a
+    // key served stale-if-error still lists them, marked as partial.
+    let (own, partial) = match agents.workspace_ids(principal).await {
+        Ok(own) => (own, false),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing models without the workspace's agents: the store did not answer");
+            (Vec::new(), true)
+        }
+    };
     let mut data: Vec<Model<'_>> = agents.catalog().visible_to(principal).map(|t| Model::of(t)).collect();
     data.extend(own.iter().map(|id| Model { id, object: "model", created: 0, owned_by: WORKSPACE }));
     let json = serde_json::to_vec(&List { object: "list", data }).expect("JSON serialises");
-    Ok(json_response(StatusCode::OK, json))
+    let mut response = json_response(StatusCode::OK, json);
+    if partial {
+        let value = http::HeaderValue::from_static("workspace-agents-unavailable");
+        response.headers_mut().insert("x-tollgate-partial", value);
+    }
+    Ok(response)
 }
 
 pub async fn get(agents: &Agents, principal: &Principal, id: &str) -> Result<Response<Body>, Error> {
