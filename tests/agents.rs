@@ -528,8 +528,10 @@ async fn another_replica_sees_changes_within_the_cache_ttl(backend: Backend) {
     let Some(mut env) = Env::start(backend, "replicas").await else { return };
     env.add_replica().await;
     let (a, b) = (0, 1);
-    // B learns that there is no such agent (and caches that answer).
-    refused(&env.chat_on(b, &env.acme_chat, "roaming").await, 404, "model_not_found", Some("model"));
+    // Both learn that there is no such agent (and cache that answer).
+    for replica in [a, b] {
+        refused(&env.chat_on(replica, &env.acme_chat, "roaming").await, 404, "model_not_found", Some("model"));
+    }
     env.agent(support("roaming", "First words.")).await;
     assert_eq!(env.chat_on(a, &env.acme_chat, "roaming").await.0, 200, "at once on the replica that made it");
     let poll = |expect: u16| {
