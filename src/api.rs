@@ -12,6 +12,7 @@ pub mod openai;
 pub mod responses;
 pub mod responses_http;
 pub mod sessions;
+pub mod threads;
 pub mod webhooks;
 
 use std::borrow::Cow;

@@ -187,6 +187,14 @@ pub static ROUTES: &[Route] = &[
     ),
     // Seed 002's stateful chat.
     route(Post, "/chat", MODEL, handler!(|app, ctx, call| api::chat::post(app, ctx, call.req).await)),
+    route(Get, "/chat", MODEL, handler!(|app, ctx, call| api::chat::list(app, ctx, call.query()).await)),
+    route(
+        Get,
+        "/chat/{id}",
+        MODEL,
+        handler!(|app, ctx, call| api::chat::get(app, ctx, call.param("id"), call.query()).await),
+    ),
+    route(Delete, "/chat/{id}", MODEL, handler!(|app, ctx, call| api::chat::delete(app, ctx, call.param("id")).await)),
     // Seed 000's workspace sessions (and its singular `session` path).
     route(
         Post,

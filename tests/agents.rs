@@ -578,6 +578,8 @@ async fn another_replica_sees_changes_within_the_cache_ttl(backend: Backend) {
         assert!(matches!(resolved, Err(tollgate::agents::ResolveError::Store(_))), "{:?}", resolved.err());
         let config_agent = env.replicas[a].app.agents.resolve(AGENT, &principal).await;
         assert!(config_agent.is_ok(), "config agents never wait on the store");
+        let (status, models) = env.call_on(a, Method::GET, &env.acme_chat, "/v1/models", None).await;
+        assert_eq!((status, models.to_string().contains(AGENT)), (200, true), "the config's still listed: {models}");
         redis.resume();
     }
 }

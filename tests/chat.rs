@@ -32,6 +32,7 @@ on_both_backends!(
     chat_ids_are_per_workspace_and_made_when_absent,
     zero_balance_is_429_and_keeps_nothing,
     bad_input_names_the_field,
+    a_chat_is_read_back_as_ui_messages_listed_and_deleted,
 );
 
 async fn env(backend: Backend, test: &str) -> Option<Env> {
@@ -201,4 +202,35 @@ async fn bad_input_names_the_field(backend: Backend) {
     let huge = json!({"chatId": "c", "message": "x".repeat(100 * 1024), "model": AGENT});
     assert_eq!(env.post(&key, "/v1/chat", &huge).await.status, 413);
     assert!(env.mock.requests().is_empty(), "nothing reached the upstream");
+}
+
+async fn a_chat_is_read_back_as_ui_messages_listed_and_deleted(backend: Backend) {
+    let Some(env) = env(backend, "chat-read").await else { return };
+    let key = member(&env, "acme", "default").await;
+    let other = member(&env, "globex", "default").await;
+    env.post(&key, "/v1/chat", &json!({"chatId": "r", "messages": [user("m1", "one")], "model": AGENT})).await.ok();
+    env.post(&key, "/v1/chat", &json!({"chatId": "r", "messages": [user("m3", "two")]})).await.ok();
+    let chat = env.get(&key, "/v1/chat/r").await.ok().clone();
+    assert_eq!(
+        (chat["object"].as_str(), chat["turns"].as_u64(), chat["agent"].as_str()),
+        (Some("chat"), Some(2), Some(AGENT))
+    );
+    let messages = chat["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4);
+    assert_eq!(messages[0]["id"], "m1");
+    assert_eq!(messages[0]["parts"], json!([{"type": "text", "text": "one"}]));
+    assert_eq!(messages[1]["role"], "assistant");
+    let page = env.get(&key, "/v1/chat/r?after=m1&limit=1").await.ok().clone();
+    assert_eq!((page["messages"][0]["role"].as_str(), &page["has_more"]), (Some("assistant"), &json!(true)));
+    let e = env.get(&key, "/v1/chat/r?after=nope").await;
+    assert_eq!(e.error(400, "invalid_request_error", "invalid_value")["error"]["param"], "after");
+    assert_eq!(env.get(&key, "/v1/chat").await.ok()["data"][0]["id"], "r");
+    // Another workspace's key finds nothing of it.
+    env.get(&other, "/v1/chat/r").await.error(404, "invalid_request_error", "not_found");
+    assert_eq!(env.get(&other, "/v1/chat").await.ok()["data"], json!([]));
+    let url = format!("{}/v1/chat/r", env.replicas[0].base);
+    assert_eq!(env.send(env.http.delete(&url).bearer_auth(&other)).await.status, 404);
+    assert_eq!(env.send(env.http.delete(&url).bearer_auth(&key)).await.ok()["deleted"], true);
+    env.get(&key, "/v1/chat/r").await.error(404, "invalid_request_error", "not_found");
+    assert_eq!(env.get(&key, "/v1/chat/bad!id").await.status, 400);
 }

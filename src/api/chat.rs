@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use super::conversation::{self, bad, Finished, Message, ReplyBody, ReplyInfo, StoredMessage, Streamed, Wire};
 use super::openai::{event_stream, read_body};
+use super::threads;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::conversations::{check_name, ConversationError, Kind};
@@ -337,4 +338,37 @@ impl Wire for UiWire {
         sse(out, &serde_json::json!({"type": "error", "errorText": message}));
         UiWire::end(out);
     }
+}
+
+/// A stored message as a UIMessage.
+fn as_ui_message(m: &StoredMessage) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.id,
+        "role": m.role,
+        "parts": [{"type": "text", "text": m.content}],
+        "metadata": {"createdAt": m.created_at},
+    })
+}
+
+fn chat_name(id: &str) -> Result<(), Error> {
+    check_name(id).map_err(|reason| bad("chatId", format!("the chat id {reason}.")))
+}
+
+/// `GET /v1/chat/{id}?after=&limit=`: the chat and a page of its messages as
+/// UIMessages, oldest first (what `useChat`'s `messages` starts from).
+pub async fn get(app: &App, ctx: &RequestContext, id: &str, query: Option<&str>) -> Result<Response<Body>, Error> {
+    chat_name(id)?;
+    let view = threads::read(app, &conversation::scope(ctx), Kind::Chat, id, query, as_ui_message).await?;
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&view).expect("JSON serialises")))
+}
+
+/// `DELETE /v1/chat/{id}`: the chat and its messages.
+pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
+    chat_name(id)?;
+    threads::delete(app, &conversation::scope(ctx), Kind::Chat, id).await
+}
+
+/// `GET /v1/chat?after=&limit=`: the caller's chats, by id.
+pub async fn list(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
+    threads::list(app, Some(&conversation::scope(ctx)), Kind::Chat, query).await
 }

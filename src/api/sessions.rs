@@ -13,13 +13,13 @@
 //! The `{ws}` in the path must be the key's own workspace: another
 //! workspace's sessions are a 404, never a 403 (nothing confirms they exist).
 
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::conversation::{self, bad, Finished, Message, ReplyBody, ReplyInfo, StoredMessage, Streamed, Wire};
 use super::openai::{event_stream, read_body};
-use super::Query;
+use super::threads;
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::conversations::{check_name, ConversationError, Kind};
@@ -173,97 +173,22 @@ pub async fn get(
 ) -> Result<Response<Body>, Error> {
     session_name(id)?;
     let scope = own_workspace(ctx, ws, id)?;
-    let not_found = || ConversationError::NotFound { kind: "session", name: id.to_owned() };
-    let thread = app.conversations.get(&scope, Kind::Session, id).await?.ok_or_else(not_found)?;
-    let messages = conversation::read_messages(&app.conversations.messages(&scope, Kind::Session, &thread).await?)?;
-    let (page, has_more) = page(&messages, query)?;
-    let json = serde_json::json!({
-        "id": id,
-        "object": "session",
-        "workspace": ws,
-        "agent": thread.agent,
-        "turns": thread.turns,
-        "created_at": thread.created_at,
-        "updated_at": thread.updated_at,
-        "summary": thread.summary.as_ref().map(|s| serde_json::json!({"text": s.text, "upto": s.upto})),
-        "messages": page,
-        "has_more": has_more,
-        "last_id": page.last().map(|m| &m.id),
-    });
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&json).expect("JSON serialises")))
-}
-
-/// The messages after `?after=` (a message id), at most `?limit=` (1–1000,
-/// default 100).
-pub fn page<'a>(messages: &'a [StoredMessage], query: Option<&str>) -> Result<(&'a [StoredMessage], bool), Error> {
-    let q = Query::parse(query);
-    let limit = limit(&q, 100, 1000)?;
-    let from = match q.get("after") {
-        None => 0,
-        Some(after) => match messages.iter().position(|m| m.id == after) {
-            Some(i) => i + 1,
-            None => return Err(bad("after", "is not the id of a message in this conversation.")),
-        },
-    };
-    let rest = &messages[from..];
-    Ok((&rest[..rest.len().min(limit)], rest.len() > limit))
-}
-
-pub fn limit(q: &Query<'_>, default: usize, max: usize) -> Result<usize, Error> {
-    match q.get("limit") {
-        None => Ok(default),
-        Some(l) => l
-            .parse()
-            .ok()
-            .filter(|l| (1..=max).contains(l))
-            .ok_or_else(|| bad("limit", format!("must be an integer from 1 to {max}."))),
-    }
+    let render = |m: &StoredMessage| serde_json::to_value(m).expect("a message serialises");
+    let mut view = threads::read(app, &scope, Kind::Session, id, query, render).await?;
+    view.insert("workspace".into(), ws.into());
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&view).expect("JSON serialises")))
 }
 
 /// `DELETE /v1/workspaces/{ws}/sessions/{id}`: the session and its messages.
 pub async fn delete(app: &App, ctx: &RequestContext, ws: &str, id: &str) -> Result<Response<Body>, Error> {
     session_name(id)?;
     let scope = own_workspace(ctx, ws, id)?;
-    if !app.conversations.delete(&scope, Kind::Session, id).await? {
-        return Err(ConversationError::NotFound { kind: "session", name: id.to_owned() }.into());
-    }
-    let json = serde_json::json!({"id": id, "object": "session.deleted", "deleted": true});
-    Ok(json_response(StatusCode::OK, json.to_string()))
+    threads::delete(app, &scope, Kind::Session, id).await
 }
 
-/// `GET /v1/workspaces/{ws}/sessions?after=&limit=`: by id.
+/// `GET /v1/workspaces/{ws}/sessions?after=&limit=`: by id. Another
+/// workspace's list is as empty as a workspace without sessions.
 pub async fn list(app: &App, ctx: &RequestContext, ws: &str, query: Option<&str>) -> Result<Response<Body>, Error> {
-    let scope = match &ctx.principal.workspace {
-        Some(own) if ctx.principal.key_id.is_some() && own.as_ref() == ws => ws.to_owned(),
-        // Another workspace's list is as empty as a workspace without sessions.
-        _ => {
-            return Ok(json_response(StatusCode::OK, r#"{"object":"list","data":[],"has_more":false,"last_id":null}"#))
-        }
-    };
-    let q = Query::parse(query);
-    let limit = limit(&q, 20, crate::conversations::MAX_LIST)?;
-    let page = app.conversations.list(&scope, Kind::Session, q.get("after"), limit).await?;
-    let data: Vec<serde_json::Value> = page
-        .threads
-        .iter()
-        .map(|(name, t)| {
-            serde_json::json!({
-                "id": name,
-                "object": "session",
-                "agent": t.agent,
-                "turns": t.turns,
-                "created_at": t.created_at,
-                "updated_at": t.updated_at,
-            })
-        })
-        .collect();
-    let json = serde_json::json!({
-        "object": "list",
-        "has_more": page.has_more,
-        "last_id": page.threads.last().map(|(n, _)| n),
-        "data": data,
-    });
-    let mut response = json_response(StatusCode::OK, json.to_string());
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    let own = matches!(&ctx.principal.workspace, Some(own) if ctx.principal.key_id.is_some() && own.as_ref() == ws);
+    threads::list(app, own.then_some(ws), Kind::Session, query).await
 }
