@@ -36,6 +36,7 @@ on_both_backends!(
     another_replica_continues_the_session,
     bad_input_names_the_field,
     the_workspace_default_agent_answers_a_message_that_names_none,
+    a_responses_chain_keeps_to_the_memory_policy_too,
 );
 
 const AGENTS: &str = r#"
@@ -287,4 +288,27 @@ async fn the_workspace_default_agent_answers_a_message_that_names_none(backend: 
     let answer = env.post(&key, &path("acme", "d"), &body).await;
     assert_eq!(answer.ok()["model"], "brief");
     assert_eq!(env.mock.requests()[0].json()["model"], "brief-up");
+}
+
+async fn a_responses_chain_keeps_to_the_memory_policy_too(backend: Backend) {
+    let Some(env) = env(backend, "responses-memory").await else { return };
+    let key = member(&env, "acme", "default").await;
+    let mut previous: Option<String> = None;
+    for n in 0..4 {
+        let mut body = json!({"model": "brief", "input": format!("message {n}")});
+        if let Some(p) = &previous {
+            body["previous_response_id"] = json!(p);
+        }
+        let answer = env.post(&key, "/v1/responses", &body).await;
+        previous = Some(answer.ok()["id"].as_str().unwrap().to_owned());
+    }
+    // max_messages = 3: two of the history, then the new input.
+    let seen = upstream_messages(&env, 3);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], ("user".to_owned(), "message 2".to_owned()));
+    assert_eq!(seen[2], ("user".to_owned(), "message 3".to_owned()));
+    // Without a policy (`helper`) the whole chain goes.
+    let body = json!({"model": AGENT, "input": "more", "previous_response_id": previous});
+    env.post(&key, "/v1/responses", &body).await.ok();
+    assert_eq!(upstream_messages(&env, 4).len(), 9);
 }

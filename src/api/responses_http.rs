@@ -102,7 +102,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
         Some(previous) => {
             let max = app.responses.config.max_history_items;
             match app.responses.store.history(&scope, previous, max).await? {
-                Some(items) => parse_items(&items)?,
+                Some(items) => within_memory(app, ctx, &parsed, parse_items(&items)?).await,
                 None => return Err(StoredError::UnknownPrevious(previous.to_owned()).into()),
             }
         }
@@ -150,6 +150,24 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
             Ok(event_stream(Body::Stream(Box::pin(Translated::new(*body, translator, first))), &rate))
         }
     }
+}
+
+/// The history a `previous_response_id` continues with, trimmed by the
+/// agent's memory policy (truncation: a chain keeps no summary; see
+/// [`crate::memory`]). The request's own input items count towards
+/// `max_messages` and are never dropped; a model that does not resolve is
+/// left to the resolution after the translation, which reports it.
+async fn within_memory(app: &App, ctx: &RequestContext, parsed: &ParsedRequest, history: Vec<Item>) -> Vec<Item> {
+    let Ok(target) = app.agents.resolve(parsed.model(), &ctx.principal).await else { return history };
+    let Some(policy) = target.memory else { return history };
+    let tokens: Vec<u64> = history
+        .iter()
+        .map(|i| crate::memory::estimate_tokens(serde_json::to_string(i).map_or(0, |j| j.len())))
+        .chain(std::iter::repeat_n(0, parsed.input.len().max(1)))
+        .collect();
+    let is_tool = |i: usize| matches!(history.get(i), Some(Item::FunctionCallOutput(_)));
+    let cut = crate::memory::keep_from(&policy, &tokens, &is_tool, 0).min(history.len());
+    history.into_iter().skip(cut).collect()
 }
 
 /// The stored items that the request's `item_reference`s name and its
