@@ -37,6 +37,8 @@ on_both_backends!(
     bad_input_names_the_field,
     the_workspace_default_agent_answers_a_message_that_names_none,
     a_responses_chain_keeps_to_the_memory_policy_too,
+    a_client_that_leaves_or_an_upstream_that_dies_stores_nothing_and_frees_the_session,
+    a_message_makes_the_events_of_a_chat_call,
 );
 
 const AGENTS: &str = r#"
@@ -311,4 +313,63 @@ async fn a_responses_chain_keeps_to_the_memory_policy_too(backend: Backend) {
     let body = json!({"model": AGENT, "input": "more", "previous_response_id": previous});
     env.post(&key, "/v1/responses", &body).await.ok();
     assert_eq!(upstream_messages(&env, 4).len(), 9);
+}
+
+async fn a_client_that_leaves_or_an_upstream_that_dies_stores_nothing_and_frees_the_session(backend: Backend) {
+    let Some(env) = env(backend, "session-cut").await else { return };
+    let key = member(&env, "acme", "default").await;
+    env.post(&key, &path("acme", "c"), &json!({"content": "first", "agent": AGENT, "stream": false})).await.ok();
+    // The upstream dies mid-answer: the error event, nothing stored.
+    let (reply, control) = scripted_stream();
+    env.mock.push(reply);
+    let url = format!("{}{}", env.replicas[0].base, path("acme", "c"));
+    let cut = within("headers", env.http.post(&url).bearer_auth(&key).json(&json!({"content": "cut"})).send());
+    let cut = cut.await.unwrap();
+    control.send_content(common::AGENT_UPSTREAM_MODEL, "half").await;
+    control.die().await;
+    let body = within("the cut stream", cut.text()).await.unwrap();
+    assert!(body.contains("\"error\""), "an error event ends it: {body}");
+    assert!(!body.contains("[DONE]"), "{body}");
+    // The client leaves mid-answer: the session is let go, not held for the lease.
+    let (reply, control) = scripted_stream();
+    env.mock.push(reply);
+    let left = within("headers", env.http.post(&url).bearer_auth(&key).json(&json!({"content": "left"})).send());
+    let left = left.await.unwrap();
+    control.send_content(common::AGENT_UPSTREAM_MODEL, "partial").await;
+    drop(left);
+    control.cancelled().await;
+    let next = within("the session to be free again", async {
+        loop {
+            let answer = env.post(&key, &path("acme", "c"), &json!({"content": "next", "stream": false})).await;
+            if answer.status != 409 {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    next.await.ok();
+    // Neither the cut nor the abandoned message is in the history.
+    let said = ANSWER_WORDS.concat();
+    let expected = [("user", "first"), ("assistant", said.as_str()), ("user", "next")];
+    assert_eq!(upstream_messages(&env, 3), expected.map(|(r, c)| (r.to_owned(), c.to_owned())));
+}
+
+async fn a_message_makes_the_events_of_a_chat_call(backend: Backend) {
+    let Some(env) = env(backend, "session-events").await else { return };
+    let key = member(&env, "acme", "default").await;
+    env.post(&key, &path("acme", "e"), &json!({"content": "Hi", "agent": AGENT, "stream": false})).await.ok();
+    let events = within("request.completed in the log", async {
+        loop {
+            let log = env.get(&env.admin.clone(), "/v1/events?workspace=acme&type=request.completed").await;
+            let log = log.ok().clone();
+            if !log["data"].as_array().unwrap().is_empty() {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let data = &events["data"][0]["data"];
+    assert_eq!(data["endpoint"], "sessions", "{events}");
+    assert_eq!(data["agent"], AGENT, "{events}");
 }
