@@ -17,6 +17,8 @@
 //! it was and the client resends it; a streamed turn is stored before the
 //! door's last event goes out, so the next message finds it.
 
+mod stream;
+
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -29,8 +31,7 @@ use crate::error::Error;
 use crate::json::typed::TypedError;
 use crate::limits::RateHeaders;
 use crate::memory::{estimate_tokens, keep_from, MemoryPolicy, Strategy};
-use crate::pipeline::answer::{chunk_events, AnswerEvent, ChatUsage, WholeAnswer};
-use crate::pipeline::chunks::{Chunk, Closing, Translator};
+use crate::pipeline::answer::{ChatUsage, WholeAnswer};
 use crate::pipeline::{self, Answer, ModelCall};
 use crate::relay::RelayBody;
 use crate::request::Endpoint;
@@ -395,7 +396,7 @@ pub struct Pending {
 
 impl Pending {
     /// Stores the turn; the answer with its turn id.
-    async fn commit(self, app: &App, held: &Held, mut done: Finished) -> Result<Finished, Error> {
+    pub(super) async fn commit(self, app: &App, held: &Held, mut done: Finished) -> Result<Finished, Error> {
         commit(&app.conversations, held, self.new, self.summary, self.agent, self.answer_id, &mut done).await?;
         Ok(done)
     }
@@ -462,128 +463,4 @@ impl Drop for Renewal {
     }
 }
 
-/// A streamed answer: the relayed chunks through the door's [`Wire`], the
-/// turn stored at the end before the wire's last bytes.
-pub struct Streamed<W: Wire> {
-    /// Taken by [`Translator::end`]: its last bytes are written after the store.
-    wire: Option<W>,
-    info: ReplyInfo,
-    state: Option<(Pending, Held, crate::conversations::Conversations)>,
-    text: String,
-    finish_reason: Option<String>,
-    usage: Option<ChatUsage>,
-    failed: Option<String>,
-    /// The failure's error event went out already (forwarded as relayed).
-    failure_sent: bool,
-}
-
-impl<W: Wire> Streamed<W> {
-    /// The translator and the opening bytes.
-    pub fn new(app: &App, reply_held: Held, pending: Pending, info: ReplyInfo, mut wire: W) -> (Self, Vec<u8>) {
-        let mut first = Vec::new();
-        wire.start(&info, &mut first);
-        let state = Some((pending, reply_held, app.conversations.clone()));
-        let me = Streamed {
-            wire: Some(wire),
-            info,
-            state,
-            text: String::new(),
-            finish_reason: None,
-            usage: None,
-            failed: None,
-            failure_sent: false,
-        };
-        (me, first)
-    }
-}
-
-impl<W: Wire> Translator for Streamed<W> {
-    fn chunk(&mut self, chunk: Chunk<'_>, out: &mut Vec<u8>) {
-        match chunk {
-            Chunk::Data(json) => {
-                let Some(wire) = self.wire.as_mut() else { return };
-                if W::FORWARDS_CHUNKS {
-                    wire.chunk(json, out);
-                }
-                match chunk_events(json) {
-                    Ok(events) => {
-                        for event in events {
-                            match event {
-                                AnswerEvent::Text(t) => {
-                                    self.text.push_str(&t);
-                                    if !W::FORWARDS_CHUNKS {
-                                        wire.text(&t, out);
-                                    }
-                                }
-                                AnswerEvent::Finish(r) => self.finish_reason = Some(r.into_owned()),
-                                AnswerEvent::Usage(u) => self.usage = Some(u),
-                                AnswerEvent::Refusal(_) | AnswerEvent::ToolCall(_) => {}
-                            }
-                        }
-                    }
-                    Err(e) => self.failed = Some(e.to_string()),
-                }
-            }
-            Chunk::Error(json) => {
-                if let (true, Some(wire)) = (W::FORWARDS_CHUNKS, self.wire.as_mut()) {
-                    wire.chunk(json, out);
-                    self.failure_sent = true;
-                }
-                let message = serde_json::from_slice::<serde_json::Value>(json)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned));
-                self.failed = Some(message.unwrap_or_else(|| "The upstream failed mid-answer.".into()));
-            }
-            Chunk::Done => {}
-        }
-    }
-
-    fn end(&mut self, _out: &mut Vec<u8>) -> Option<Closing> {
-        let (mut pending, held, convos) = self.state.take()?;
-        drop(pending.renewal.take());
-        let (mut wire, info) = (self.wire.take()?, self.info.clone());
-        let (failed, failure_sent) = (self.failed.take(), self.failure_sent);
-        let mut done = Finished {
-            text: std::mem::take(&mut self.text),
-            finish_reason: self.finish_reason.take(),
-            usage: self.usage.take(),
-            turn: String::new(),
-        };
-        Some(Box::pin(async move {
-            let mut last = Vec::new();
-            if let Some(message) = failed {
-                if let Err(e) = convos.release(&held).await {
-                    tracing::warn!(thread = %held.name, error = %e, "a failed answer could not release its thread");
-                }
-                if !failure_sent {
-                    wire.failed(&info, &message, &mut last);
-                }
-                return last;
-            }
-            let Pending { new, summary, agent, answer_id, .. } = pending;
-            match commit(&convos, &held, new, summary, agent, answer_id, &mut done).await {
-                Ok(()) => wire.finished(&info, &done, &mut last),
-                Err(e) => {
-                    tracing::warn!(thread = %held.name, error = %e, "a streamed answer could not be stored");
-                    wire.failed(&info, &e.to_string(), &mut last);
-                }
-            }
-            last
-        }))
-    }
-}
-
-impl<W: Wire> Drop for Streamed<W> {
-    /// A client that went away mid-answer: nothing is stored, and the
-    /// thread is let go at once rather than when its lease runs out.
-    fn drop(&mut self) {
-        if let Some((_, held, convos)) = self.state.take() {
-            let tasks = convos.tasks.clone();
-            tasks.spawn(async move {
-                if let Err(e) = convos.release(&held).await {
-                    tracing::warn!(thread = %held.name, error = %e, "an abandoned answer could not release its thread");
-                }
-            });
-        }
-    }
-}
+pub use stream::Streamed;
