@@ -199,8 +199,16 @@ async fn bad_input_names_the_field(backend: Backend) {
         assert_eq!(e.error(400, "invalid_request_error", code)["error"]["param"], param, "{body}");
     }
     env.post_raw(&key, "/v1/chat", "{\"chatId\":").await.error(400, "invalid_request_error", "invalid_json");
-    let huge = json!({"chatId": "c", "message": "x".repeat(100 * 1024), "model": AGENT});
-    assert_eq!(env.post(&key, "/v1/chat", &huge).await.status, 413);
+    // Declared over `max_body_bytes`: refused before a byte of it is sent.
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\n\
+         content-length: 200000\r\n\r\n",
+        "/v1/chat"
+    );
+    let mut socket = common::raw_send(env.replicas[0].running.addr, head.as_bytes()).await;
+    let refused = common::raw_read_response(&mut socket).await;
+    assert_eq!(refused.status, 413);
+    assert_eq!(refused.json()["error"]["code"], "body_too_large");
     assert!(env.mock.requests().is_empty(), "nothing reached the upstream");
 }
 
