@@ -191,6 +191,12 @@ pub async fn send(app: &App, ctx: &RequestContext, message: Message, forwards: b
                     let whole = pending.whole.clone().expect("a whole answer");
                     let done = pending.commit(app, &held, whole).await;
                     drop(renewing);
+                    if done.is_err() {
+                        // Not stored: the thread must not stay held until its lease runs out.
+                        if let Err(e) = convos.release(&held).await {
+                            tracing::warn!(thread = %held.name, error = %e, "an unstored answer could not release its thread");
+                        }
+                    }
                     ReplyBody::Whole(done?)
                 }
             };
