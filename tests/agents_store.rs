@@ -18,41 +18,20 @@ mod backends;
 mod redis_server;
 #[path = "support/tools.rs"]
 mod tools;
+#[macro_use]
+#[path = "support/store_suite.rs"]
+mod store_suite;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use redis_server::{Options, RedisServer};
 use serde_json::json;
+use store_suite::{Backend, StoreEnv};
 use tollgate::agents::store::{AgentRecord, AgentStore, Caps, Inserted, MAX_AGENTS};
 use tollgate::config::Price;
 use tollgate::memory::{MemoryPolicy, Strategy};
 use tollgate::store::Stores;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Embedded,
-    Redis,
-    RedisCluster,
-}
-
-/// `on_both_backends!` (embedded, standalone Redis) plus `on_redis_cluster`.
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        on_both_backends!($($name),*);
-        mod on_redis_cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::RedisCluster).await
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+store_suite!(
     a_record_round_trips,
     ids_conflict_within_a_workspace_only,
     pages_by_id_with_a_cursor,
@@ -62,49 +41,18 @@ suite!(
     two_handles_see_each_others_writes,
 );
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
 struct Env {
-    config: tollgate::config::Config,
-    dir: PathBuf,
-    _server: Option<RedisServer>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    store: StoreEnv,
 }
 
 impl Env {
-    /// `None` (after a loud skip) when Redis cannot run here outside CI.
     async fn start(backend: Backend, test: &str) -> Option<Env> {
-        let server = match backend {
-            Backend::Embedded => None,
-            Backend::Redis | Backend::RedisCluster => {
-                let options = Options { cluster: backend == Backend::RedisCluster, ..Options::default() };
-                match RedisServer::start_with(options) {
-                    Some(server) => Some(server),
-                    None => {
-                        tools::skip(&format!("{test} on {backend:?}"), tools::NO_REDIS);
-                        return None;
-                    }
-                }
-            }
-        };
-        let url = server.as_ref().map(RedisServer::url);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let (dir, mut store) = backends::fresh_store(&format!("agents-{test}"), n, url.as_deref(), "tga");
-        if backend == Backend::RedisCluster {
-            store.push_str("cluster = true\n");
-        }
-        let config = tollgate::config::Config::from_toml(&store, "test.toml").expect("the test config is valid");
-        Some(Env { config, dir, _server: server })
+        Some(Env { store: StoreEnv::start(backend, &format!("agents-{test}"), "tga").await? })
     }
 
     /// A new handle onto the same data, as another replica opens it.
     async fn open(&self) -> Arc<dyn AgentStore> {
-        let stores = Stores::open(&self.config.store).await.expect("the store opens");
+        let stores = Stores::open(&self.store.config.store).await.expect("the store opens");
         tollgate::agents::store::open(&stores)
     }
 }

@@ -20,38 +20,18 @@ mod backends;
 mod redis_server;
 #[path = "support/tools.rs"]
 mod tools;
+#[macro_use]
+#[path = "support/store_suite.rs"]
+mod store_suite;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use redis_server::{Options, RedisServer};
 use serde_json::value::RawValue;
+use store_suite::{Backend, StoreEnv};
 use tollgate::conversations::{Answered, ConversationError, Conversations, Kind, Thread, ThreadStore};
 use tollgate::store::Stores;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Embedded,
-    Redis,
-    RedisCluster,
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        on_both_backends!($($name),*);
-        mod on_redis_cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::RedisCluster).await
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+store_suite!(
     saves_are_compare_and_set,
     of_racing_saves_exactly_one_wins,
     lists_page_by_name_within_scope_and_kind,
@@ -60,51 +40,21 @@ suite!(
     committed_turns_chain_and_delete_takes_them,
 );
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
 struct Env {
-    config: tollgate::config::Config,
-    dir: PathBuf,
-    _server: Option<RedisServer>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    store: StoreEnv,
 }
 
 impl Env {
     async fn start(backend: Backend, test: &str) -> Option<Env> {
-        let server = match backend {
-            Backend::Embedded => None,
-            Backend::Redis | Backend::RedisCluster => {
-                let options = Options { cluster: backend == Backend::RedisCluster, ..Options::default() };
-                match RedisServer::start_with(options) {
-                    Some(server) => Some(server),
-                    None => {
-                        tools::skip(&format!("{test} on {backend:?}"), tools::NO_REDIS);
-                        return None;
-                    }
-                }
-            }
-        };
-        let url = server.as_ref().map(RedisServer::url);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let (dir, mut store) = backends::fresh_store(&format!("threads-{test}"), n, url.as_deref(), "tgt");
-        if backend == Backend::RedisCluster {
-            store.push_str("cluster = true\n");
-        }
-        let config = tollgate::config::Config::from_toml(&store, "test.toml").expect("the test config is valid");
-        Some(Env { config, dir, _server: server })
+        Some(Env { store: StoreEnv::start(backend, &format!("threads-{test}"), "tgt").await? })
     }
 
     /// A handle onto the backend, as one replica opens it.
     async fn open(&self) -> Conversations {
-        let stores = Stores::open(&self.config.store).await.expect("the store opens");
-        let turns = tollgate::responses::Responses::open(&stores, &self.config.responses).store;
+        let stores = Stores::open(&self.store.config.store).await.expect("the store opens");
+        let turns = tollgate::responses::Responses::open(&stores, &self.store.config.responses).store;
         let tasks = tollgate::tasks::Tasks::on_current_runtime();
-        Conversations::open(&stores, turns, &self.config.responses, &tasks)
+        Conversations::open(&stores, turns, &self.store.config.responses, &tasks)
     }
 }
 

@@ -25,40 +25,19 @@ mod backends;
 mod redis_server;
 #[path = "support/tools.rs"]
 mod tools;
+#[macro_use]
+#[path = "support/store_suite.rs"]
+mod store_suite;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_server::{Options, RedisServer};
 use serde_json::value::RawValue;
+use store_suite::{Backend, StoreEnv};
 use tollgate::responses::{ItemsQuery, Order, ResponseStore, StoredResponse, MAX_ITEM_IDS, MAX_PAGE};
 use tollgate::store::{StoreError, Stores};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Embedded,
-    Redis,
-    RedisCluster,
-}
-
-/// `on_both_backends!` (embedded, standalone Redis) plus `on_redis_cluster`.
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        on_both_backends!($($name),*);
-        mod on_redis_cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::RedisCluster).await
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+store_suite!(
     round_trip_keeps_every_byte,
     another_scope_sees_nothing,
     a_duplicate_id_conflicts,
@@ -77,52 +56,20 @@ suite!(
 const WAIT: Duration = Duration::from_secs(30);
 const DAY: i64 = 86_400;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// One backend with fresh, empty storage.
 struct Env {
-    config: tollgate::config::Config,
-    dir: PathBuf,
-    server: Option<RedisServer>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    store: StoreEnv,
 }
 
 impl Env {
-    /// `None` (after a loud skip) when Redis cannot run here outside CI.
     async fn start(backend: Backend, test: &str) -> Option<Env> {
-        let server = match backend {
-            Backend::Embedded => None,
-            Backend::Redis | Backend::RedisCluster => {
-                let options = Options { cluster: backend == Backend::RedisCluster, ..Options::default() };
-                match RedisServer::start_with(options) {
-                    Some(server) => Some(server),
-                    None => {
-                        tools::skip(&format!("{test} on {backend:?}"), tools::NO_REDIS);
-                        return None;
-                    }
-                }
-            }
-        };
-        let url = server.as_ref().map(RedisServer::url);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let (dir, mut store) = backends::fresh_store(&format!("responses-{test}"), n, url.as_deref(), "tgr");
-        if backend == Backend::RedisCluster {
-            store.push_str("cluster = true\n");
-        }
-        let config = tollgate::config::Config::from_toml(&store, "test.toml").expect("the test config is valid");
-        Some(Env { config, dir, server })
+        Some(Env { store: StoreEnv::start(backend, &format!("responses-{test}"), "tgr").await? })
     }
 
     /// A new handle onto the same data, as another replica (or a restarted
     /// gateway) opens it.
     async fn open(&self) -> Arc<dyn ResponseStore> {
-        let stores = Stores::open(&self.config.store).await.expect("the store opens");
-        tollgate::responses::Responses::open(&stores, &self.config.responses).store
+        let stores = Stores::open(&self.store.config.store).await.expect("the store opens");
+        tollgate::responses::Responses::open(&stores, &self.store.config.responses).store
     }
 }
 
@@ -667,7 +614,7 @@ async fn redis_down(backend: Backend) {
     let Some(mut env) = Env::start(backend, "redis_down").await else { return };
     let store = env.open().await;
     store.put(&chain_turn("ws_a", 1)).await.unwrap();
-    env.server.as_mut().expect("a Redis backend").stop();
+    env.store.server.as_mut().expect("a Redis backend").stop();
 
     let bounded = |what: &str, took: Duration, unavailable: bool| {
         assert!(unavailable, "{what}: not Unavailable");
@@ -700,7 +647,7 @@ async fn redis_down(backend: Backend) {
     }
 
     // Back (empty: the test server keeps nothing on disk); the same handle works again.
-    env.server.as_mut().unwrap().restart();
+    env.store.server.as_mut().unwrap().restart();
     let deadline = Instant::now() + WAIT;
     loop {
         match store.put(&chain_turn("ws_a", 1)).await {
