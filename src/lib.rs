@@ -22,11 +22,11 @@
 //! | [`credits`] | balances, plans, monthly refresh, reserve/settle ledger (embedded write-behind, Redis Lua), usage totals |
 //! | [`units`] | micro-credits and the bounds that keep them exact |
 //! | [`clock`] | wall-clock time behind a trait, so tests can cross a month boundary; IANA zone names |
-//! | [`agents`] | the catalog of agents and model aliases, and the request rewrite |
+//! | [`agents`] | the catalog of agents and model aliases, workspace agents as data (both backends) and the cached resolver over both, and the request rewrite |
 //! | [`memory`] | an agent's memory policy: which messages of a stored conversation go upstream |
 //! | [`request`] | the typed model request: one-pass parse and validation of a chat/completions/embeddings body |
 //! | [`pipeline`] | the model call without HTTP: parse, resolve, rewrite, admit, send, relay, account |
-//! | [`api`] | front doors and handlers: the OpenAI and Responses adapters, models, management, credits, webhooks, health |
+//! | [`api`] | front doors and handlers: the OpenAI and Responses adapters, sessions and `/v1/chat` over one conversation adapter, models, agents, management, credits, webhooks, health |
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
