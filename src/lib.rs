@@ -21,6 +21,7 @@
 //! | [`limits`] | rate limits: GCRA per key and workspace (governor embedded, Lua on Redis), `x-ratelimit-*` headers |
 //! | [`credits`] | balances, plans, monthly refresh, reserve/settle ledger (embedded write-behind, Redis Lua), usage totals |
 //! | [`units`] | micro-credits and the bounds that keep them exact |
+//! | [`cron`] | cron expressions (5 fields or @shorthand) in an IANA zone, due times, the DST rule |
 //! | [`clock`] | wall-clock time behind a trait, so tests can cross a month boundary; IANA zone names |
 //! | [`agents`] | the catalog of agents and model aliases, workspace agents as data (both backends) and the cached resolver over both, and the request rewrite |
 //! | [`memory`] | an agent's memory policy: which messages of a stored conversation go upstream |
@@ -65,6 +66,7 @@ pub mod clock;
 pub mod config;
 pub mod conversations;
 pub mod credits;
+pub mod cron;
 pub mod error;
 pub mod events;
 #[doc(hidden)]
