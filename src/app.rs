@@ -59,3 +59,14 @@ pub struct RequestContext {
     pub started: Instant,
     pub principal: Arc<Principal>,
 }
+
+impl RequestContext {
+    /// Whose stored state (responses, sessions, chats) the caller reaches:
+    /// its workspace, or `static:<key name>` for a static config key.
+    pub fn store_scope(&self) -> String {
+        match &self.principal.workspace {
+            Some(ws) if self.principal.key_id.is_some() => ws.to_string(),
+            _ => format!("static:{}", self.principal.name),
+        }
+    }
+}

@@ -358,17 +358,17 @@ fn chat_name(id: &str) -> Result<(), Error> {
 /// UIMessages, oldest first (what `useChat`'s `messages` starts from).
 pub async fn get(app: &App, ctx: &RequestContext, id: &str, query: Option<&str>) -> Result<Response<Body>, Error> {
     chat_name(id)?;
-    let view = threads::read(app, &conversation::scope(ctx), Kind::Chat, id, query, as_ui_message).await?;
+    let view = threads::read(app, &ctx.store_scope(), Kind::Chat, id, query, as_ui_message).await?;
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&view).expect("JSON serialises")))
 }
 
 /// `DELETE /v1/chat/{id}`: the chat and its messages.
 pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
     chat_name(id)?;
-    threads::delete(app, &conversation::scope(ctx), Kind::Chat, id).await
+    threads::delete(app, &ctx.store_scope(), Kind::Chat, id).await
 }
 
 /// `GET /v1/chat?after=&limit=`: the caller's chats, by id.
 pub async fn list(app: &App, ctx: &RequestContext, query: Option<&str>) -> Result<Response<Body>, Error> {
-    threads::list(app, Some(&conversation::scope(ctx)), Kind::Chat, query).await
+    threads::list(app, Some(&ctx.store_scope()), Kind::Chat, query).await
 }

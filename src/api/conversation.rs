@@ -168,51 +168,52 @@ impl Reply {
     }
 }
 
-/// The caller's conversation scope: its workspace, or its static key.
-pub fn scope(ctx: &RequestContext) -> String {
-    match &ctx.principal.workspace {
-        Some(ws) if ctx.principal.key_id.is_some() => ws.to_string(),
-        _ => format!("static:{}", ctx.principal.name),
-    }
-}
-
 /// Sends one message: see the module doc.
 pub async fn send(app: &App, ctx: &RequestContext, message: Message, forwards: bool) -> Result<Reply, Error> {
-    let scope = scope(ctx);
     let convos = &app.conversations;
-    let held = convos.begin(&scope, message.kind, &message.name, message.agent.as_deref()).await??;
+    let held = convos.begin(&ctx.store_scope(), message.kind, &message.name, message.agent.as_deref()).await??;
     let renewing = Renewal::start(app, &held);
-    match prepare_and_call(app, ctx, &held, message, forwards).await {
-        Ok((agent, body, rate, pending)) => {
-            let message_id = pending.answer_id.clone();
-            let body = match body {
-                Some(stream) => ReplyBody::Stream(stream, Pending { renewal: Some(renewing), ..pending }),
-                None => {
-                    let whole = pending.whole.clone().expect("a whole answer");
-                    let done = pending.commit(app, &held, whole).await;
-                    drop(renewing);
-                    if done.is_err() {
-                        // Not stored: the thread must not stay held until its lease runs out.
-                        if let Err(e) = convos.release(&held).await {
-                            tracing::warn!(thread = %held.name, error = %e, "an unstored answer could not release its thread");
-                        }
-                    }
-                    ReplyBody::Whole(done?)
-                }
-            };
-            Ok(Reply { held, agent, message_id, rate, body })
-        }
+    let called = prepare_and_call(app, ctx, &held, message, forwards).await;
+    let (agent, answer, rate, mut pending) = match called {
+        Ok(called) => called,
         Err(e) => {
             drop(renewing);
-            if let Err(release) = convos.release(&held).await {
-                tracing::warn!(thread = %held.name, error = %release, "a refused message could not release its thread");
-            }
-            Err(e)
+            let_go(convos, &held, "a refused message").await;
+            return Err(e);
         }
+    };
+    let message_id = pending.answer_id.clone();
+    let body = match answer {
+        Called::Stream(stream) => {
+            pending.renewal = Some(renewing);
+            ReplyBody::Stream(stream, pending)
+        }
+        Called::Whole(whole) => {
+            let done = pending.commit(app, &held, whole).await;
+            drop(renewing);
+            if done.is_err() {
+                // Not stored: the thread must not stay held until its lease runs out.
+                let_go(convos, &held, "an unstored answer").await;
+            }
+            ReplyBody::Whole(done?)
+        }
+    };
+    Ok(Reply { held, agent, message_id, rate, body })
+}
+
+/// Releases a thread whose message ends without a stored turn; a failure is
+/// logged (the lease then runs out by itself).
+pub(super) async fn let_go(convos: &crate::conversations::Conversations, held: &Held, what: &str) {
+    if let Err(e) = convos.release(held).await {
+        tracing::warn!(thread = %held.name, error = %e, "{what} could not release its thread");
     }
 }
 
-type Called = (String, Option<Box<RelayBody>>, RateHeaders, Pending);
+/// The pipeline's answer, before it is stored.
+enum Called {
+    Whole(Finished),
+    Stream(Box<RelayBody>),
+}
 
 async fn prepare_and_call(
     app: &App,
@@ -220,7 +221,7 @@ async fn prepare_and_call(
     held: &Held,
     message: Message,
     forwards: bool,
-) -> Result<Called, Error> {
+) -> Result<(String, Called, RateHeaders, Pending), Error> {
     let agent = match message.agent.clone().or_else(|| held.thread.agent.clone()) {
         Some(agent) => agent,
         None => match &ctx.principal.workspace {
@@ -254,7 +255,7 @@ async fn prepare_and_call(
         translates: !forwards,
         target: Some(target),
     };
-    let pending = Pending { new, summary, agent: agent.clone(), answer_id: message_id(), whole: None, renewal: None };
+    let pending = Pending { new, summary, agent: agent.clone(), answer_id: message_id(), renewal: None };
     match pipeline::run(app, ctx, call).await? {
         Answer::Whole { json, rate, .. } => {
             let answer = WholeAnswer::parse(&json)
@@ -265,9 +266,9 @@ async fn prepare_and_call(
                 usage: answer.usage,
                 turn: String::new(),
             };
-            Ok((agent, None, rate, Pending { whole: Some(done), ..pending }))
+            Ok((agent, Called::Whole(done), rate, pending))
         }
-        Answer::Stream { body, rate } => Ok((agent, Some(body), rate, pending)),
+        Answer::Stream { body, rate } => Ok((agent, Called::Stream(body), rate, pending)),
     }
 }
 
@@ -396,7 +397,6 @@ pub struct Pending {
     summary: Option<Summary>,
     agent: String,
     answer_id: String,
-    whole: Option<Finished>,
     renewal: Option<Renewal>,
 }
 

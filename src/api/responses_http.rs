@@ -45,14 +45,6 @@ use crate::store::StoreError;
 /// One id sequence for responses (`resp_…`).
 static IDS: std::sync::LazyLock<crate::ids::Sequence> = std::sync::LazyLock::new(|| crate::ids::Sequence::new("resp"));
 
-/// The store scope of the caller's responses.
-fn scope(ctx: &RequestContext) -> String {
-    match &ctx.principal.workspace {
-        Some(ws) if ctx.principal.key_id.is_some() => ws.to_string(),
-        _ => format!("static:{}", ctx.principal.name),
-    }
-}
-
 fn now_s() -> u64 {
     crate::store::now().max(0) as u64
 }
@@ -96,7 +88,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: http::Request<Incoming
         return super::openai::forward(app, ctx, call).await;
     }
     let parsed = parse_request(&body)?;
-    let scope = scope(ctx);
+    let scope = ctx.store_scope();
     let history = match parsed.previous_response_id() {
         None => Vec::new(),
         Some(previous) => {
@@ -281,7 +273,7 @@ impl Translator for StreamTurn {
 
 /// `GET /v1/responses/{id}`.
 pub async fn get(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
-    match app.responses.store.get(&scope(ctx), id).await? {
+    match app.responses.store.get(&ctx.store_scope(), id).await? {
         Some(stored) => Ok(json_response(StatusCode::OK, stored.response.get().to_owned())),
         None => Err(StoredError::NotFound(id.to_owned()).into()),
     }
@@ -289,7 +281,7 @@ pub async fn get(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<B
 
 /// `DELETE /v1/responses/{id}`.
 pub async fn delete(app: &App, ctx: &RequestContext, id: &str) -> Result<Response<Body>, Error> {
-    if !app.responses.store.delete(&scope(ctx), id).await? {
+    if !app.responses.store.delete(&ctx.store_scope(), id).await? {
         return Err(StoredError::NotFound(id.to_owned()).into());
     }
     let body = serde_json::json!({"id": id, "object": "response.deleted", "deleted": true});
@@ -319,7 +311,7 @@ pub async fn input_items(
         Some(_) => return Err(bad("order", "must be 'asc' or 'desc'.").into()),
     };
     let query = ItemsQuery { after: q.get("after").map(str::to_owned), limit, order };
-    let Some(page) = app.responses.store.input_items(&scope(ctx), id, &query).await? else {
+    let Some(page) = app.responses.store.input_items(&ctx.store_scope(), id, &query).await? else {
         return Err(StoredError::NotFound(id.to_owned()).into());
     };
     let data: Vec<&RawValue> = page.items.iter().map(|i| i.as_ref()).collect();

@@ -7,7 +7,7 @@ use crate::conversations::{Conversations, Held};
 use crate::pipeline::answer::{chunk_events, AnswerEvent, ChatUsage};
 use crate::pipeline::chunks::{Chunk, Closing, Translator};
 
-use super::{commit, Finished, Pending, ReplyInfo, Wire};
+use super::{commit, let_go, Finished, Pending, ReplyInfo, Wire};
 
 /// A streamed answer: the relayed chunks through the door's [`Wire`], the
 /// turn stored at the end before the wire's last bytes.
@@ -99,9 +99,7 @@ impl<W: Wire> Translator for Streamed<W> {
         Some(Box::pin(async move {
             let mut last = Vec::new();
             if let Some(message) = failed {
-                if let Err(e) = convos.release(&held).await {
-                    tracing::warn!(thread = %held.name, error = %e, "a failed answer could not release its thread");
-                }
+                let_go(&convos, &held, "a failed answer").await;
                 if !failure_sent {
                     wire.failed(&info, &message, &mut last);
                 }
@@ -112,6 +110,7 @@ impl<W: Wire> Translator for Streamed<W> {
                 Ok(()) => wire.finished(&info, &done, &mut last),
                 Err(e) => {
                     tracing::warn!(thread = %held.name, error = %e, "a streamed answer could not be stored");
+                    let_go(&convos, &held, "an unstored answer").await;
                     wire.failed(&info, &e.to_string(), &mut last);
                 }
             }
@@ -126,11 +125,7 @@ impl<W: Wire> Drop for Streamed<W> {
     fn drop(&mut self) {
         if let Some((_, held, convos)) = self.state.take() {
             let tasks = convos.tasks.clone();
-            tasks.spawn(async move {
-                if let Err(e) = convos.release(&held).await {
-                    tracing::warn!(thread = %held.name, error = %e, "an abandoned answer could not release its thread");
-                }
-            });
+            tasks.spawn(async move { let_go(&convos, &held, "an abandoned answer").await });
         }
     }
 }
