@@ -14,6 +14,7 @@ pub mod responses_http;
 pub mod sessions;
 pub mod threads;
 pub mod webhooks;
+pub mod work;
 
 use std::borrow::Cow;
 

@@ -45,6 +45,8 @@ pub struct App {
     pub responses: Responses,
     /// Sessions and chats: named threads over the same turns.
     pub conversations: crate::conversations::Conversations,
+    /// Scheduled prompts, tasks, notes and missions (run by `scheduler`).
+    pub schedules: crate::schedules::Schedules,
     /// The process's client connections: the `max_connections` bound shared
     /// by every worker, and each connection's idle watchdog state.
     pub connections: Arc<Connections>,

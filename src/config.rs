@@ -5,7 +5,8 @@
 //! path and the reason, so `tollgate check-config` points at the line to fix.
 //!
 //! Each section's typed form and its checks live in a file of their own
-//! (`server`, `providers`, `keys`, `store`, `plans`, `events`, `responses`);
+//! (`server`, `providers`, `keys`, `store`, `plans`, `events`, `responses`,
+//! `schedules`);
 //! this file holds the whole [`Config`], its loading and the checks they share.
 
 mod events;
@@ -15,6 +16,7 @@ mod plans;
 mod providers;
 mod raw;
 mod responses;
+mod schedules;
 mod server;
 mod store;
 
@@ -23,6 +25,7 @@ pub use keys::KeyConfig;
 pub use plans::{CreditsConfig, PlanConfig, WorkspaceConfig, DEFAULT_PLAN};
 pub use providers::{AgentConfig, MockConfig, ModelConfig, OpenAiConfig, Price, ProviderConfig, RESERVED_FIELDS};
 pub use responses::ResponsesConfig;
+pub use schedules::SchedulesConfig;
 pub use server::{LogConfig, ServerConfig};
 pub use store::{StoreBackend, StoreConfig};
 
@@ -63,6 +66,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhooks: WebhooksConfig,
     pub responses: ResponsesConfig,
+    pub schedules: SchedulesConfig,
 }
 
 impl Config {
@@ -143,6 +147,7 @@ impl Validator<'_> {
         let events = self.events(raw.events)?;
         let webhooks = self.webhooks(raw.webhooks)?;
         let responses = self.responses(raw.responses)?;
+        let schedules = self.schedules(raw.schedules)?;
         let plans = self.plans(raw.plans)?;
         let workspaces = self.workspaces(raw.workspaces, &plans)?;
         Ok(Config {
@@ -160,6 +165,7 @@ impl Validator<'_> {
             events,
             webhooks,
             responses,
+            schedules,
         })
     }
 
@@ -190,7 +196,7 @@ mod tests {
         Config::from_toml_with_env(text, "t.toml", &|n| (n == "KEY").then(|| "sk-x".to_string()))
     }
 
-    const BASE: &str = r#"
+    pub(crate) const BASE: &str = r#"
         [providers.up]
         kind = "openai"
         base_url = "http://127.0.0.1:9/v1/"

@@ -31,12 +31,9 @@
 //! **Retention** is the Responses API's (`responses.retention_days`): each
 //! turn expires on its own, and the thread record with its newest turn.
 //!
-//! **Backends** ([`embedded`], [`redis`]) store only the thread records,
-//! through the four calls of [`ThreadStore`]; every rule above is written once,
-//! here, over them.
-
-pub mod embedded;
-pub mod redis;
+//! **Backends** store only the thread records, through the four calls of
+//! [`ThreadStore`] — the shared [`crate::records`] store, one collection per
+//! [`Kind`]; every rule above is written once, here, over them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +42,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::records::{self, RecordStore};
 use crate::responses::ResponseStore;
 use crate::store::StoreError;
 
@@ -177,6 +175,42 @@ pub trait ThreadStore: Send + Sync + 'static {
     async fn list(&self, scope: &str, kind: Kind, after: Option<&str>, limit: usize) -> Result<ThreadPage, StoreError>;
 }
 
+/// Thread records in the shared record store: the kind is the collection.
+struct RecordThreads(Arc<dyn RecordStore>);
+
+#[async_trait]
+impl ThreadStore for RecordThreads {
+    async fn load(&self, scope: &str, kind: Kind, name: &str) -> Result<Option<Versioned>, StoreError> {
+        let Some(stored) = self.0.load(scope, kind.as_str(), name).await? else { return Ok(None) };
+        Ok(Some(Versioned { version: stored.version, thread: records::decode(kind.as_str(), name, &stored)? }))
+    }
+
+    async fn save(
+        &self,
+        scope: &str,
+        kind: Kind,
+        name: &str,
+        expected: Option<u64>,
+        thread: &Thread,
+    ) -> Result<bool, StoreError> {
+        self.0.save(scope, kind.as_str(), name, expected, &records::encode(thread), thread.expires_at).await
+    }
+
+    async fn remove(&self, scope: &str, kind: Kind, name: &str) -> Result<bool, StoreError> {
+        self.0.remove(scope, kind.as_str(), name).await
+    }
+
+    async fn list(&self, scope: &str, kind: Kind, after: Option<&str>, limit: usize) -> Result<ThreadPage, StoreError> {
+        let page = self.0.list(scope, kind.as_str(), after, limit).await?;
+        let threads = page
+            .records
+            .into_iter()
+            .map(|(name, stored)| records::decode(kind.as_str(), &name, &stored).map(|thread| (name, thread)))
+            .collect::<Result<_, _>>()?;
+        Ok(ThreadPage { threads, has_more: page.has_more })
+    }
+}
+
 /// Why a thread cannot take a message now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConversationError {
@@ -247,10 +281,7 @@ impl Conversations {
         config: &crate::config::ResponsesConfig,
         tasks: &crate::tasks::Tasks,
     ) -> Self {
-        let threads: Arc<dyn ThreadStore> = match &stores.backend {
-            crate::store::Backend::Embedded(s) => Arc::new(embedded::EmbeddedThreads::new(s.clone())),
-            crate::store::Backend::Redis(s) => Arc::new(redis::RedisThreads::new(s.clone())),
-        };
+        let threads: Arc<dyn ThreadStore> = Arc::new(RecordThreads(crate::records::open(stores)));
         Conversations { threads, turns, config: config.clone(), tasks: tasks.clone() }
     }
 

@@ -68,8 +68,16 @@ impl CronSchedule {
     /// The first due time strictly after `after_ms` (Unix ms), in Unix ms;
     /// `None` when the expression never matches again (`0 0 30 2 *`).
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let after = Utc.timestamp_millis_opt(after_ms).single()?.with_timezone(&self.zone);
+        // Due times are whole minutes: croner keeps the start's fraction of a
+        // second in what it finds, so start from the whole second.
+        let after = Utc.timestamp_opt(after_ms.div_euclid(1000), 0).single()?.with_timezone(&self.zone);
         self.cron.find_next_occurrence(&after, false).ok().map(|t: DateTime<Tz>| t.timestamp_millis())
+    }
+
+    /// `ms` as an RFC 3339 time in the schedule's zone (`2026-03-08T03:00:00-04:00`).
+    pub fn local_time(&self, ms: i64) -> String {
+        let at = Utc.timestamp_millis_opt(ms).single().unwrap_or_default().with_timezone(&self.zone);
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
     }
 
     /// The next `n` due times after `after_ms`, oldest first (what a
@@ -88,6 +96,15 @@ impl CronSchedule {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn due_times_are_whole_minutes_whatever_the_start() {
+        let cron = super::CronSchedule::parse("0 * * * *", "UTC").unwrap();
+        let hour = 1_796_202_000_000; // 2026-12-02T09:00:00Z
+        assert_eq!(cron.next_after(hour - 1), Some(hour));
+        assert_eq!(cron.next_after(hour), Some(hour + 3_600_000), "strictly after");
+        assert_eq!(cron.next_after(hour + 200), Some(hour + 3_600_000), "a fraction of a second is dropped");
+    }
+
     use super::*;
 
     /// Unix ms of a local wall time in `zone`, the earlier one when ambiguous.

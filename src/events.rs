@@ -69,10 +69,28 @@ pub enum EventType {
     /// Sent by `POST /v1/webhooks/{id}/test` to that webhook only.
     #[serde(rename = "webhook.test")]
     WebhookTest,
+    /// A schedule's due run started (seed 001).
+    #[serde(rename = "scheduled_trigger")]
+    ScheduledTrigger,
+    #[serde(rename = "note_created")]
+    NoteCreated,
+    #[serde(rename = "task_completed")]
+    TaskCompleted,
+    #[serde(rename = "task_failed")]
+    TaskFailed,
+    /// A due run that could not start (`insufficient_quota`).
+    #[serde(rename = "task_skipped")]
+    TaskSkipped,
+    #[serde(rename = "mission_created")]
+    MissionCreated,
+    #[serde(rename = "mission.completed")]
+    MissionCompleted,
+    #[serde(rename = "reminder_triggered")]
+    ReminderTriggered,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 22] = [
         EventType::RequestCompleted,
         EventType::AgentExecutionStarted,
         EventType::AgentExecutionCompleted,
@@ -87,6 +105,14 @@ impl EventType {
         EventType::CreditsExhausted,
         EventType::WebhookDisabled,
         EventType::WebhookTest,
+        EventType::ScheduledTrigger,
+        EventType::NoteCreated,
+        EventType::TaskCompleted,
+        EventType::TaskFailed,
+        EventType::TaskSkipped,
+        EventType::MissionCreated,
+        EventType::MissionCompleted,
+        EventType::ReminderTriggered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +131,14 @@ impl EventType {
             EventType::CreditsExhausted => "credits.exhausted",
             EventType::WebhookDisabled => "webhook.disabled",
             EventType::WebhookTest => "webhook.test",
+            EventType::ScheduledTrigger => "scheduled_trigger",
+            EventType::NoteCreated => "note_created",
+            EventType::TaskCompleted => "task_completed",
+            EventType::TaskFailed => "task_failed",
+            EventType::TaskSkipped => "task_skipped",
+            EventType::MissionCreated => "mission_created",
+            EventType::MissionCompleted => "mission.completed",
+            EventType::ReminderTriggered => "reminder_triggered",
         }
     }
 

@@ -95,6 +95,7 @@ impl Builder {
         }
         let tasks = Tasks::on_current_runtime();
         let meter = Arc::new(Meter::open(&stores, &config, clock.clone(), &tasks));
+        let schedules = crate::schedules::Schedules::open(&stores, clock.clone(), &config.schedules);
         let events = Arc::new(Events::open(&stores, &config, clock, &tasks).await?);
         let mut providers = HashMap::new();
         for (name, provider) in &config.providers {
@@ -116,6 +117,7 @@ impl Builder {
             auth,
             responses,
             conversations,
+            schedules,
             stores,
             plans: config.plans.clone(),
             usage: Arc::new(EventSink::new(usage, events.clone())),
@@ -238,6 +240,18 @@ impl Gateway {
         // Expired stored responses leave the embedded file (Redis expires its own).
         let store = app.responses.store.clone();
         tasks.spawn_loop("stored-response pruner", crate::responses::run_pruner(store, crate::responses::PRUNE_EVERY));
+        // Expired tasks, notes and threads leave the embedded file too.
+        let records = app.schedules.records.clone();
+        tasks.spawn_loop(
+            "record pruner",
+            crate::tasks::every(crate::responses::PRUNE_EVERY, "pruned expired records", move || {
+                let records = records.clone();
+                async move { records.prune(crate::store::now()).await }
+            }),
+        );
+        if app.schedules.config.run {
+            tasks.spawn_loop("scheduler", crate::scheduler::run_loop(app.clone(), tasks.clone()));
+        }
         let (stop, stopped) = watch::channel(false);
         let run = crate::events::run(app.events.clone(), app.meter.clone(), stopped);
         let cancelled = tasks.clone();

@@ -35,6 +35,9 @@
 //! | [`json`] | a top-level JSON object scanner used to splice fields without re-serialising; the strict check of request bodies |
 //! | [`store`] | durable state: key and workspace stores, embedded (SQLite) and Redis backends |
 //! | [`responses`] | stored Responses API responses: turns, their items and chains (`previous_response_id`), per workspace, on both backends |
+//! | [`records`] | versioned JSON records by (scope, collection, id) on both backends: threads, schedules, tasks, notes, missions |
+//! | [`schedules`] | scheduled prompts, tasks, notes and missions: the records, the due and runs timelines, exactly once per due time |
+//! | [`scheduler`] | the loop that claims due runs and the run itself: a model call through the pipeline, its note and events |
 //! | [`conversations`] | named conversations (sessions, chats): thread records over the turn store, one message at a time |
 //! | [`events`] | the event bus, event log, webhooks and their signed, durable delivery worker |
 //! | [`telemetry`] | logging: batched per worker, escaped text fields or JSON |
@@ -77,12 +80,15 @@ pub mod json;
 pub mod limits;
 pub mod memory;
 pub mod pipeline;
+pub mod records;
 pub mod relay;
 pub mod request;
 pub mod responses;
 pub mod router;
 pub mod routes;
 pub mod runtime;
+pub mod scheduler;
+pub mod schedules;
 pub mod scope;
 pub mod secret;
 pub mod server;

@@ -74,16 +74,7 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// absent already, but take disk). On Redis it is not needed
 /// ([`ResponseStore::prune`] does nothing there) and costs nothing.
 pub async fn run_pruner(store: Arc<dyn ResponseStore>, every: Duration) -> Infallible {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match store.prune(crate::store::now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned expired stored responses"),
-            Err(e) => tracing::warn!(error = %e, "pruning stored responses failed; will retry"),
-        }
-    }
+    crate::tasks::every(every, "pruned expired stored responses", || store.prune(crate::store::now())).await
 }
 
 /// Why a stored response cannot be served, beyond bad input (the front

@@ -99,6 +99,28 @@ impl Tasks {
     }
 }
 
+/// Runs `pass` every `every`, forever, logging what each pass did (`what`
+/// names it: "pruned expired stored responses"). For the composition root's
+/// upkeep loops (pruners), spawned with [`Tasks::spawn_loop`]; a pass cut
+/// short by shutdown loses nothing.
+pub async fn every<F, Fut, E>(every: Duration, what: &'static str, mut pass: F) -> std::convert::Infallible
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, E>>,
+    E: std::fmt::Display,
+{
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match pass().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "{what}"),
+            Err(e) => tracing::warn!(error = %e, "{what}: the pass failed; will retry"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

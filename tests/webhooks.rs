@@ -243,6 +243,26 @@ async fn every_event_type_arrives_signed_twice(backend: Backend) {
     env.send(change).await.expect(200);
     env.delete(&key, "/v1/agents/hooked").await.expect(200);
 
+    // Scheduled work (seed 001): a mission's run, a reminder run by hand (its
+    // scheduled_trigger too), a task the upstream refuses, a task that cannot
+    // be paid now the balance is spent, and a note written by hand.
+    let mission = env.post(&key, "/v1/missions", &json!({"name": "m", "agent": AGENT, "steps": ["one"]})).await;
+    let mission_id = s(&mission.expect(201)["id"]);
+    env.post(&key, &format!("/v1/missions/{mission_id}/run"), &json!({})).await.expect(202);
+    all.wait_for_event(|d| is_type(d, "mission.completed")).await;
+    let reminder = json!({"kind": "reminder", "cron": "0 0 1 1 *", "text": "wake up"});
+    let reminder = env.post(&key, "/v1/schedules", &reminder).await;
+    let reminder_id = s(&reminder.expect(201)["id"]);
+    env.post(&key, &format!("/v1/schedules/{reminder_id}/run"), &json!({})).await.expect(202);
+    all.wait_for_event(|d| is_type(d, "reminder_triggered")).await;
+    env.mock.push(Reply::status(400, r#"{"error":{"message":"no","type":"invalid_request_error"}}"#));
+    env.post(&key, "/v1/tasks", &json!({"prompt": "refused", "agent": AGENT})).await.expect(202);
+    all.wait_for_event(|d| is_type(d, "task_failed")).await;
+    env.post(&key, "/v1/tasks", &json!({"prompt": "unpaid", "agent": METERED})).await.expect(202);
+    let skipped = all.wait_for_event(|d| is_type(d, "task_skipped")).await;
+    assert_eq!(skipped.json["data"]["reason"], "insufficient_quota", "{:?}", skipped.json);
+    env.post(&key, "/v1/notes", &json!({"content": "by hand"})).await.expect(201);
+
     // A test event to the first webhook only.
     let test = env.post(&key, &format!("/v1/webhooks/{hook_id}/test"), &json!({})).await;
     let test_id = s(&test.expect(202)["event_id"]);

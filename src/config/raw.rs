@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub webhooks: super::events::RawWebhooks,
     #[serde(default)]
     pub responses: super::responses::RawResponses,
+    #[serde(default)]
+    pub schedules: super::schedules::RawSchedules,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -158,4 +158,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
         agent TEXT NOT NULL
     );
 "#,
+    // The shared record store (`records::embedded`): the thread table
+    // becomes every collection's (sessions and chats keep their rows;
+    // schedules, tasks, notes and missions join them).
+    r#"
+    ALTER TABLE threads RENAME TO records;
+    ALTER TABLE records RENAME COLUMN kind TO collection;
+    ALTER TABLE records RENAME COLUMN name TO id;
+"#,
+    // The scheduler's timelines (`schedules::timeline::embedded`): each
+    // schedule at its next due time, each run in progress at the end of its
+    // lease; a claim is a compare-and-set on `at_ms`.
+    r#"
+    CREATE TABLE timeline (
+        line TEXT NOT NULL,
+        member TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (line, member)
+    );
+    CREATE INDEX timeline_by_time ON timeline (line, at_ms);
+"#,
 ];

@@ -1,14 +1,14 @@
--- tollgate thread save, version 1.
--- Loaded by src/conversations/redis.rs; change both together and bump the version.
+-- tollgate record save, version 1.
+-- Loaded by src/records/redis.rs; change both together and bump the version.
 --
--- Compare-and-set of one thread record: writes it when the stored version
+-- Compare-and-set of one record: writes it when the stored version
 -- is ARGV[1] ('' = only when there is no record), bumping the version, and
--- lists the thread's name in its scope's index.
+-- lists its id in its collection's index.
 --
--- KEYS[1] the record hash, KEYS[2] the scope's index (sorted set, score 0,
--- members in name order). One hash tag, the scope's.
+-- KEYS[1] the record hash, KEYS[2] the collection's index (sorted set, score 0,
+-- members in name order). One hash tag, the collection's.
 -- ARGV[1] the expected version or '', ARGV[2] the record JSON, ARGV[3] its
--- expires_at (Unix s), ARGV[4] the thread's name.
+-- expires_at (Unix s), ARGV[4] the record's id.
 -- Returns 1 when written, 0 when the version did not match.
 local v = redis.call('HGET', KEYS[1], 'v')
 local next

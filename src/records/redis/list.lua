@@ -1,14 +1,14 @@
--- tollgate thread list, version 1.
--- Loaded by src/conversations/redis.rs; change both together and bump the version.
+-- tollgate record list, version 1.
+-- Loaded by src/records/redis.rs; change both together and bump the version.
 --
--- One page of a scope's threads by name: walks the index from just after
+-- One page of a collection's records by id: walks the index from just after
 -- ARGV[2], reads each record, and drops index entries whose record is gone
 -- (expired or deleted), until it has ARGV[3] records or the index ends.
 --
 -- Cluster: the records are not in KEYS, but each is named ARGV[1] .. name
 -- and so shares KEYS[1]'s hash tag: they live in its slot.
 --
--- KEYS[1] the scope's index. ARGV[1] the record name prefix, ARGV[2] the
+-- KEYS[1] the collection's index. ARGV[1] the record name prefix, ARGV[2] the
 -- name to start after ('' from the first), ARGV[3] how many to return.
 -- Returns a flat list: name, version, record JSON, ...
 local want = tonumber(ARGV[3])
