@@ -67,6 +67,7 @@ pub fn task_for(schedule: &Schedule, due: i64, now_s: i64) -> Task {
         attempts: 0,
         created_at: now_s,
         started_at: None,
+        late_ms: None,
         finished_at: None,
     }
 }
@@ -150,12 +151,14 @@ async fn release(s: &Schedules, run_member: &str, until: i64) -> Result<(), Stor
 /// records how it ended and takes it off the runs timeline.
 async fn execute(app: &App, ws: &str, id: &str, mut until: i64) -> Result<(), StoreError> {
     let s = &app.schedules;
-    let started = now_s(s);
+    let started = s.now_ms();
     let Some(task) = s
         .change_task(ws, id, |t| {
             t.status = TaskStatus::Running;
             t.attempts += 1;
-            t.started_at.get_or_insert(started);
+            t.started_at.get_or_insert(started / 1000);
+            let since = t.due_at_ms.unwrap_or(t.created_at * 1000);
+            t.late_ms.get_or_insert(started - since);
         })
         .await?
     else {
@@ -496,6 +499,7 @@ fn step_task(parent: &Task, mission: &Mission, i: usize, prompt: &str, now_s: i6
         attempts: 0,
         created_at: now_s,
         started_at: None,
+        late_ms: None,
         finished_at: None,
     }
 }

@@ -144,6 +144,9 @@ pub struct Task {
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<i64>,
+    /// How long after its due time (or its queueing) the first start came, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<i64>,
 }

@@ -58,6 +58,7 @@ fn queued(kind: TaskKind, title: String, prompt: Option<String>, agent: Option<S
         attempts: 0,
         created_at: now_ms / 1000,
         started_at: None,
+        late_ms: None,
         finished_at: None,
     }
 }
