@@ -104,12 +104,6 @@ const WORKSPACES: Access = Access::Key { scopes: &[Scope::Admin], workspace: tru
 const WORKSPACE_SETTINGS: Access =
     Access::Key { scopes: &[Scope::Full, Scope::Admin], workspace: true, what: "change workspace settings" };
 const AGENTS: Access = Access::Key { scopes: &[Scope::Full, Scope::Admin], workspace: true, what: "manage agents" };
-/// Scheduled work: schedules, tasks, notes and missions of the key's workspace.
-const WORK: Access = Access::Key {
-    scopes: &[Scope::Full, Scope::Admin],
-    workspace: true,
-    what: "manage schedules, tasks, notes or missions",
-};
 const WEBHOOKS: Access = Access::Key {
     scopes: &[Scope::Webhook, Scope::Full, Scope::Admin],
     workspace: true,
@@ -141,6 +135,13 @@ const fn route(verb: Verb, path: &'static str, access: Access, handler: Handler)
 }
 
 use Verb::{Delete, Get, Post};
+
+mod work;
+
+/// Every table: the routes below and scheduled work's (`routes/work.rs`).
+fn all_routes() -> impl Iterator<Item = &'static Route> {
+    ROUTES.iter().chain(work::ROUTES)
+}
 
 /// Everything the gateway serves, below `/v1` (and its alias roots).
 pub static ROUTES: &[Route] = &[
@@ -366,76 +367,12 @@ pub static ROUTES: &[Route] = &[
         WEBHOOKS,
         handler!(|app, ctx, call| api::webhooks::deliveries(app, ctx, call.param("id"), call.query()).await),
     ),
-    // Scheduled work (seed 001; `/api/v1/schedule` is its singular path).
-    route(Post, "/schedules", WORK, handler!(|app, ctx, call| api::work::create_schedule(app, ctx, call.req).await)),
-    route(Post, "/schedule", WORK, handler!(|app, ctx, call| api::work::create_schedule(app, ctx, call.req).await)),
-    route(Get, "/schedules", WORK, handler!(|app, ctx, call| api::work::list_schedules(app, ctx, call.query()).await)),
-    route(Get, "/schedule", WORK, handler!(|app, ctx, call| api::work::list_schedules(app, ctx, call.query()).await)),
-    route(
-        Get,
-        "/schedules/{id}",
-        WORK,
-        handler!(|app, ctx, call| api::work::get_schedule(app, ctx, call.param("id")).await),
-    ),
-    route(
-        Verb::Patch,
-        "/schedules/{id}",
-        WORK,
-        handler!(|app, ctx, call| {
-            let id = call.param("id").to_owned();
-            api::work::update_schedule(app, ctx, &id, call.req).await
-        }),
-    ),
-    route(
-        Delete,
-        "/schedules/{id}",
-        WORK,
-        handler!(|app, ctx, call| api::work::delete_schedule(app, ctx, call.param("id")).await),
-    ),
-    route(
-        Post,
-        "/schedules/{id}/run",
-        WORK,
-        handler!(|app, ctx, call| api::work::run_schedule(app, ctx, call.param("id")).await),
-    ),
-    route(Post, "/tasks", WORK, handler!(|app, ctx, call| api::work::create_task(app, ctx, call.req).await)),
-    route(Get, "/tasks", WORK, handler!(|app, ctx, call| api::work::list_tasks(app, ctx, call.query()).await)),
-    route(Get, "/tasks/{id}", WORK, handler!(|app, ctx, call| api::work::get_task(app, ctx, call.param("id")).await)),
-    route(Post, "/notes", WORK, handler!(|app, ctx, call| api::work::create_note(app, ctx, call.req).await)),
-    route(Get, "/notes", WORK, handler!(|app, ctx, call| api::work::list_notes(app, ctx, call.query()).await)),
-    route(Get, "/notes/{id}", WORK, handler!(|app, ctx, call| api::work::get_note(app, ctx, call.param("id")).await)),
-    route(
-        Delete,
-        "/notes/{id}",
-        WORK,
-        handler!(|app, ctx, call| api::work::delete_note(app, ctx, call.param("id")).await),
-    ),
-    route(Post, "/missions", WORK, handler!(|app, ctx, call| api::work::create_mission(app, ctx, call.req).await)),
-    route(Get, "/missions", WORK, handler!(|app, ctx, call| api::work::list_missions(app, ctx, call.query()).await)),
-    route(
-        Get,
-        "/missions/{id}",
-        WORK,
-        handler!(|app, ctx, call| api::work::get_mission(app, ctx, call.param("id")).await),
-    ),
-    route(
-        Delete,
-        "/missions/{id}",
-        WORK,
-        handler!(|app, ctx, call| api::work::delete_mission(app, ctx, call.param("id")).await),
-    ),
-    route(
-        Post,
-        "/missions/{id}/run",
-        WORK,
-        handler!(|app, ctx, call| api::work::run_mission(app, ctx, call.param("id")).await),
-    ),
 ];
 
 /// The table compiled once.
 fn router() -> &'static Router<&'static Route> {
     static ROUTER: OnceLock<Router<&'static Route>> = OnceLock::new();
-    ROUTER.get_or_init(|| Router::new(ROUTES.iter().map(|r| (r.verb, r.path, r))))
+    ROUTER.get_or_init(|| Router::new(all_routes().map(|r| (r.verb, r.path, r))))
 }
 
 impl crate::server::Service for App {
@@ -526,7 +463,7 @@ mod tests {
     #[test]
     fn the_table_compiles_and_every_pattern_is_reachable() {
         let router = router();
-        for r in ROUTES {
+        for r in all_routes() {
             let path = format!("/v1{}", r.path.replace("{*id}", "a/b").replace("{id}", "x1"));
             let method = match r.verb {
                 Verb::Get => Method::GET,

@@ -10,6 +10,7 @@
 //! at a time; what does not fit waits for the next look (or another
 //! replica). A replica with `schedules.run = false` runs none of it.
 
+mod mission;
 pub mod run;
 
 use std::collections::HashSet;

@@ -20,8 +20,8 @@ use crate::events::{rfc3339_ms, EventType};
 use crate::pipeline::{self, Answer, ModelCall};
 use crate::request::Endpoint;
 use crate::schedules::{
-    member, note_id_for, plan, scheduled_task_id, split_member, Line, Mission, Note, Schedule, ScheduleKind, Schedules,
-    Task, TaskKind, TaskStatus, TaskUsage, MISSIONS, NOTES, SCHEDULES, TASKS,
+    member, note_id_for, plan, scheduled_task_id, split_member, Line, Note, Schedule, ScheduleKind, Schedules, Task,
+    TaskKind, TaskStatus, TaskUsage, NOTES, SCHEDULES, TASKS,
 };
 use crate::scope::Scope;
 use crate::store::StoreError;
@@ -32,7 +32,7 @@ pub const MAX_ATTEMPTS: u32 = 2;
 /// The front door's name in usage records and `request.completed`.
 const DOOR: &str = "scheduled_task";
 
-fn now_s(s: &Schedules) -> i64 {
+pub(super) fn now_s(s: &Schedules) -> i64 {
     s.now_ms() / 1000
 }
 
@@ -47,28 +47,14 @@ pub fn task_for(schedule: &Schedule, due: i64, now_s: i64) -> Task {
         ScheduleKind::Reminder => schedule.text.clone(),
         _ => schedule.prompt.clone(),
     };
+    let title = schedule.name.clone().unwrap_or_else(|| title_of(prompt.as_deref().unwrap_or(&schedule.id)));
     Task {
-        id: scheduled_task_id(&schedule.id, due),
-        kind,
-        status: TaskStatus::Queued,
-        title: schedule.name.clone().unwrap_or_else(|| title_of(prompt.as_deref().unwrap_or(&schedule.id))),
-        reason: None,
-        error: None,
         schedule_id: Some(schedule.id.clone()),
         mission_id: schedule.mission.clone(),
-        parent_id: None,
-        step: None,
         due_at_ms: Some(due),
         prompt,
         agent: schedule.agent.clone(),
-        note_id: None,
-        usage: TaskUsage::default(),
-        credits: 0,
-        attempts: 0,
-        created_at: now_s,
-        started_at: None,
-        late_ms: None,
-        finished_at: None,
+        ..Task::queued(scheduled_task_id(&schedule.id, due), kind, title, now_s)
     }
 }
 
@@ -194,16 +180,16 @@ async fn execute(app: &App, ws: &str, id: &str, mut until: i64) -> Result<(), St
 /// How a run ended.
 #[derive(Clone)]
 pub struct Ended {
-    status: TaskStatus,
-    reason: Option<String>,
-    error: Option<String>,
-    note_id: Option<String>,
-    usage: TaskUsage,
-    credits: u64,
+    pub(super) status: TaskStatus,
+    pub(super) reason: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) note_id: Option<String>,
+    pub(super) usage: TaskUsage,
+    pub(super) credits: u64,
 }
 
 impl Ended {
-    fn failed(reason: &str, error: String) -> Ended {
+    pub(super) fn failed(reason: &str, error: String) -> Ended {
         Ended {
             status: TaskStatus::Failed,
             reason: Some(reason.to_owned()),
@@ -214,7 +200,7 @@ impl Ended {
         }
     }
 
-    fn completed(note_id: Option<String>, usage: TaskUsage, credits: u64) -> Ended {
+    pub(super) fn completed(note_id: Option<String>, usage: TaskUsage, credits: u64) -> Ended {
         Ended { status: TaskStatus::Completed, reason: None, error: None, note_id, usage, credits }
     }
 
@@ -235,7 +221,7 @@ impl Ended {
 
 /// Writes how the task ended; the task as written, `None` if it was
 /// already final (another replica finished it) or is gone.
-async fn finish(s: &Schedules, ws: &str, id: &str, ended: Ended) -> Result<Option<Task>, StoreError> {
+pub(super) async fn finish(s: &Schedules, ws: &str, id: &str, ended: Ended) -> Result<Option<Task>, StoreError> {
     let at = now_s(s);
     let mut was_final = false;
     let task = s
@@ -256,7 +242,7 @@ async fn finish(s: &Schedules, ws: &str, id: &str, ended: Ended) -> Result<Optio
 }
 
 /// The event a task's end emits.
-fn emit_end(app: &App, ws: &str, task: &Task) {
+pub(super) fn emit_end(app: &App, ws: &str, task: &Task) {
     let kind = match task.status {
         TaskStatus::Completed => EventType::TaskCompleted,
         TaskStatus::Skipped => EventType::TaskSkipped,
@@ -300,7 +286,7 @@ async fn perform(app: &App, ws: &str, task: &Task) -> Result<Ended, StoreError> 
             app.events.emit(&workspace, EventType::ReminderTriggered, &data);
             Ok(Ended::completed(None, TaskUsage::default(), 0))
         }
-        TaskKind::Mission => mission(app, ws, task).await,
+        TaskKind::Mission => super::mission::mission(app, ws, task).await,
         TaskKind::Schedule | TaskKind::Prompt | TaskKind::Step => {
             let prompt = task.prompt.clone().unwrap_or_default();
             let messages = vec![json!({"role": "user", "content": prompt})];
@@ -312,7 +298,12 @@ async fn perform(app: &App, ws: &str, task: &Task) -> Result<Ended, StoreError> 
 /// One model call for a task and its note: how it ended and the answer.
 /// A task whose note exists already (a retried run that got that far) is
 /// done without calling the model again.
-async fn prompt_task(app: &App, ws: &str, task: &Task, messages: Vec<Value>) -> Result<(Ended, String), StoreError> {
+pub(super) async fn prompt_task(
+    app: &App,
+    ws: &str,
+    task: &Task,
+    messages: Vec<Value>,
+) -> Result<(Ended, String), StoreError> {
     let s = &app.schedules;
     let note_id = note_id_for(&task.id);
     if let Some(note) = s.get::<Note>(ws, NOTES, &note_id).await? {
@@ -410,96 +401,4 @@ async fn call_model(
         },
     );
     Ok((text, usage, cost))
-}
-
-/// A mission's run: its steps in turn, each a task of its own whose prompt
-/// follows the steps before it and their answers. A retried run goes on
-/// from the first step that has not completed.
-async fn mission(app: &App, ws: &str, parent: &Task) -> Result<Ended, StoreError> {
-    let s = &app.schedules;
-    let Some(mission_id) = &parent.mission_id else {
-        return Ok(Ended::failed("mission_not_found", "the task names no mission".into()));
-    };
-    let Some(mission) = s.get::<Mission>(ws, MISSIONS, mission_id).await?.map(|v| v.record) else {
-        return Ok(Ended::failed("mission_not_found", format!("no mission {mission_id:?}")));
-    };
-    let mut messages = Vec::new();
-    if let Some(goal) = &mission.goal {
-        messages.push(json!({"role": "system", "content": format!("Mission: {}. Goal: {goal}", mission.name)}));
-    }
-    let (mut usage, mut credits, mut last_note) = (TaskUsage::default(), 0, None);
-    for (i, prompt) in mission.steps.iter().enumerate() {
-        let step = step_task(parent, &mission, i, prompt, now_s(s));
-        s.put(ws, TASKS, &step.id, None, &step, s.expires_at()).await?;
-        let current = s.get::<Task>(ws, TASKS, &step.id).await?.map(|v| v.record).unwrap_or(step);
-        messages.push(json!({"role": "user", "content": prompt}));
-        let (ended, answer) = if current.status == TaskStatus::Completed {
-            let note = current.note_id.as_deref().unwrap_or_default();
-            let answer = s.get::<Note>(ws, NOTES, note).await?.map(|n| n.record.content).unwrap_or_default();
-            (Ended::completed(current.note_id.clone(), current.usage, current.credits), answer)
-        } else {
-            let started = now_s(s);
-            s.change_task(ws, &current.id, |t| {
-                t.status = TaskStatus::Running;
-                t.attempts += 1;
-                t.started_at.get_or_insert(started);
-            })
-            .await?;
-            let (ended, answer) = prompt_task(app, ws, &current, messages.clone()).await?;
-            if let Some(task) = finish(s, ws, &current.id, ended.clone()).await? {
-                emit_end(app, ws, &task);
-            }
-            if ended.status != TaskStatus::Completed {
-                usage.add(ended.usage);
-                let error = format!(
-                    "step {} of {} did not complete: {}",
-                    i + 1,
-                    mission.steps.len(),
-                    ended.error.unwrap_or_default()
-                );
-                return Ok(Ended { error: Some(error), note_id: None, usage, credits, ..ended });
-            }
-            (ended, answer)
-        };
-        usage.add(ended.usage);
-        credits += ended.credits;
-        last_note = ended.note_id.clone().or(last_note);
-        messages.push(json!({"role": "assistant", "content": answer}));
-    }
-    let data = json!({
-        "mission_id": mission.id,
-        "task_id": parent.id,
-        "steps": mission.steps.len(),
-        "note_id": last_note,
-        "schedule_id": parent.schedule_id,
-    });
-    app.events.emit(&Arc::from(ws), EventType::MissionCompleted, &data);
-    Ok(Ended::completed(last_note, usage, credits))
-}
-
-/// The task of step `i` of a mission's run.
-fn step_task(parent: &Task, mission: &Mission, i: usize, prompt: &str, now_s: i64) -> Task {
-    Task {
-        id: format!("{}.{i}", parent.id),
-        kind: TaskKind::Step,
-        status: TaskStatus::Queued,
-        title: format!("{} — step {} of {}", mission.name, i + 1, mission.steps.len()),
-        reason: None,
-        error: None,
-        schedule_id: parent.schedule_id.clone(),
-        mission_id: Some(mission.id.clone()),
-        parent_id: Some(parent.id.clone()),
-        step: Some(i),
-        due_at_ms: None,
-        prompt: Some(prompt.to_owned()),
-        agent: mission.agent.clone().or_else(|| parent.agent.clone()),
-        note_id: None,
-        usage: TaskUsage::default(),
-        credits: 0,
-        attempts: 0,
-        created_at: now_s,
-        started_at: None,
-        late_ms: None,
-        finished_at: None,
-    }
 }

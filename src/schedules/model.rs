@@ -151,6 +151,35 @@ pub struct Task {
     pub finished_at: Option<i64>,
 }
 
+impl Task {
+    /// A new queued task of `kind`; the caller sets what else it names.
+    pub fn queued(id: String, kind: TaskKind, title: String, created_at: i64) -> Task {
+        Task {
+            id,
+            kind,
+            status: TaskStatus::Queued,
+            title,
+            reason: None,
+            error: None,
+            schedule_id: None,
+            mission_id: None,
+            parent_id: None,
+            step: None,
+            due_at_ms: None,
+            prompt: None,
+            agent: None,
+            note_id: None,
+            usage: TaskUsage::default(),
+            credits: 0,
+            attempts: 0,
+            created_at,
+            started_at: None,
+            late_ms: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// Where a note came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::events::EventType;
 use crate::scheduler::run::title_of;
 use crate::schedules::{
-    new_id, new_task_id, Mission, Note, Task, TaskKind, TaskStatus, TaskUsage, MAX_STEPS, MISSIONS, NEVER, NOTES, TASKS,
+    new_id, new_task_id, Mission, Note, Task, TaskKind, TaskStatus, MAX_STEPS, MISSIONS, NEVER, NOTES, TASKS,
 };
 
 /// An id of this workspace's `collection`, or a 404 (an id outside the
@@ -38,29 +38,7 @@ async fn stored<T: serde::de::DeserializeOwned>(
 }
 
 fn queued(kind: TaskKind, title: String, prompt: Option<String>, agent: Option<String>, now_ms: i64) -> Task {
-    Task {
-        id: new_task_id(now_ms),
-        kind,
-        status: TaskStatus::Queued,
-        title,
-        reason: None,
-        error: None,
-        schedule_id: None,
-        mission_id: None,
-        parent_id: None,
-        step: None,
-        due_at_ms: None,
-        prompt,
-        agent,
-        note_id: None,
-        usage: TaskUsage::default(),
-        credits: 0,
-        attempts: 0,
-        created_at: now_ms / 1000,
-        started_at: None,
-        late_ms: None,
-        finished_at: None,
-    }
+    Task { prompt, agent, ..Task::queued(new_task_id(now_ms), kind, title, now_ms / 1000) }
 }
 
 #[derive(Deserialize)]
