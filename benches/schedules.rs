@@ -54,6 +54,7 @@ fn ms(us: u64) -> f64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let (clients, secs) = (env_num("SCHED_BENCH_C", 8), Duration::from_secs(env_num("SCHED_BENCH_SECS", 10)));
+    let runs = env_num("SCHED_BENCH_RUNS", tollgate::config::SchedulesConfig::default().max_concurrent_runs as u64);
     let dir = std::env::temp_dir().join(format!("tollgate-sched-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let toml = format!(
@@ -72,6 +73,8 @@ provider = "mock"
 upstream_model = "mock-1"
 [workspaces.acme]
 plan = "default"
+[schedules]
+max_concurrent_runs = {runs}
 "#,
         dir.display()
     );

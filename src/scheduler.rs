@@ -7,8 +7,9 @@
 //! what is due now — a due run starts within that of its time — and at once
 //! when work was queued on this replica. Each due schedule or waiting run is
 //! claimed and run on its own task, at most `schedules.max_concurrent_runs`
-//! at a time; what does not fit waits for the next look (or another
-//! replica). A replica with `schedules.run = false` runs none of it.
+//! at a time (1,000 by default: a run spends its time waiting on the
+//! upstream, not on this replica's CPU); what does not fit waits for the next
+//! look (or another replica). A replica with `schedules.run = false` runs none of it.
 
 mod mission;
 pub mod run;
@@ -25,7 +26,7 @@ use crate::store::StoreError;
 use crate::tasks::Tasks;
 
 /// The most due schedules (and runs) one look reads.
-const BATCH: usize = 256;
+const MAX_BATCH: usize = 4096;
 
 /// The scheduler loop (see the module doc); runs until shutdown cancels it.
 pub async fn run_loop(app: Arc<App>, tasks: Tasks) -> Infallible {
@@ -54,7 +55,15 @@ async fn look(
     busy: &Arc<Mutex<HashSet<String>>>,
 ) -> Result<(), StoreError> {
     let now = app.schedules.now_ms();
-    for (member, at) in app.schedules.timeline.upto(line, now, BATCH).await? {
+    // Members this replica is already working on stay at the head of the
+    // timeline until their claim moves them: read past them, up to what the
+    // free permits can start.
+    let free = permits.available_permits();
+    if free == 0 {
+        return Ok(());
+    }
+    let limit = (free + busy.lock().expect("not poisoned").len()).min(MAX_BATCH);
+    for (member, at) in app.schedules.timeline.upto(line, now, limit).await? {
         let Ok(permit) = permits.clone().try_acquire_owned() else { break };
         if !busy.lock().expect("not poisoned").insert(member.clone()) {
             continue;

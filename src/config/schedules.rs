@@ -22,6 +22,8 @@ pub struct SchedulesConfig {
     /// mid-run frees its run for another replica after this.
     pub lease: Duration,
     /// Runs in progress at once on one replica; the rest wait their turn.
+    /// High by default: a run is an await on the upstream, a few KiB of
+    /// memory, and a burst of due times should start together.
     pub max_concurrent_runs: usize,
     /// How long tasks and notes are kept after they were created.
     pub retention: Duration,
@@ -33,7 +35,7 @@ impl Default for SchedulesConfig {
             run: true,
             poll: Duration::from_millis(250),
             lease: Duration::from_secs(60),
-            max_concurrent_runs: 32,
+            max_concurrent_runs: 1000,
             retention: Duration::from_secs(30 * 86_400),
         }
     }
