@@ -146,7 +146,12 @@ fn all_routes() -> impl Iterator<Item = &'static Route> {
 /// Everything the gateway serves, below `/v1` (and its alias roots).
 pub static ROUTES: &[Route] = &[
     route(Get, "/healthz", PUBLIC, handler!(|app, ctx, call| Ok(api::health::healthz()))),
-    route(Get, "/readyz", PUBLIC, handler!(|app, ctx, call| Ok(api::health::readyz(app.drain.is_draining())))),
+    route(
+        Get,
+        "/readyz",
+        PUBLIC,
+        handler!(|app, ctx, call| Ok(api::health::readyz(app.drain.is_draining(), &app.stores).await)),
+    ),
     // The model API.
     route(
         Post,

@@ -139,6 +139,17 @@ impl Stores {
     }
 }
 
+impl Stores {
+    /// One cheap round trip to the backend (`SELECT 1`, `PING`): whether it
+    /// answers now, within the store's own timeout. What `/readyz` asks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(s) => s.ping().await,
+            Backend::Redis(s) => s.ping().await,
+        }
+    }
+}
+
 /// Current Unix time in seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)

@@ -2,7 +2,8 @@
 //! authenticates; expiry and revocation refuse it; two replicas on one Redis
 //! see each other's keys and revocations within the cache TTL (the stated
 //! bound); a store that cannot answer refuses unknown keys with 503 while
-//! cached keys keep working.
+//! cached keys keep working; `/readyz` is 503 with the reason while Redis
+//! is down and 200 again once it returns.
 
 mod common;
 #[path = "support/redis_server.rs"]
@@ -197,4 +198,50 @@ async fn a_store_outage_longer_than_the_ttl_serves_last_known_keys_and_keeps_rev
     store.revoke_key(&live.record.id, tollgate::store::now()).await.unwrap();
     until_refused(addr, live.plaintext.expose()).await;
     assert_eq!(models_status(addr, unseen.plaintext.expose()).await.0, 200);
+}
+
+async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
+    let response =
+        within("readyz", client().get(format!("http://{addr}/readyz")).send()).await.expect("gateway answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn readyz_is_503_with_the_reason_while_redis_is_stopped_and_200_after_it_returns() {
+    let Some(mut server) = redis_server::RedisServer::start() else { return skip("readyz_store") };
+    let timeouts = Timeouts { connect: Duration::from_millis(300), response: Duration::from_millis(300) };
+    let store = Arc::new(RedisStore::connect(&[server.url()], false, "e2e", timeouts).await.unwrap());
+    let (_mock, addr, _stop) = replica(Stores::redis(store)).await;
+    assert_eq!(readyz(addr).await, (200, r#"{"status":"ready"}"#.to_owned()));
+
+    server.stop();
+    let (status, body) = readyz(addr).await;
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(body["status"], "store_unavailable");
+    assert!(!body["reason"].as_str().unwrap_or_default().is_empty(), "the reason is given: {body}");
+    let health = within("healthz", client().get(format!("http://{addr}/healthz")).send()).await.expect("answers");
+    assert_eq!(health.status(), 200, "liveness does not ask the store");
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = readyz(addr).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still not ready 20 s after Redis returned: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn readyz_is_200_on_the_embedded_store() {
+    let dir = std::env::temp_dir().join(format!("tollgate-readyz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(EmbeddedStore::open(&dir.join("ready.db")).unwrap());
+    let (_mock, addr, _stop) = replica(Stores::embedded(store)).await;
+    assert_eq!(readyz(addr).await, (200, r#"{"status":"ready"}"#.to_owned()));
+    let _ = std::fs::remove_dir_all(&dir);
 }

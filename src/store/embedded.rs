@@ -71,6 +71,13 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Whether the store's thread answers and the file can be read.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|conn| conn.query_row("SELECT count(*) FROM pragma_user_version", [], |_| Ok(())).map_err(sql)).await
+    }
+}
+
 fn prepare(conn: &mut Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;

@@ -230,6 +230,11 @@ impl RedisStore {
         bounded(self.timeout, async move { cmd.query_async(&mut conn).await }).await
     }
 
+    /// `PING`, bounded by the response timeout: whether Redis answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run::<Value>(::redis::cmd("PING").to_owned()).await.map(drop)
+    }
+
     /// `SET name value NX`: whether this call created `name`.
     async fn claim(&self, name: &str, value: &str) -> Result<bool, StoreError> {
         let answer: Value = self.run(::redis::cmd("SET").arg(name).arg(value).arg("NX").to_owned()).await?;
