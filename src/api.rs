@@ -7,6 +7,7 @@ pub mod conversation;
 pub mod credits;
 pub mod health;
 pub mod management;
+pub mod metrics;
 pub mod models;
 pub mod openai;
 pub mod responses;

@@ -26,6 +26,11 @@ use crate::usage::UsageSink;
 
 pub struct App {
     pub server: ServerConfig,
+    /// The CORS layer in front of every route (`[cors]`), `None` when off.
+    pub cors: Option<tower_http::cors::CorsLayer>,
+    /// What `/metrics` shows; counted by the router and the usage sink.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics_config: crate::config::MetricsConfig,
     /// The config's catalog and the workspace agents behind their cache:
     /// every model id is resolved here.
     pub agents: Agents,

@@ -27,6 +27,13 @@ impl Body {
     }
 }
 
+/// The empty body (what a CORS preflight answer carries).
+impl Default for Body {
+    fn default() -> Body {
+        Body::empty()
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;

@@ -9,9 +9,11 @@
 //! `schedules`);
 //! this file holds the whole [`Config`], its loading and the checks they share.
 
+mod cors;
 mod events;
 mod interpolate;
 mod keys;
+mod metrics;
 mod plans;
 mod providers;
 mod raw;
@@ -20,8 +22,10 @@ mod schedules;
 mod server;
 mod store;
 
+pub use cors::CorsConfig;
 pub use events::{EventsConfig, WebhooksConfig};
 pub use keys::KeyConfig;
+pub use metrics::MetricsConfig;
 pub use plans::{CreditsConfig, PlanConfig, WorkspaceConfig, DEFAULT_PLAN};
 pub use providers::{AgentConfig, MockConfig, ModelConfig, OpenAiConfig, Price, ProviderConfig, RESERVED_FIELDS};
 pub use responses::ResponsesConfig;
@@ -67,6 +71,10 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub responses: ResponsesConfig,
     pub schedules: SchedulesConfig,
+    /// Browser origins allowed to call the gateway (`[cors]`; off by default).
+    pub cors: CorsConfig,
+    /// `GET /metrics` on or off, and its scrape token (`[metrics]`).
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -148,6 +156,8 @@ impl Validator<'_> {
         let webhooks = self.webhooks(raw.webhooks)?;
         let responses = self.responses(raw.responses)?;
         let schedules = self.schedules(raw.schedules)?;
+        let cors = self.cors(raw.cors)?;
+        let metrics = self.metrics(raw.metrics)?;
         let plans = self.plans(raw.plans)?;
         let workspaces = self.workspaces(raw.workspaces, &plans)?;
         Ok(Config {
@@ -166,6 +176,8 @@ impl Validator<'_> {
             webhooks,
             responses,
             schedules,
+            cors,
+            metrics,
         })
     }
 

@@ -114,6 +114,11 @@ impl Error {
         }
     }
 
+    /// The error JSON's `code` (`rate_limit_exceeded`, `invalid_api_key`...).
+    pub fn code(&self) -> &str {
+        self.parts().code
+    }
+
     fn parts(&self) -> Parts<'_> {
         let p = |status, kind, code| Parts {
             status,

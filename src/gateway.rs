@@ -31,6 +31,7 @@ use crate::conversations::Conversations;
 use crate::credits::Meter;
 use crate::events::sink::EventSink;
 use crate::events::Events;
+use crate::metrics::MetricsSink;
 use crate::responses::Responses;
 use crate::store::Stores;
 use crate::tasks::Tasks;
@@ -107,8 +108,10 @@ impl Builder {
             .with_store(stores.keys.clone());
         let responses = Responses::open(&stores, &config.responses);
         let conversations = Conversations::open(&stores, responses.store.clone(), &config.responses, &tasks);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let app = App {
             server: config.server.clone(),
+            cors: config.cors.layer.clone(),
             agents: Agents::new(
                 Catalog::new(&config, &providers),
                 crate::agents::store::open(&stores),
@@ -120,7 +123,9 @@ impl Builder {
             schedules,
             stores,
             plans: config.plans.clone(),
-            usage: Arc::new(EventSink::new(usage, events.clone())),
+            usage: Arc::new(EventSink::new(Arc::new(MetricsSink::new(metrics.clone(), usage)), events.clone())),
+            metrics,
+            metrics_config: config.metrics.clone(),
             meter,
             events,
             connections: crate::server::Connections::new(config.server.max_connections),

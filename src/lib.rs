@@ -41,6 +41,7 @@
 //! | [`conversations`] | named conversations (sessions, chats): thread records over the turn store, one message at a time |
 //! | [`events`] | the event bus, event log, webhooks and their signed, durable delivery worker |
 //! | [`telemetry`] | logging: batched per worker, escaped text fields or JSON |
+//! | [`metrics`] | Prometheus metrics (`/metrics`): one registry per gateway, bounded labels, counted by the router and the usage sink |
 //! | [`body`] | the response body type of every route (buffered or streamed) |
 //! | [`ids`] | ids unique across replicas without coordination; request ids |
 //! | [`secret`] | a wrapper that never prints what it holds |
@@ -79,6 +80,7 @@ pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod pipeline;
 pub mod records;
 pub mod relay;

@@ -149,7 +149,7 @@ fn not_allowed<'a, T: 'a>(rows: impl Iterator<Item = &'a Compiled<T>>) -> RouteE
 /// every root. Health checks are also served at the top level.
 fn below_root(path: &str) -> Option<&str> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    if matches!(path, "/healthz" | "/readyz") {
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return Some(path);
     }
     let under = |root: &str| path.strip_prefix(root).filter(|rest| rest.starts_with('/'));

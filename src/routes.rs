@@ -145,6 +145,7 @@ fn all_routes() -> impl Iterator<Item = &'static Route> {
 
 /// Everything the gateway serves, below `/v1` (and its alias roots).
 pub static ROUTES: &[Route] = &[
+    route(Get, "/metrics", PUBLIC, handler!(|app, ctx, call| Ok(api::metrics::metrics(app, call.req.headers())))),
     route(Get, "/healthz", PUBLIC, handler!(|app, ctx, call| Ok(api::health::healthz()))),
     route(
         Get,
@@ -394,7 +395,23 @@ impl crate::server::Service for App {
     }
 
     async fn call(&self, req: Request<Incoming>) -> Response<Body> {
-        handle(self, req).await
+        match &self.cors {
+            None => handle(self, req).await,
+            Some(cors) => with_cors(self, cors, req).await,
+        }
+    }
+}
+
+/// [`handle`] behind tower-http's CORS layer: a preflight `OPTIONS` is
+/// answered by the layer (no key, no route), every other request gets the
+/// `Access-Control-*` headers its origin is allowed. Cloning the layer is a
+/// few reference counts.
+async fn with_cors(app: &App, cors: &tower_http::cors::CorsLayer, req: Request<Incoming>) -> Response<Body> {
+    use tower::{Layer, ServiceExt};
+    let routes = tower::service_fn(|req| async { Ok::<_, std::convert::Infallible>(handle(app, req).await) });
+    match cors.layer(routes).oneshot(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 
@@ -406,15 +423,23 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let path = uri.path();
-    let result = match router().find(&method, path) {
-        Ok((route, params)) => dispatch(app, route, Call { req, params }, request_id.clone(), started).await,
-        Err(e) => Err(e.into()),
+    let (pattern, result) = match router().find(&method, path) {
+        Ok((route, params)) => {
+            (route.path, dispatch(app, route, Call { req, params }, request_id.clone(), started).await)
+        }
+        Err(e) => ("unmatched", Err(e.into())),
     };
     let mut response = match result {
-        Ok(response) => response,
+        Ok(response) => {
+            app.metrics.http(pattern, response.status().as_u16(), started.elapsed(), None);
+            response
+        }
         Err(error) => {
             log_error(&error, &request_id, &method, path, started);
-            error.to_response()
+            let response = error.to_response();
+            let refused = (error.origin() == Origin::Client).then(|| error.code());
+            app.metrics.http(pattern, response.status().as_u16(), started.elapsed(), refused);
+            response
         }
     };
     if method == Method::HEAD {

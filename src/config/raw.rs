@@ -36,6 +36,10 @@ pub struct RawConfig {
     pub responses: super::responses::RawResponses,
     #[serde(default)]
     pub schedules: super::schedules::RawSchedules,
+    #[serde(default)]
+    pub cors: super::cors::RawCors,
+    #[serde(default)]
+    pub metrics: super::metrics::RawMetrics,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,0 +1,42 @@
+//! `GET /metrics`: the Prometheus text exposition of [`crate::metrics`],
+//! behind the optional scrape token of `[metrics]` (compared as SHA-256
+//! digests in constant time, like keys).
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use subtle::ConstantTimeEq;
+
+use crate::app::App;
+use crate::auth::{extract_key, hash_key};
+use crate::body::Body;
+use crate::error::json_response;
+use crate::metrics::Scraped;
+
+/// OpenMetrics text, which Prometheus negotiates and parses.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
+    let config = &app.metrics_config;
+    if !config.enabled {
+        let body = &br#"{"error":{"message":"Metrics are off ([metrics] enabled = false).","type":"not_found_error","code":"not_found"}}"#[..];
+        return json_response(StatusCode::NOT_FOUND, body);
+    }
+    if let Some(expected) = &config.token_sha256 {
+        let presented = extract_key(headers).map(hash_key).unwrap_or([0; 32]);
+        let matches = extract_key(headers).is_ok() && bool::from(presented.ct_eq(expected));
+        if !matches {
+            let body = &br#"{"error":{"message":"/metrics needs the scrape token as a Bearer token.","type":"invalid_request_error","code":"invalid_api_key"}}"#[..];
+            return json_response(StatusCode::UNAUTHORIZED, body);
+        }
+    }
+    let stats = &app.events.bus.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let text = app.metrics.render(Scraped {
+        open_connections: app.connections.open(),
+        events_emitted: load(&stats.emitted),
+        events_stored: load(&stats.stored),
+        events_spilled: load(&stats.spilled),
+    });
+    let mut response = Response::new(Body::full(text));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}

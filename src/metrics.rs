@@ -1,0 +1,322 @@
+//! Prometheus metrics (`GET /metrics`, DESIGN.md "Operations"), with the
+//! `prometheus-client` crate: one registry per gateway (not a process-wide
+//! recorder), so two gateways in one process — the tests — count apart.
+//!
+//! **Where they are counted.** Every HTTP request once, in the router, by
+//! route pattern and status class; every model request once, from its usage
+//! record ([`MetricsSink`], beside the access log and events): outcome,
+//! tokens, credits, duration. Gauges that are state, not events (open
+//! connections, the event queue) are read when scraped, so they cost the
+//! request path nothing.
+//!
+//! **Bounded cardinality.** Labels come from fixed sets (route patterns,
+//! status classes, outcomes) or from [`Bounded`]: the first
+//! [`MAX_LABEL_VALUES`] distinct model ids (or error codes) keep their name,
+//! later ones count as `other` — a workspace creating agents by the thousand
+//! cannot blow up the scrape.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::usage::{UsageRecord, UsageSink};
+
+/// Distinct values a free-form label keeps before the rest count as `other`.
+pub const MAX_LABEL_VALUES: usize = 256;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: Arc<str>,
+    endpoint: &'static str,
+    status: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    model: Arc<str>,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: Arc<str>,
+}
+
+/// Latency buckets in seconds: 0.5 ms to ~65 s, doubling.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+/// A label's values, bounded: the first [`MAX_LABEL_VALUES`] keep their name.
+#[derive(Default)]
+pub struct Bounded {
+    seen: RwLock<HashSet<Arc<str>>>,
+}
+
+impl Bounded {
+    /// `value` itself while the set has room or already holds it, else `other`.
+    pub fn label(&self, value: &Arc<str>) -> Arc<str> {
+        if self.seen.read().expect("not poisoned").contains(value) {
+            return value.clone();
+        }
+        let mut seen = self.seen.write().expect("not poisoned");
+        if seen.len() < MAX_LABEL_VALUES {
+            seen.insert(value.clone());
+            return value.clone();
+        }
+        if seen.contains(value) {
+            return value.clone();
+        }
+        Arc::from("other")
+    }
+}
+
+/// `2xx`, `4xx`, ...: the status label (five values).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=498 => "4xx",
+        499 => "499",
+        _ => "5xx",
+    }
+}
+
+/// Gauges read when scraped.
+pub struct Scraped {
+    pub open_connections: usize,
+    pub events_emitted: u64,
+    pub events_stored: u64,
+    pub events_spilled: u64,
+}
+
+/// The gateway's metrics; see the module doc.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    model_requests: Family<ModelLabels, Counter>,
+    model_duration: Family<ModelLabel, Histogram, fn() -> Histogram>,
+    tokens: Family<TokenLabels, Counter>,
+    credits: Family<ModelLabel, Counter>,
+    refusals: Family<CodeLabel, Counter>,
+    open_connections: Gauge,
+    events_emitted: Counter,
+    events_stored: Counter,
+    events_spilled: Counter,
+    event_queue: Gauge,
+    models: Bounded,
+    codes: Bounded,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tollgate");
+        let metrics = Metrics {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency),
+            model_requests: Family::default(),
+            model_duration: Family::new_with_constructor(latency),
+            tokens: Family::default(),
+            credits: Family::default(),
+            refusals: Family::default(),
+            open_connections: Gauge::default(),
+            events_emitted: Counter::default(),
+            events_stored: Counter::default(),
+            events_spilled: Counter::default(),
+            event_queue: Gauge::default(),
+            models: Bounded::default(),
+            codes: Bounded::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route pattern and status class",
+            metrics.http_requests.clone(),
+        );
+        registry.register(
+            "http_response_seconds",
+            "Time from a request's arrival to its response headers (a stream's first byte), by route pattern",
+            metrics.http_duration.clone(),
+        );
+        registry.register(
+            "model_requests",
+            "Model requests, by model (agent or alias), front door, status class and outcome",
+            metrics.model_requests.clone(),
+        );
+        registry.register(
+            "model_request_seconds",
+            "Time from a model request's arrival to the end of its answer (the whole stream), by model",
+            metrics.model_duration.clone(),
+        );
+        registry.register("tokens", "Tokens by model and direction (input, output)", metrics.tokens.clone());
+        registry.register(
+            "credits_charged",
+            "Micro-credits charged for model requests, by model",
+            metrics.credits.clone(),
+        );
+        registry.register(
+            "refusals",
+            "Requests refused by the gateway, by error code (rate_limit_exceeded, insufficient_quota, invalid_api_key...)",
+            metrics.refusals.clone(),
+        );
+        registry.register("open_connections", "Client connections open now", metrics.open_connections.clone());
+        registry.register("events_emitted", "Events emitted by this process", metrics.events_emitted.clone());
+        registry.register(
+            "events_stored",
+            "Events written to the event log by this process",
+            metrics.events_stored.clone(),
+        );
+        registry.register(
+            "events_spilled",
+            "Events that found the in-memory queue full and went through the overflow",
+            metrics.events_spilled.clone(),
+        );
+        registry.register("event_queue", "Events emitted and not yet in the event log", metrics.event_queue.clone());
+        registry.register(
+            "build",
+            "This build of the gateway",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics { registry, ..metrics }
+    }
+
+    /// One HTTP request, answered with `status` after `elapsed`; `code` is
+    /// the error code of a refusal (4xx the gateway itself decided).
+    pub fn http(&self, route: &'static str, status: u16, elapsed: Duration, refused: Option<&str>) {
+        let status = status_class(status);
+        self.http_requests.get_or_create(&HttpLabels { route, status }).inc();
+        self.http_duration.get_or_create(&RouteLabel { route }).observe(elapsed.as_secs_f64());
+        if let Some(code) = refused {
+            let code = self.codes.label(&Arc::from(code));
+            self.refusals.get_or_create(&CodeLabel { code }).inc();
+        }
+    }
+
+    /// One model request's usage record.
+    pub fn model(&self, r: &UsageRecord) {
+        let model = self.models.label(&r.model);
+        let labels = ModelLabels {
+            model: model.clone(),
+            endpoint: r.endpoint,
+            status: status_class(r.status),
+            outcome: r.outcome.as_str(),
+        };
+        self.model_requests.get_or_create(&labels).inc();
+        let label = ModelLabel { model };
+        self.model_duration.get_or_create(&label).observe(r.latency.as_secs_f64());
+        for (direction, n) in [("input", r.usage.prompt_tokens), ("output", r.usage.completion_tokens)] {
+            if n > 0 {
+                self.tokens.get_or_create(&TokenLabels { model: label.model.clone(), direction }).inc_by(n);
+            }
+        }
+        if r.credits > 0 {
+            self.credits.get_or_create(&label).inc_by(r.credits);
+        }
+    }
+
+    /// The text exposition, with the scrape-time gauges filled in.
+    pub fn render(&self, now: Scraped) -> String {
+        self.open_connections.set(now.open_connections as i64);
+        catch_up(&self.events_emitted, now.events_emitted);
+        catch_up(&self.events_stored, now.events_stored);
+        catch_up(&self.events_spilled, now.events_spilled);
+        self.event_queue.set(now.events_emitted.saturating_sub(now.events_stored) as i64);
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Moves a counter mirrored from another process-wide counter up to `total`.
+fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+/// The usage sink that counts each model request, then hands the record on.
+pub struct MetricsSink {
+    metrics: Arc<Metrics>,
+    inner: Arc<dyn UsageSink>,
+}
+
+impl MetricsSink {
+    pub fn new(metrics: Arc<Metrics>, inner: Arc<dyn UsageSink>) -> MetricsSink {
+        MetricsSink { metrics, inner }
+    }
+}
+
+impl UsageSink for MetricsSink {
+    fn record(&self, record: UsageRecord) {
+        self.metrics.model(&record);
+        self.inner.record(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_keeps_its_first_values_then_says_other() {
+        let b = Bounded::default();
+        for i in 0..MAX_LABEL_VALUES {
+            let v: Arc<str> = Arc::from(format!("m{i}"));
+            assert_eq!(b.label(&v), v);
+        }
+        assert_eq!(&*b.label(&Arc::from("new")), "other");
+        assert_eq!(&*b.label(&Arc::from("m0")), "m0", "a value seen before keeps its name");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!([200, 404, 429, 499, 502].map(status_class), ["2xx", "4xx", "4xx", "499", "5xx"]);
+    }
+
+    #[test]
+    fn the_exposition_names_every_family() {
+        let m = Metrics::new();
+        m.http("/chat/completions", 200, Duration::from_millis(3), None);
+        m.http("/chat/completions", 429, Duration::from_millis(1), Some("rate_limit_exceeded"));
+        let text = m.render(Scraped { open_connections: 3, events_emitted: 5, events_stored: 4, events_spilled: 0 });
+        assert!(text.contains("tollgate_http_requests_total{route=\"/chat/completions\",status=\"2xx\"} 1"), "{text}");
+        assert!(text.contains("tollgate_refusals_total{code=\"rate_limit_exceeded\"} 1"), "{text}");
+        assert!(text.contains("tollgate_open_connections 3"), "{text}");
+        assert!(text.contains("tollgate_event_queue 1"), "{text}");
+        assert!(text.contains("tollgate_build_info{version="), "{text}");
+    }
+}
