@@ -108,7 +108,7 @@ impl Builder {
             .with_store(stores.keys.clone());
         let responses = Responses::open(&stores, &config.responses);
         let conversations = Conversations::open(&stores, responses.store.clone(), &config.responses, &tasks);
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = Arc::new(crate::metrics::Metrics::new(config.metrics.enabled));
         let app = App {
             server: config.server.clone(),
             cors: config.cors.layer.clone(),

@@ -118,6 +118,9 @@ pub struct Scraped {
 
 /// The gateway's metrics; see the module doc.
 pub struct Metrics {
+    /// `[metrics] enabled = false`: nothing is counted (the request path
+    /// pays nothing) and `/metrics` answers 404.
+    enabled: bool,
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
@@ -136,7 +139,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub fn new(enabled: bool) -> Metrics {
         let mut registry = Registry::with_prefix("tollgate");
         let metrics = Metrics {
             http_requests: Family::default(),
@@ -154,6 +157,7 @@ impl Metrics {
             models: Bounded::default(),
             codes: Bounded::default(),
             registry: Registry::default(),
+            enabled,
         };
         registry.register(
             "http_requests",
@@ -210,6 +214,9 @@ impl Metrics {
     /// One HTTP request, answered with `status` after `elapsed`; `code` is
     /// the error code of a refusal (4xx the gateway itself decided).
     pub fn http(&self, route: &'static str, status: u16, elapsed: Duration, refused: Option<&str>) {
+        if !self.enabled {
+            return;
+        }
         let status = status_class(status);
         self.http_requests.get_or_create(&HttpLabels { route, status }).inc();
         self.http_duration.get_or_create(&RouteLabel { route }).observe(elapsed.as_secs_f64());
@@ -221,6 +228,9 @@ impl Metrics {
 
     /// One model request's usage record.
     pub fn model(&self, r: &UsageRecord) {
+        if !self.enabled {
+            return;
+        }
         let model = self.models.label(&r.model);
         let labels = ModelLabels {
             model: model.clone(),
@@ -256,7 +266,7 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(true)
     }
 }
 
@@ -303,13 +313,21 @@ mod tests {
     }
 
     #[test]
+    fn a_disabled_registry_counts_nothing() {
+        let m = Metrics::new(false);
+        m.http("/chat/completions", 200, Duration::from_millis(3), None);
+        let text = m.render(Scraped { open_connections: 0, events_emitted: 0, events_stored: 0, events_spilled: 0 });
+        assert!(!text.contains("tollgate_http_requests_total{"), "{text}");
+    }
+
+    #[test]
     fn status_classes() {
         assert_eq!([200, 404, 429, 499, 502].map(status_class), ["2xx", "4xx", "4xx", "499", "5xx"]);
     }
 
     #[test]
     fn the_exposition_names_every_family() {
-        let m = Metrics::new();
+        let m = Metrics::new(true);
         m.http("/chat/completions", 200, Duration::from_millis(3), None);
         m.http("/chat/completions", 429, Duration::from_millis(1), Some("rate_limit_exceeded"));
         let text = m.render(Scraped { open_connections: 3, events_emitted: 5, events_stored: 4, events_spilled: 0 });
