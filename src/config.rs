@@ -21,6 +21,7 @@ mod responses;
 mod schedules;
 mod server;
 mod store;
+pub mod tls;
 
 pub use cors::CorsConfig;
 pub use events::{EventsConfig, WebhooksConfig};

@@ -148,6 +148,39 @@ async fn connection<S: Service>(
         return;
     };
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &server.tls else {
+        return serve_connection(app, &builder, stream, peer, mode, &kill, slot).await;
+    };
+    // The handshake is bounded like a request's headers: a client that
+    // opens a socket and never finishes it loses its slot.
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    let handshake = tokio::time::timeout(server.header_read_timeout, acceptor.accept(stream));
+    let stream = tokio::select! {
+        biased;
+        _ = kill.cancelled() => return,
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake not finished within the header timeout"),
+        },
+    };
+    serve_connection(app, &builder, stream, peer, mode, &kill, slot).await;
+}
+
+/// Serves one connection's requests over `stream` (TCP or TLS) until it
+/// ends, stalls, or shutdown closes it.
+async fn serve_connection<S: Service, IO>(
+    app: Arc<S>,
+    builder: &auto::Builder<TokioExecutor>,
+    stream: IO,
+    peer: SocketAddr,
+    mode: Mode,
+    kill: &CancellationToken,
+    slot: connections::Slot,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let server = app.config();
     let state = slot.conn.clone();
     let answered = Arc::new(Notify::new());
     let service = {

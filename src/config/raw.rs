@@ -107,6 +107,8 @@ pub struct RawServer {
     pub max_upstream_body_bytes: Option<u64>,
     pub max_connections: Option<u64>,
     pub workers: Option<u64>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

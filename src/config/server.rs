@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Worker threads, each with its own runtime and listener (see `runtime`).
     pub workers: usize,
+    /// TLS on the listener (`server.tls_cert` + `server.tls_key`); `None`: plain HTTP.
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,7 @@ impl Validator<'_> {
                 s.workers,
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
             )? as usize,
+            tls: self.tls(s.tls_cert, s.tls_key)?,
         })
     }
 

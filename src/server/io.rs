@@ -8,22 +8,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use super::connections::Conn;
 
-pub struct Watched {
-    stream: TcpStream,
+/// Over the TCP socket, or over its TLS session (then what is noted is the
+/// first decrypted byte: a handshake alone is not a request under way).
+pub struct Watched<S> {
+    stream: S,
     conn: Arc<Conn>,
 }
 
-impl Watched {
-    pub fn new(stream: TcpStream, conn: Arc<Conn>) -> Watched {
+impl<S> Watched<S> {
+    pub fn new(stream: S, conn: Arc<Conn>) -> Watched<S> {
         Watched { stream, conn }
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
@@ -37,7 +38,7 @@ impl AsyncRead for Watched {
 
 /// Writes pass straight through, vectored included (hyper writes a head and
 /// a body chunk in one `writev`).
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }

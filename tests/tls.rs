@@ -1,0 +1,150 @@
+//! TLS on the listener (`server.tls_cert` / `server.tls_key`) with a
+//! certificate from a test CA generated here (rcgen): a client trusting that
+//! CA gets HTTP/1.1 or h2 by ALPN, the `openai` Python SDK works over it
+//! (`SSL_CERT_FILE`), a client that does not trust it is refused, plain HTTP
+//! to the TLS port gets nothing, and a bad key or path is a config error.
+
+mod common;
+#[path = "support/tools.rs"]
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+struct Pki {
+    dir: PathBuf,
+    ca: String,
+}
+
+/// A CA, and a certificate for `localhost` it signed, written as PEM files.
+fn pki(name: &str) -> Pki {
+    let dir = std::env::temp_dir().join(format!("tollgate-tls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "tollgate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf =
+        CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    Pki { dir, ca: ca.pem() }
+}
+
+fn tls_toml(dir: &Path, upstream: &str) -> String {
+    let base = config_toml(&Settings::default(), upstream);
+    let tls =
+        format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n", dir.join("cert.pem").display(), dir.join("key.pem").display());
+    // Into the [server] section the base config opens.
+    base.replacen("[server]\n", &format!("[server]\n{tls}"), 1)
+}
+
+fn trusting(pki: &Pki, addr: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_trusting_the_ca_is_served_over_tls_with_alpn() {
+    let pki = pki("serve");
+    let mock = MockUpstream::start().await;
+    let gw = Gateway::start(&tls_toml(&pki.dir, &mock.base_url())).await;
+    let url = format!("https://localhost:{}/v1/chat/completions", gw.addr.port());
+
+    let client = trusting(&pki, gw.addr);
+    let response = within("chat over TLS", client.post(&url).bearer_auth(KEY).json(&chat_body(AGENT, "hi")).send())
+        .await
+        .expect("the TLS handshake and the request succeed");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2, "ALPN picks h2");
+    assert_eq!(json_of(response).await["model"], AGENT);
+
+    let http1 = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap())
+        .resolve("localhost", gw.addr)
+        .build()
+        .unwrap();
+    let response = within(
+        "a stream over TLS, HTTP/1.1",
+        http1.post(&url).bearer_auth(KEY).json(&chat_stream_body(AGENT, "a b")).send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((response.status().as_u16(), response.version()), (200, reqwest::Version::HTTP_11));
+    assert!(within("the stream", response.text()).await.unwrap().contains("data: [DONE]"));
+
+    // A client without the CA: the handshake fails, nothing is served.
+    let stranger = reqwest::Client::builder().no_proxy().resolve("localhost", gw.addr).build().unwrap();
+    assert!(within("untrusted", stranger.get(&url).send()).await.is_err(), "an unknown CA is refused");
+    // Plain HTTP to the TLS port: no HTTP answer.
+    let plain = within("plain", common::client().get(format!("http://{}/healthz", gw.addr)).send()).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain HTTP is not served on a TLS port");
+    // And the gateway still serves.
+    let health = within("health", client.get(format!("https://localhost:{}/healthz", gw.addr.port())).send()).await;
+    assert_eq!(health.unwrap().status(), 200);
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_sdk_works_over_tls_with_a_custom_ca() {
+    if let Some(reason) = tools::python_lacks("openai") {
+        return tools::skip("the openai SDK over TLS", &reason);
+    }
+    let pki = pki("sdk");
+    let mock = MockUpstream::start().await;
+    let gw = Gateway::start(&tls_toml(&pki.dir, &mock.base_url())).await;
+    let base = format!("https://localhost:{}/v1", gw.addr.port());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_tls.py");
+    let ca = pki.dir.join("ca.pem");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(tools::python())
+            .arg(script)
+            .arg(&base)
+            .arg(KEY)
+            .env("SSL_CERT_FILE", ca)
+            .env("NO_PROXY", "*")
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+#[test]
+fn a_missing_file_or_a_key_that_does_not_fit_is_a_config_error() {
+    let pki = pki("bad");
+    let other = self::pki("other");
+    let load = |toml: String| tollgate::config::Config::from_toml(&toml, "t.toml").map(drop).map_err(|e| e.to_string());
+    let e = load(tls_toml(&pki.dir.join("nowhere"), "http://127.0.0.1:9")).unwrap_err();
+    assert!(e.contains("server.tls_cert"), "{e}");
+    // The certificate of one pair with the key of another.
+    std::fs::copy(other.dir.join("key.pem"), pki.dir.join("key.pem")).unwrap();
+    let e = load(tls_toml(&pki.dir, "http://127.0.0.1:9")).unwrap_err();
+    assert!(e.contains("does not fit"), "{e}");
+    let base = config_toml(&Settings::default(), "http://127.0.0.1:9");
+    let only_cert = base.replacen("[server]\n", "[server]\ntls_cert = \"/x.pem\"\n", 1);
+    assert!(load(only_cert).unwrap_err().contains("server.tls_key"));
+    for dir in [pki.dir, other.dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
