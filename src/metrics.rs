@@ -63,6 +63,11 @@ struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: Arc<str>,
 }
@@ -114,6 +119,8 @@ pub struct Scraped {
     pub events_emitted: u64,
     pub events_stored: u64,
     pub events_spilled: u64,
+    /// Webhook delivery attempts so far, by result.
+    pub webhook_attempts: [(&'static str, u64); 4],
 }
 
 /// The gateway's metrics; see the module doc.
@@ -134,6 +141,7 @@ pub struct Metrics {
     events_stored: Counter,
     events_spilled: Counter,
     event_queue: Gauge,
+    webhook_attempts: Family<ResultLabel, Counter>,
     models: Bounded,
     codes: Bounded,
 }
@@ -154,6 +162,7 @@ impl Metrics {
             events_stored: Counter::default(),
             events_spilled: Counter::default(),
             event_queue: Gauge::default(),
+            webhook_attempts: Family::default(),
             models: Bounded::default(),
             codes: Bounded::default(),
             registry: Registry::default(),
@@ -203,6 +212,11 @@ impl Metrics {
             metrics.events_spilled.clone(),
         );
         registry.register("event_queue", "Events emitted and not yet in the event log", metrics.event_queue.clone());
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by this process, by result (delivered, retrying, failed, disabled)",
+            metrics.webhook_attempts.clone(),
+        );
         registry.register(
             "build",
             "This build of the gateway",
@@ -258,6 +272,9 @@ impl Metrics {
         catch_up(&self.events_stored, now.events_stored);
         catch_up(&self.events_spilled, now.events_spilled);
         self.event_queue.set(now.events_emitted.saturating_sub(now.events_stored) as i64);
+        for (result, total) in now.webhook_attempts {
+            catch_up(&self.webhook_attempts.get_or_create(&ResultLabel { result }), total);
+        }
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -316,7 +333,13 @@ mod tests {
     fn a_disabled_registry_counts_nothing() {
         let m = Metrics::new(false);
         m.http("/chat/completions", 200, Duration::from_millis(3), None);
-        let text = m.render(Scraped { open_connections: 0, events_emitted: 0, events_stored: 0, events_spilled: 0 });
+        let text = m.render(Scraped {
+            open_connections: 0,
+            events_emitted: 0,
+            events_stored: 0,
+            events_spilled: 0,
+            webhook_attempts: [("delivered", 0), ("retrying", 0), ("failed", 0), ("disabled", 0)],
+        });
         assert!(!text.contains("tollgate_http_requests_total{"), "{text}");
     }
 
@@ -330,11 +353,18 @@ mod tests {
         let m = Metrics::new(true);
         m.http("/chat/completions", 200, Duration::from_millis(3), None);
         m.http("/chat/completions", 429, Duration::from_millis(1), Some("rate_limit_exceeded"));
-        let text = m.render(Scraped { open_connections: 3, events_emitted: 5, events_stored: 4, events_spilled: 0 });
+        let text = m.render(Scraped {
+            open_connections: 3,
+            events_emitted: 5,
+            events_stored: 4,
+            events_spilled: 0,
+            webhook_attempts: [("delivered", 2), ("retrying", 0), ("failed", 0), ("disabled", 0)],
+        });
         assert!(text.contains("tollgate_http_requests_total{route=\"/chat/completions\",status=\"2xx\"} 1"), "{text}");
         assert!(text.contains("tollgate_refusals_total{code=\"rate_limit_exceeded\"} 1"), "{text}");
         assert!(text.contains("tollgate_open_connections 3"), "{text}");
         assert!(text.contains("tollgate_event_queue 1"), "{text}");
         assert!(text.contains("tollgate_build_info{version="), "{text}");
+        assert!(text.contains("tollgate_webhook_attempts_total{result=\"delivered\"} 2"), "{text}");
     }
 }

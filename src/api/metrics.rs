@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::auth::{extract_key, hash_key};
 use crate::body::Body;
 use crate::error::json_response;
+use crate::events::bus::ATTEMPT_RESULTS;
 use crate::metrics::Scraped;
 
 /// OpenMetrics text, which Prometheus negotiates and parses.
@@ -35,6 +36,7 @@ pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
         events_emitted: load(&stats.emitted),
         events_stored: load(&stats.stored),
         events_spilled: load(&stats.spilled),
+        webhook_attempts: std::array::from_fn(|i| (ATTEMPT_RESULTS[i], load(&stats.attempts[i]))),
     });
     let mut response = Response::new(Body::full(text));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

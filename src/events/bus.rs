@@ -24,6 +24,20 @@ pub struct BusStats {
     pub spilled: AtomicU64,
     /// Events written to the store.
     pub stored: AtomicU64,
+    /// Webhook delivery attempts by result, in [`ATTEMPT_RESULTS`]' order.
+    pub attempts: [AtomicU64; 4],
+}
+
+/// What a webhook delivery attempt can end as (`/metrics` labels).
+pub const ATTEMPT_RESULTS: [&str; 4] = ["delivered", "retrying", "failed", "disabled"];
+
+impl BusStats {
+    /// Counts one attempt that ended as `result` (one of [`ATTEMPT_RESULTS`]).
+    pub fn attempt(&self, result: &str) {
+        if let Some(i) = ATTEMPT_RESULTS.iter().position(|r| *r == result) {
+            self.attempts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 pub struct EventBus {

@@ -345,6 +345,7 @@ impl Worker {
             result: result.to_owned(),
         };
         tracing::debug!(webhook = %webhook.id, event = %d.event_id, attempt = attempts, ?status, result, "webhook attempt");
+        self.events.bus.stats.attempt(result);
         finish(next, Some(attempt)).await;
         if let Some(reason) = disable {
             self.disable(&webhook, reason, status).await;
