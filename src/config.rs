@@ -209,6 +209,11 @@ mod tests {
         Config::from_toml_with_env(text, "t.toml", &|n| (n == "KEY").then(|| "sk-x".to_string()))
     }
 
+    /// [`BASE`] plus `extra`, loaded; the error as text (for the sections' tests).
+    pub(crate) fn load_extra(extra: &str) -> Result<Config, String> {
+        load(&format!("{BASE}\n{extra}")).map_err(|e| e.to_string())
+    }
+
     pub(crate) const BASE: &str = r#"
         [providers.up]
         kind = "openai"

@@ -93,12 +93,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{tests::BASE, Config};
-
-    fn load(extra: &str) -> Result<Config, String> {
-        let env = |n: &str| (n == "KEY").then(|| "sk-x".to_string());
-        Config::from_toml_with_env(&format!("{BASE}\n{extra}"), "t.toml", &env).map_err(|e| e.to_string())
-    }
+    use crate::config::tests::load_extra as load;
 
     #[test]
     fn schedule_settings_have_defaults_and_bounds() {
