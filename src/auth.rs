@@ -151,6 +151,10 @@ pub struct Authenticator {
     /// not a lock-free map: one short insert per request, never held across
     /// an await, and emptied in one swap by [`flush_last_used`](Self::flush_last_used).
     used: std::sync::Mutex<HashMap<Arc<str>, i64>>,
+    /// Store-key lookups answered by the cache, and those that were not
+    /// (`/metrics`; static keys need no cache and are not counted).
+    pub cache_hits: std::sync::atomic::AtomicU64,
+    pub cache_misses: std::sync::atomic::AtomicU64,
 }
 
 /// How often last-used times are written to the store.
@@ -169,6 +173,8 @@ impl Authenticator {
             store_down_until_ms: Default::default(),
             epoch: std::time::Instant::now(),
             used: Default::default(),
+            cache_hits: Default::default(),
+            cache_misses: Default::default(),
         }
     }
 
@@ -200,9 +206,16 @@ impl Authenticator {
         else {
             return Err(AuthError::Invalid);
         };
+        use std::sync::atomic::Ordering::Relaxed;
         let principal = match self.cache.get(&hash).await {
-            Some(fresh) => fresh,
-            None => self.look_up(store, hash).await?,
+            Some(fresh) => {
+                self.cache_hits.fetch_add(1, Relaxed);
+                fresh
+            }
+            None => {
+                self.cache_misses.fetch_add(1, Relaxed);
+                self.look_up(store, hash).await?
+            }
         };
         match principal {
             None => Err(AuthError::Invalid),

@@ -121,6 +121,8 @@ pub struct Scraped {
     pub events_spilled: u64,
     /// Webhook delivery attempts so far, by result.
     pub webhook_attempts: [(&'static str, u64); 4],
+    /// Store-key lookups the key cache answered, and those it did not.
+    pub key_cache: [(&'static str, u64); 2],
 }
 
 /// The gateway's metrics; see the module doc.
@@ -142,6 +144,7 @@ pub struct Metrics {
     events_spilled: Counter,
     event_queue: Gauge,
     webhook_attempts: Family<ResultLabel, Counter>,
+    key_cache: Family<ResultLabel, Counter>,
     models: Bounded,
     codes: Bounded,
 }
@@ -163,6 +166,7 @@ impl Metrics {
             events_spilled: Counter::default(),
             event_queue: Gauge::default(),
             webhook_attempts: Family::default(),
+            key_cache: Family::default(),
             models: Bounded::default(),
             codes: Bounded::default(),
             registry: Registry::default(),
@@ -212,6 +216,11 @@ impl Metrics {
             metrics.events_spilled.clone(),
         );
         registry.register("event_queue", "Events emitted and not yet in the event log", metrics.event_queue.clone());
+        registry.register(
+            "key_cache_lookups",
+            "Store-key lookups by result: hit (the cache answered) or miss (the store was asked)",
+            metrics.key_cache.clone(),
+        );
         registry.register(
             "webhook_attempts",
             "Webhook delivery attempts by this process, by result (delivered, retrying, failed, disabled)",
@@ -274,6 +283,9 @@ impl Metrics {
         self.event_queue.set(now.events_emitted.saturating_sub(now.events_stored) as i64);
         for (result, total) in now.webhook_attempts {
             catch_up(&self.webhook_attempts.get_or_create(&ResultLabel { result }), total);
+        }
+        for (result, total) in now.key_cache {
+            catch_up(&self.key_cache.get_or_create(&ResultLabel { result }), total);
         }
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
@@ -339,6 +351,7 @@ mod tests {
             events_stored: 0,
             events_spilled: 0,
             webhook_attempts: [("delivered", 0), ("retrying", 0), ("failed", 0), ("disabled", 0)],
+            key_cache: [("hit", 0), ("miss", 0)],
         });
         assert!(!text.contains("tollgate_http_requests_total{"), "{text}");
     }
@@ -359,6 +372,7 @@ mod tests {
             events_stored: 4,
             events_spilled: 0,
             webhook_attempts: [("delivered", 2), ("retrying", 0), ("failed", 0), ("disabled", 0)],
+            key_cache: [("hit", 7), ("miss", 1)],
         });
         assert!(text.contains("tollgate_http_requests_total{route=\"/chat/completions\",status=\"2xx\"} 1"), "{text}");
         assert!(text.contains("tollgate_refusals_total{code=\"rate_limit_exceeded\"} 1"), "{text}");
@@ -366,5 +380,6 @@ mod tests {
         assert!(text.contains("tollgate_event_queue 1"), "{text}");
         assert!(text.contains("tollgate_build_info{version="), "{text}");
         assert!(text.contains("tollgate_webhook_attempts_total{result=\"delivered\"} 2"), "{text}");
+        assert!(text.contains("tollgate_key_cache_lookups_total{result=\"hit\"} 7"), "{text}");
     }
 }

@@ -74,6 +74,14 @@ async fn until_refused(addr: std::net::SocketAddr, key: &str) -> Duration {
     }
 }
 
+/// `tollgate_key_cache_lookups_total{result}` from the replica's `/metrics`.
+async fn key_cache(addr: std::net::SocketAddr, result: &str) -> u64 {
+    let text =
+        within("metrics", client().get(format!("http://{addr}/metrics")).send()).await.unwrap().text().await.unwrap();
+    let sample = format!("tollgate_key_cache_lookups_total{{result=\"{result}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&sample)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
 async fn issue_use_expire_revoke(stores: Stores) {
     let store = stores.keys.clone();
     let (_mock, addr, _stop) = replica(stores).await;
@@ -91,6 +99,10 @@ async fn issue_use_expire_revoke(stores: Stores) {
         .map(|m| m["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, vec![AGENT.to_string()], "the key's allow-list filters /v1/models");
+    // The first use asked the store; a second one within the TTL is a cache hit.
+    assert_eq!(models_status(addr, live.plaintext.expose()).await.0, 200);
+    let (hits, misses) = (key_cache(addr, "hit").await, key_cache(addr, "miss").await);
+    assert!(hits >= 1 && misses >= 1, "key cache lookups on /metrics: {hits} hits, {misses} misses");
 
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, body) = models_status(addr, expired.plaintext.expose()).await;

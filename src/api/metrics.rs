@@ -37,6 +37,7 @@ pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
         events_stored: load(&stats.stored),
         events_spilled: load(&stats.spilled),
         webhook_attempts: std::array::from_fn(|i| (ATTEMPT_RESULTS[i], load(&stats.attempts[i]))),
+        key_cache: [("hit", load(&app.auth.cache_hits)), ("miss", load(&app.auth.cache_misses))],
     });
     let mut response = Response::new(Body::full(text));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
