@@ -30,8 +30,8 @@ fn pki(name: &str) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf =
-        CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let leaf = CertificateParams::new(names).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
@@ -127,6 +127,54 @@ async fn the_openai_python_sdk_works_over_tls_with_a_custom_ca() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
+
+/// A gateway whose agent `relay` calls `upstream` (an OpenAI-compatible
+/// base URL) as its `AGENT`, with `KEY`, trusting `ca_file` when given.
+fn relay_toml(upstream: &str, ca_file: Option<&Path>) -> String {
+    let ca = ca_file.map_or(String::new(), |p| format!("ca_file = \"{}\"\n", p.display()));
+    let key_hash = hex::encode(tollgate::auth::hash_key(KEY.as_bytes()));
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[providers.secure]\nkind = \"openai\"\nbase_url = \"{upstream}\"\n\
+         api_key = \"{KEY}\"\nmax_retries = 0\n{ca}\n[agents.relay]\nprovider = \"secure\"\nupstream_model = \"{AGENT}\"\n\n\
+         [[keys]]\nname = \"t\"\nsha256 = \"{key_hash}\"\n"
+    )
+}
+
+#[tokio::test]
+async fn an_upstream_behind_a_private_ca_is_reached_with_ca_file_and_refused_without() {
+    // The upstream: a TLS gateway whose certificate the test CA signed.
+    let pki = pki("upstream");
+    let mock = MockUpstream::start().await;
+    let upstream = Gateway::start(&tls_toml(&pki.dir, &mock.base_url())).await;
+    let base = format!("https://127.0.0.1:{}/v1", upstream.addr.port());
+
+    let trusting = Gateway::start(&relay_toml(&base, Some(&pki.dir.join("ca.pem")))).await;
+    let send = |addr: std::net::SocketAddr| {
+        common::client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&chat_body("relay", "through two gateways"))
+            .send()
+    };
+    let response = within("relay over TLS", send(trusting.addr)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = json_of(response).await;
+    assert_eq!(body["model"], "relay", "{body}");
+
+    // Without the CA the handshake to the upstream fails: a 502, not a hang.
+    let untrusting = Gateway::start(&relay_toml(&base, None)).await;
+    let response = within("relay without the CA", send(untrusting.addr)).await.unwrap();
+    assert_eq!(response.status(), 502, "{}", response.text().await.unwrap_or_default());
+
+    // A file with no certificate is a config error naming the field.
+    std::fs::write(pki.dir.join("empty.pem"), "").unwrap();
+    let e = tollgate::config::Config::from_toml(&relay_toml(&base, Some(&pki.dir.join("empty.pem"))), "t.toml")
+        .map(drop)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("providers.secure.ca_file"), "{e}");
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
 

@@ -67,6 +67,9 @@ pub struct OpenAiConfig {
     /// the Responses API is forwarded to it (model and agent fields rewritten)
     /// instead of translated onto chat completions.
     pub native_responses: bool,
+    /// Extra CA certificates trusted for this upstream, beside the public
+    /// roots (`ca_file`: a self-hosted vLLM behind a private CA).
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,8 +138,15 @@ impl Validator<'_> {
                         return Err(self.err(at("responses"), format!("{other:?} is not \"translate\" or \"native\"")))
                     }
                 };
+                let ca_certs = match &o.ca_file {
+                    None => Vec::new(),
+                    Some(path) => {
+                        super::tls::ca_certs(std::path::Path::new(path)).map_err(|e| self.err(at("ca_file"), e))?
+                    }
+                };
                 Ok(ProviderConfig::OpenAi(OpenAiConfig {
                     native_responses,
+                    ca_certs,
                     base_url: base,
                     api_key,
                     headers,

@@ -139,6 +139,8 @@ pub struct RawOpenAi {
     pub retry_base_ms: Option<u64>,
     pub max_retry_after_ms: Option<u64>,
     pub pool_max_idle_per_host: Option<usize>,
+    /// PEM file of extra CA certificates to trust (a self-hosted upstream).
+    pub ca_file: Option<String>,
     /// `"translate"` (default) or `"native"`.
     pub responses: Option<String>,
 }

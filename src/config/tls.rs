@@ -40,6 +40,17 @@ pub fn load(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
     Ok(config)
 }
 
+/// The certificates of a PEM file of CA certificates (at least one).
+pub fn ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in the file", path.display()));
+    }
+    Ok(certs)
+}
+
 impl Validator<'_> {
     pub(super) fn tls(&self, cert: Option<String>, key: Option<String>) -> Result<Option<TlsConfig>, ConfigError> {
         let (cert, key) = match (cert, key) {

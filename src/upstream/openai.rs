@@ -246,13 +246,26 @@ fn client(name: &str, config: &OpenAiConfig) -> Result<HttpClient, String> {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-        .map_err(|e| format!("provider {name}: TLS setup failed: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls_failed = |e: rustls::Error| format!("provider {name}: TLS setup failed: {e}");
+    let builder = if config.ca_certs.is_empty() {
+        hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider).map_err(tls_failed)?
+    } else {
+        // The public roots and the configured CAs: a private CA adds trust,
+        // it does not take the public roots away.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in &config.ca_certs {
+            roots.add(cert.clone()).map_err(tls_failed)?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(tls_failed)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
+    };
+    let https = builder.https_or_http().enable_http1().enable_http2().wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
