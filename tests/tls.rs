@@ -46,13 +46,16 @@ fn tls_toml(dir: &Path, upstream: &str) -> String {
     base.replacen("[server]\n", &format!("[server]\n{tls}"), 1)
 }
 
+/// A client that trusts the test CA and finds `localhost` at `addr`.
 fn trusting(pki: &Pki, addr: std::net::SocketAddr) -> reqwest::Client {
+    trusting_builder(pki, addr).build().unwrap()
+}
+
+fn trusting_builder(pki: &Pki, addr: std::net::SocketAddr) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap())
         .resolve("localhost", addr)
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -70,13 +73,7 @@ async fn a_client_trusting_the_ca_is_served_over_tls_with_alpn() {
     assert_eq!(response.version(), reqwest::Version::HTTP_2, "ALPN picks h2");
     assert_eq!(json_of(response).await["model"], AGENT);
 
-    let http1 = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap())
-        .resolve("localhost", gw.addr)
-        .build()
-        .unwrap();
+    let http1 = trusting_builder(&pki, gw.addr).http1_only().build().unwrap();
     let response = within(
         "a stream over TLS, HTTP/1.1",
         http1.post(&url).bearer_auth(KEY).json(&chat_stream_body(AGENT, "a b")).send(),

@@ -22,8 +22,7 @@ pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
         return json_response(StatusCode::NOT_FOUND, body);
     }
     if let Some(expected) = &config.token_sha256 {
-        let presented = extract_key(headers).map(hash_key).unwrap_or([0; 32]);
-        let matches = extract_key(headers).is_ok() && bool::from(presented.ct_eq(expected));
+        let matches = extract_key(headers).is_ok_and(|token| bool::from(hash_key(token).ct_eq(expected)));
         if !matches {
             let body = &br#"{"error":{"message":"/metrics needs the scrape token as a Bearer token.","type":"invalid_request_error","code":"invalid_api_key"}}"#[..];
             return json_response(StatusCode::UNAUTHORIZED, body);
