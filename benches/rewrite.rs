@@ -28,7 +28,7 @@ fn catalog() -> Catalog {
         .iter()
         .map(|(name, p)| (name.clone(), Arc::new(Provider::from_config(name, p, 1).expect("provider builds"))))
         .collect();
-    Catalog::new(&config, &providers)
+    Catalog::new(&config, &providers, None)
 }
 
 fn bench(c: &mut Criterion) {
@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let parsed = parse(black_box(REQUEST.as_bytes()), Endpoint::Chat).expect("valid request");
             let target = catalog.resolve(&parsed.model, &principal).expect("demo agent exists");
-            black_box(rewrite(&parsed, &target).body.len())
+            black_box(rewrite(&parsed, &target, &target.route.primary().upstream_model_json).body.len())
         })
     });
     // Its share of the above: the strict pass `parse` runs after serde_json's.

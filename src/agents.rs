@@ -23,6 +23,7 @@ use bytes::Bytes;
 use crate::auth::Principal;
 use crate::config::{Config, Price};
 use crate::json::push_json_string;
+use crate::routing::{Healths, Route};
 use crate::upstream::Provider;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,13 +42,10 @@ pub struct Target {
     /// The workspace whose agent this is (only its keys resolve it); `None`
     /// for the config's models and agents, which every key may name.
     pub workspace: Option<Arc<str>>,
-    pub provider_name: Arc<str>,
-    pub provider: Arc<Provider>,
-    pub upstream_model: Arc<str>,
-    /// `upstream_model` as a JSON string literal.
-    pub upstream_model_json: Vec<u8>,
+    /// Where calls go: its targets, their health, how one is chosen.
+    pub route: Arc<Route>,
     /// `id` as a JSON string literal, or `None` when it equals the upstream
-    /// model (then responses pass through without a rewrite).
+    /// model of every target (then responses pass through without a rewrite).
     pub client_model_json: Option<Bytes>,
     /// `{"role":"system","content":"<instructions>"}`, ready to splice in.
     pub system_message: Option<Vec<u8>>,
@@ -68,6 +66,8 @@ pub struct Catalog {
     order: Vec<Arc<Target>>,
     /// The configured providers, for building workspace agents' targets.
     providers: HashMap<String, Arc<Provider>>,
+    /// Every configured target's health, shared by the routes naming it.
+    healths: Arc<Healths>,
     /// Some provider serves the Responses API natively.
     native_responses: bool,
 }
@@ -82,6 +82,9 @@ pub struct TargetSpec<'a> {
     pub workspace: Option<&'a str>,
     pub provider: &'a str,
     pub upstream_model: &'a str,
+    /// The model alias a stored agent was made from: while the alias is
+    /// configured, the agent goes where the alias goes (all its targets).
+    pub alias: Option<&'a str>,
     pub instructions: Option<&'a str>,
     pub defaults: &'a serde_json::Map<String, serde_json::Value>,
     pub max_tokens_cap: Option<u64>,
@@ -90,46 +93,54 @@ pub struct TargetSpec<'a> {
 }
 
 impl Catalog {
-    pub fn new(config: &Config, providers: &HashMap<String, Arc<Provider>>) -> Catalog {
+    /// `previous` is the catalog a reload replaces: targets it shares with
+    /// this one keep their health (open breakers, latency estimates).
+    pub fn new(config: &Config, providers: &HashMap<String, Arc<Provider>>, previous: Option<&Catalog>) -> Catalog {
+        let all_targets =
+            config.models.values().flat_map(|m| &m.targets).chain(config.agents.values().flat_map(|a| &a.targets));
+        let healths = Arc::new(Healths::new(config.routing, all_targets, previous.map(|c| &*c.healths)));
         let mut order = Vec::new();
         let no_defaults = Default::default();
         for (id, m) in &config.models {
-            order.push(target(
-                &TargetSpec {
-                    id,
-                    is_agent: false,
-                    workspace: None,
-                    provider: &m.provider,
-                    upstream_model: &m.upstream_model,
-                    instructions: None,
-                    defaults: &no_defaults,
-                    max_tokens_cap: None,
-                    price: m.price,
-                    memory: None,
-                },
-                &providers[&m.provider],
-            ));
+            let spec = TargetSpec {
+                id,
+                is_agent: false,
+                workspace: None,
+                provider: &m.targets[0].provider,
+                upstream_model: &m.targets[0].upstream_model,
+                alias: None,
+                instructions: None,
+                defaults: &no_defaults,
+                max_tokens_cap: None,
+                price: m.price,
+                memory: None,
+            };
+            order.push(target(&spec, Arc::new(healths.route(&m.targets, providers))));
         }
         for (id, a) in &config.agents {
-            order.push(target(
-                &TargetSpec {
-                    id,
-                    is_agent: true,
-                    workspace: None,
-                    provider: &a.provider,
-                    upstream_model: &a.upstream_model,
-                    instructions: a.instructions.as_deref(),
-                    defaults: &a.defaults,
-                    max_tokens_cap: a.max_tokens_cap,
-                    price: a.price,
-                    memory: a.memory,
-                },
-                &providers[&a.provider],
-            ));
+            let spec = TargetSpec {
+                id,
+                is_agent: true,
+                workspace: None,
+                provider: &a.targets[0].provider,
+                upstream_model: &a.targets[0].upstream_model,
+                alias: None,
+                instructions: a.instructions.as_deref(),
+                defaults: &a.defaults,
+                max_tokens_cap: a.max_tokens_cap,
+                price: a.price,
+                memory: a.memory,
+            };
+            order.push(target(&spec, Arc::new(healths.route(&a.targets, providers))));
         }
         let targets = order.iter().map(|t| (t.id.to_string(), t.clone())).collect();
         let native_responses = providers.values().any(|p| p.speaks_responses());
-        Catalog { targets, order, providers: providers.clone(), native_responses }
+        Catalog { targets, order, providers: providers.clone(), healths, native_responses }
+    }
+
+    /// Every configured target's health (the metrics scrape).
+    pub fn healths(&self) -> &Healths {
+        &self.healths
     }
 
     /// Resolves `model` for a caller, checking the caller's allow-list.
@@ -164,28 +175,34 @@ impl Catalog {
     /// The target of a spec that is not in the config (a workspace agent);
     /// `None` when its provider is no longer configured.
     pub fn build(&self, spec: &TargetSpec<'_>) -> Option<Arc<Target>> {
-        Some(target(spec, self.providers.get(spec.provider)?))
+        let aliased = spec.alias.and_then(|a| self.targets.get(a)).filter(|t| !t.is_agent);
+        let route = match aliased {
+            Some(alias) => alias.route.clone(),
+            None => {
+                let provider = self.providers.get(spec.provider)?.clone();
+                Arc::new(self.healths.single(spec.provider, provider, spec.upstream_model))
+            }
+        };
+        Some(target(spec, route))
     }
 }
 
 /// Prepares everything a rewrite copies (JSON literals, the system message)
 /// once, when the target is built.
-fn target(spec: &TargetSpec<'_>, provider: &Arc<Provider>) -> Arc<Target> {
+fn target(spec: &TargetSpec<'_>, route: Arc<Route>) -> Arc<Target> {
     let json_string = |s: &str| {
         let mut out = Vec::with_capacity(s.len() + 2);
         push_json_string(&mut out, s);
         out
     };
-    let (id, upstream_model, instructions) = (spec.id, spec.upstream_model, spec.instructions);
+    let (id, instructions) = (spec.id, spec.instructions);
+    let renamed = route.targets().iter().any(|t| *t.upstream_model != *id);
     Arc::new(Target {
         id: id.into(),
         is_agent: spec.is_agent,
         workspace: spec.workspace.map(Arc::from),
-        provider_name: spec.provider.into(),
-        provider: provider.clone(),
-        upstream_model: upstream_model.into(),
-        upstream_model_json: json_string(upstream_model),
-        client_model_json: (id != upstream_model).then(|| Bytes::from(json_string(id))),
+        route,
+        client_model_json: renamed.then(|| Bytes::from(json_string(id))),
         system_message: instructions.map(|text| {
             serde_json::to_vec(&serde_json::json!({"role": "system", "content": text})).expect("JSON serialises")
         }),

@@ -18,6 +18,7 @@ mod plans;
 mod providers;
 mod raw;
 mod responses;
+mod routing;
 mod schedules;
 mod server;
 mod store;
@@ -30,6 +31,7 @@ pub use metrics::MetricsConfig;
 pub use plans::{CreditsConfig, PlanConfig, WorkspaceConfig, DEFAULT_PLAN};
 pub use providers::{AgentConfig, MockConfig, ModelConfig, OpenAiConfig, Price, ProviderConfig, RESERVED_FIELDS};
 pub use responses::ResponsesConfig;
+pub use routing::{RoutingConfig, TargetConfig, MAX_TARGETS};
 pub use schedules::SchedulesConfig;
 pub use server::{LogConfig, ServerConfig};
 pub use store::{StoreBackend, StoreConfig};
@@ -76,6 +78,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// `GET /metrics` on or off, and its scrape token (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// Circuit-breaker thresholds for every target (`[routing]`).
+    pub routing: RoutingConfig,
 }
 
 impl Config {
@@ -159,6 +163,7 @@ impl Validator<'_> {
         let schedules = self.schedules(raw.schedules)?;
         let cors = self.cors(raw.cors)?;
         let metrics = self.metrics(raw.metrics)?;
+        let routing = self.routing(raw.routing)?;
         let plans = self.plans(raw.plans)?;
         let workspaces = self.workspaces(raw.workspaces, &plans)?;
         Ok(Config {
@@ -179,6 +184,7 @@ impl Validator<'_> {
             schedules,
             cors,
             metrics,
+            routing,
         })
     }
 

@@ -113,7 +113,7 @@ impl Builder {
             server: config.server.clone(),
             cors: config.cors.layer.clone(),
             agents: Agents::new(
-                Catalog::new(&config, &providers),
+                Catalog::new(&config, &providers, None),
                 crate::agents::store::open(&stores),
                 config.store.key_cache_ttl,
             ),

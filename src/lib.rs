@@ -28,6 +28,7 @@
 //! | [`request`] | the typed model request: one-pass parse and validation of a chat/completions/embeddings body |
 //! | [`pipeline`] | the model call without HTTP: parse, resolve, rewrite, admit, send, relay, account |
 //! | [`api`] | front doors and handlers: the OpenAI and Responses adapters, sessions and `/v1/chat` over one conversation adapter, models, agents, management, credits, webhooks, health |
+//! | [`routing`] | a model's targets: power-of-two-choices balancing, fallbacks before the first byte, circuit breakers, `Retry-After` cool-downs, concurrency limits |
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
 //! | [`sse`] | SSE framing and the incremental chunk rewriter |
@@ -88,6 +89,7 @@ pub mod request;
 pub mod responses;
 pub mod router;
 pub mod routes;
+pub mod routing;
 pub mod runtime;
 pub mod scheduler;
 pub mod schedules;

@@ -261,10 +261,10 @@ fn summary(c: &Config) {
         }
     }
     for (id, m) in &c.models {
-        println!("  model {id} -> {}/{}{}", m.provider, m.upstream_model, price_summary(&m.price));
+        println!("  model {id} -> {}{}", targets_summary(&m.targets), price_summary(&m.price));
     }
     for (id, a) in &c.agents {
-        println!("  agent {id} -> {}/{}{}", a.provider, a.upstream_model, price_summary(&a.price));
+        println!("  agent {id} -> {}{}", targets_summary(&a.targets), price_summary(&a.price));
     }
     for (name, p) in &c.plans {
         let part = |label: &str, v: Option<u64>| v.map(|v| format!(" {label} {v}")).unwrap_or_default();
@@ -286,6 +286,22 @@ fn summary(c: &Config) {
             println!("  store: redis{} at {}", if *cluster { " cluster" } else { "" }, shown.join(", "))
         }
     }
+}
+
+/// `openai/gpt-4o` for one target; `openai/gpt-4o (weight 3), vllm/llama (fallback)` for several.
+fn targets_summary(targets: &[tollgate::config::TargetConfig]) -> String {
+    let one = |t: &tollgate::config::TargetConfig| format!("{}/{}", t.provider, t.upstream_model);
+    if let [only] = targets {
+        return one(only);
+    }
+    let parts: Vec<String> = targets
+        .iter()
+        .map(|t| match t.weight {
+            0 => format!("{} (fallback)", one(t)),
+            w => format!("{} (weight {w})", one(t)),
+        })
+        .collect();
+    parts.join(", ")
 }
 
 fn price_summary(p: &tollgate::config::Price) -> String {

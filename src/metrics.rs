@@ -68,6 +68,17 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    target: Arc<str>,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: Arc<str>,
 }
@@ -123,6 +134,17 @@ pub struct Scraped {
     pub webhook_attempts: [(&'static str, u64); 4],
     /// Store-key lookups the key cache answered, and those it did not.
     pub key_cache: [(&'static str, u64); 2],
+    /// Every configured upstream target's state.
+    pub targets: Vec<TargetState>,
+}
+
+/// One upstream target at scrape time.
+pub struct TargetState {
+    /// `provider/upstream_model`.
+    pub label: String,
+    /// 0 closed, 1 open, 2 half-open.
+    pub breaker: u8,
+    pub in_flight: u32,
 }
 
 /// The gateway's metrics; see the module doc.
@@ -145,7 +167,12 @@ pub struct Metrics {
     event_queue: Gauge,
     webhook_attempts: Family<ResultLabel, Counter>,
     key_cache: Family<ResultLabel, Counter>,
+    upstream_attempts: Family<AttemptLabels, Counter>,
+    upstream_first_byte: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    breaker_state: Family<TargetLabel, Gauge>,
+    target_in_flight: Family<TargetLabel, Gauge>,
     models: Bounded,
+    targets: Bounded,
     codes: Bounded,
 }
 
@@ -167,7 +194,12 @@ impl Metrics {
             event_queue: Gauge::default(),
             webhook_attempts: Family::default(),
             key_cache: Family::default(),
+            upstream_attempts: Family::default(),
+            upstream_first_byte: Family::new_with_constructor(latency),
+            breaker_state: Family::default(),
+            target_in_flight: Family::default(),
             models: Bounded::default(),
+            targets: Bounded::default(),
             codes: Bounded::default(),
             registry: Registry::default(),
             enabled,
@@ -227,6 +259,26 @@ impl Metrics {
             metrics.webhook_attempts.clone(),
         );
         registry.register(
+            "upstream_attempts",
+            "Calls to upstream targets (provider/upstream_model), by result: ok, or the kind of failure",
+            metrics.upstream_attempts.clone(),
+        );
+        registry.register(
+            "upstream_first_byte_seconds",
+            "Time from sending a call to a target to its response headers, by target",
+            metrics.upstream_first_byte.clone(),
+        );
+        registry.register(
+            "target_breaker_state",
+            "Each configured target's circuit breaker: 0 closed, 1 open (skipped), 2 half-open (probing)",
+            metrics.breaker_state.clone(),
+        );
+        registry.register(
+            "target_in_flight",
+            "Calls in flight on each configured target (a stream counts until it ends)",
+            metrics.target_in_flight.clone(),
+        );
+        registry.register(
             "build",
             "This build of the gateway",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -274,6 +326,19 @@ impl Metrics {
         }
     }
 
+    /// One call to an upstream target: `result` is `ok` (with the time to
+    /// its headers) or the kind of failure.
+    pub fn upstream(&self, target: &Arc<str>, result: &'static str, first_byte: Option<Duration>) {
+        if !self.enabled {
+            return;
+        }
+        let target = self.targets.label(target);
+        if let Some(took) = first_byte {
+            self.upstream_first_byte.get_or_create(&TargetLabel { target: target.clone() }).observe(took.as_secs_f64());
+        }
+        self.upstream_attempts.get_or_create(&AttemptLabels { target, result }).inc();
+    }
+
     /// The text exposition, with the scrape-time gauges filled in.
     pub fn render(&self, now: Scraped) -> String {
         self.open_connections.set(now.open_connections as i64);
@@ -286,6 +351,14 @@ impl Metrics {
         }
         for (result, total) in now.key_cache {
             catch_up(&self.key_cache.get_or_create(&ResultLabel { result }), total);
+        }
+        // A reload may drop targets: the gauges show the config in force.
+        self.breaker_state.clear();
+        self.target_in_flight.clear();
+        for t in now.targets {
+            let label = TargetLabel { target: Arc::from(t.label) };
+            self.breaker_state.get_or_create(&label).set(i64::from(t.breaker));
+            self.target_in_flight.get_or_create(&label).set(i64::from(t.in_flight));
         }
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
@@ -352,6 +425,7 @@ mod tests {
             events_spilled: 0,
             webhook_attempts: [("delivered", 0), ("retrying", 0), ("failed", 0), ("disabled", 0)],
             key_cache: [("hit", 0), ("miss", 0)],
+            targets: Vec::new(),
         });
         assert!(!text.contains("tollgate_http_requests_total{"), "{text}");
     }
@@ -373,7 +447,10 @@ mod tests {
             events_spilled: 0,
             webhook_attempts: [("delivered", 2), ("retrying", 0), ("failed", 0), ("disabled", 0)],
             key_cache: [("hit", 7), ("miss", 1)],
+            targets: vec![TargetState { label: "openai/gpt-4o".into(), breaker: 1, in_flight: 2 }],
         });
+        assert!(text.contains("tollgate_target_breaker_state{target=\"openai/gpt-4o\"} 1"), "{text}");
+        assert!(text.contains("tollgate_target_in_flight{target=\"openai/gpt-4o\"} 2"), "{text}");
         assert!(text.contains("tollgate_http_requests_total{route=\"/chat/completions\",status=\"2xx\"} 1"), "{text}");
         assert!(text.contains("tollgate_refusals_total{code=\"rate_limit_exceeded\"} 1"), "{text}");
         assert!(text.contains("tollgate_open_connections 3"), "{text}");

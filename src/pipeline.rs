@@ -10,7 +10,8 @@
 //! 3. **rewrite** it for the agent: upstream model, instructions, defaults, caps;
 //! 4. **admit**: rate limits and the worst-case credit reservation in one
 //!    ledger step (429, 503) — static keys (no workspace) skip it;
-//! 5. **send** upstream with retries (502/503/504);
+//! 5. **send** to one of the route's targets, falling back to the next
+//!    before the first byte (502/503/504; see [`crate::routing`]);
 //! 6. **relay**: a stream goes out event by event as it arrives (the `model`
 //!    spliced in, the usage chunk stripped unless asked for); a whole answer is
 //!    collected (bounded) and its `model` spliced;
@@ -27,6 +28,7 @@
 
 pub mod answer;
 pub mod chunks;
+mod send;
 
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ use crate::limits::RateHeaders;
 use crate::relay::{collect, rewrite_json, Accounting, RelayBody, Settle};
 use crate::request::{self, Endpoint};
 use crate::sse::SseRewriter;
-use crate::upstream::{UpstreamError, UpstreamRequest};
+use crate::upstream::UpstreamError;
 use crate::usage::{Outcome, Usage, UsageRecord};
 
 /// One model call as a front door hands it over.
@@ -81,24 +83,18 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
         Some(target) => target,
         None => app.agents.resolve(&parsed.model, &ctx.principal).await?,
     };
-    let rewritten = rewrite(&parsed, &target);
+    let primary = target.route.primary();
+    let rewritten = rewrite(&parsed, &target, &primary.upstream_model_json);
     let (stream, strip_usage) = (parsed.stream, !(parsed.include_usage || call.translates));
     let client_model = if call.translates { None } else { target.client_model_json.clone() };
     let (settle, rate) = admit(app, ctx, endpoint, &target, &rewritten).await?;
-    let upstream_request = UpstreamRequest {
-        endpoint,
-        body: Bytes::from(rewritten.body),
-        stream,
-        request_id: ctx.request_id.clone(),
-        upstream_model: target.upstream_model.clone(),
-        client_model: target.id.clone(),
-    };
     let record = UsageRecord {
         request_id: ctx.request_id.to_str().unwrap_or_default().to_owned(),
         key: Some(ctx.principal.name.clone()),
         model: target.id.clone(),
-        provider: target.provider_name.clone(),
-        upstream_model: target.upstream_model.clone(),
+        provider: primary.provider_name.clone(),
+        upstream_model: primary.upstream_model.clone(),
+        attempts: 0,
         endpoint: call.door,
         streamed: stream,
         status: 0,
@@ -120,14 +116,9 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
     let mut accounting =
         Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate).with_settle(settle);
 
-    let upstream = match target.provider.send(&upstream_request).await {
-        // A stream answer must be SSE before the gateway commits to a 200; a
-        // non-stream answer is checked by the JSON rewrite.
-        Ok(r) if r.status.is_success() && (r.event_stream || !stream) => r,
-        Ok(r) => {
-            let detail = format!("unexpected status {} (event stream: {})", r.status, r.event_stream);
-            return Err(fail(&mut accounting, UpstreamError::Invalid { detail }));
-        }
+    let call = send::Call { parsed: &parsed, target: &target, body: Bytes::from(rewritten.body), ctx };
+    let upstream = match send::send(app, call, &mut accounting).await {
+        Ok(upstream) => upstream,
         Err(e) => return Err(fail(&mut accounting, e)),
     };
 

@@ -23,6 +23,7 @@ use tokio::time::Sleep;
 use crate::config::Price;
 use crate::credits::{Meter, Ticket};
 use crate::json::{find_fields, is_null};
+use crate::routing::{Lease, RouteTarget};
 use crate::sse::SseRewriter;
 use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::usage::{Outcome, Usage, UsageRecord, UsageSink};
@@ -36,6 +37,9 @@ pub struct Accounting {
     started: Instant,
     prompt_estimate: u64,
     settle: Option<Settle>,
+    /// The call on the target that answered: held to the answer's end (a
+    /// stream is in flight as long as it runs), told when it fails midway.
+    lease: Option<Lease>,
 }
 
 /// What settling a metered call needs.
@@ -47,7 +51,7 @@ pub struct Settle {
 
 impl Accounting {
     pub fn new(sink: Arc<dyn UsageSink>, record: UsageRecord, started: Instant, prompt_estimate: u64) -> Self {
-        Accounting { sink, record: Some(record), started, prompt_estimate, settle: None }
+        Accounting { sink, record: Some(record), started, prompt_estimate, settle: None, lease: None }
     }
 
     /// Settles the call's reservation when it ends.
@@ -62,6 +66,21 @@ impl Accounting {
         Usage { prompt_tokens: self.prompt_estimate, completion_tokens, estimated: true }
     }
 
+    /// Names the target being tried: the record says who answered, and
+    /// after how many attempts.
+    pub fn set_target(&mut self, target: &RouteTarget, attempts: u32) {
+        if let Some(record) = self.record.as_mut() {
+            record.provider = target.provider_name.clone();
+            record.upstream_model = target.upstream_model.clone();
+            record.attempts = attempts;
+        }
+    }
+
+    /// Keeps the answering target's lease until the answer ends.
+    pub fn hold(&mut self, lease: Lease) {
+        self.lease = Some(lease);
+    }
+
     /// Attaches what the answer said (for events), before [`Accounting::finish`].
     pub fn set_transcript(&mut self, transcript: Option<Box<crate::transcript::Transcript>>) {
         if let Some(record) = self.record.as_mut() {
@@ -70,6 +89,11 @@ impl Accounting {
     }
 
     pub fn finish(&mut self, status: u16, outcome: Outcome, usage: Usage) {
+        if let Some(mut lease) = self.lease.take() {
+            if outcome == Outcome::UpstreamFailed {
+                lease.failed(None);
+            }
+        }
         if let Some(mut record) = self.record.take() {
             record.status = status;
             record.outcome = outcome;

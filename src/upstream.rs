@@ -33,6 +33,11 @@ pub struct UpstreamRequest {
     /// upstream error message is rewritten so it never reveals the former.
     pub upstream_model: Arc<str>,
     pub client_model: Arc<str>,
+    /// The target's own time to first byte, over the provider's.
+    pub first_byte_timeout: Option<Duration>,
+    /// Whether the provider may retry (the last target a call can go to);
+    /// otherwise a failure returns at once and the call moves on.
+    pub retry: bool,
 }
 
 pub struct UpstreamResponse {
@@ -55,6 +60,9 @@ pub enum UpstreamError {
     Timeout,
     #[error("The upstream provider is overloaded; retry later.")]
     Overloaded { retry_after: Option<Duration> },
+    /// Every target of the model is cooling down or at its concurrency limit.
+    #[error("No upstream for this model can take the request now; retry later.")]
+    Unavailable { retry_after: Option<Duration> },
     #[error("The upstream provider failed with status {status}.")]
     Status { status: u16 },
     #[error("The upstream provider refused the gateway's credentials.")]
@@ -76,7 +84,7 @@ impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
             UpstreamError::Timeout | UpstreamError::Idle => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamError::Overloaded { .. } | UpstreamError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError::Rejected { status, .. } => *status,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -87,6 +95,7 @@ impl UpstreamError {
             UpstreamError::Unreachable { .. } => "upstream_unreachable",
             UpstreamError::Timeout => "upstream_timeout",
             UpstreamError::Overloaded { .. } => "upstream_overloaded",
+            UpstreamError::Unavailable { .. } => "upstream_unavailable",
             UpstreamError::Status { .. } => "upstream_status",
             UpstreamError::Auth { .. } => "upstream_auth",
             UpstreamError::Invalid { .. } => "upstream_invalid_response",
@@ -99,8 +108,40 @@ impl UpstreamError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            UpstreamError::Overloaded { retry_after } => *retry_after,
+            UpstreamError::Overloaded { retry_after } | UpstreamError::Unavailable { retry_after } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// Whether the call moves on to the next target: the target failed or
+    /// is busy, and nothing was sent to the client yet. A rejection of the
+    /// request itself would be rejected by every target.
+    pub fn falls_back(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Unreachable { .. }
+                | UpstreamError::Timeout
+                | UpstreamError::Overloaded { .. }
+                | UpstreamError::Status { .. }
+                | UpstreamError::Auth { .. }
+                | UpstreamError::Invalid { .. }
+        )
+    }
+
+    /// A fixed-set name of the error's kind (the metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable { .. } => "unreachable",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Overloaded { .. } => "overloaded",
+            UpstreamError::Unavailable { .. } => "unavailable",
+            UpstreamError::Status { .. } => "status",
+            UpstreamError::Auth { .. } => "auth",
+            UpstreamError::Invalid { .. } => "invalid",
+            UpstreamError::TooLarge => "too_large",
+            UpstreamError::Idle => "idle",
+            UpstreamError::Body { .. } => "body",
+            UpstreamError::Rejected { .. } => "rejected",
         }
     }
 

@@ -74,8 +74,12 @@ pub struct UsageRecord {
     pub key: Option<Arc<str>>,
     /// What the client asked for (agent id or model alias).
     pub model: Arc<str>,
+    /// The target that answered (or, when none did, the last one tried).
     pub provider: Arc<str>,
     pub upstream_model: Arc<str>,
+    /// Upstream targets tried for the call (a fallback makes it 2 or more;
+    /// 0 when the call never reached one).
+    pub attempts: u32,
     pub endpoint: &'static str,
     pub streamed: bool,
     /// The HTTP status the client received; 499 (nginx's convention) when the
@@ -116,6 +120,7 @@ impl UsageSink for LogUsageSink {
             model = %r.model,
             provider = %r.provider,
             upstream_model = %r.upstream_model,
+            attempts = r.attempts,
             status = r.status,
             streamed = r.streamed,
             outcome = r.outcome.as_str(),

@@ -28,9 +28,11 @@ pub struct Rewritten {
 
 const MAX_TOKEN_FIELDS: [&str; 2] = ["max_tokens", "max_completion_tokens"];
 
-pub fn rewrite(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
+/// `upstream_model` is the JSON string literal of the model the chosen
+/// target serves (`RouteTarget::upstream_model_json`).
+pub fn rewrite(req: &ParsedRequest<'_>, target: &Target, upstream_model: &[u8]) -> Rewritten {
     if req.endpoint == Endpoint::Responses {
-        return rewrite_responses(req, target);
+        return rewrite_responses(req, target, upstream_model);
     }
     let mut out = Vec::with_capacity(
         req.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
@@ -51,7 +53,7 @@ pub fn rewrite(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
     for (key, value) in &req.fields {
         let raw = value.get().as_bytes();
         match key.as_ref() {
-            "model" => member(&mut out, key, &target.upstream_model_json),
+            "model" => member(&mut out, key, upstream_model),
             "stream_options" => {}
             "messages" if req.endpoint == Endpoint::Chat => {
                 prompt_bytes += raw.len();
@@ -116,7 +118,7 @@ const RESPONSES_DEFAULTS: [&str; 3] = ["temperature", "top_p", "parallel_tool_ca
 /// `instructions`, its defaults fill what is unset and its cap bounds
 /// `max_output_tokens`; everything else is copied as it came. No usage option
 /// is added: the API reports usage in its last event.
-fn rewrite_responses(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
+fn rewrite_responses(req: &ParsedRequest<'_>, target: &Target, upstream_model: &[u8]) -> Rewritten {
     let mut out = Vec::with_capacity(
         req.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>()
             + target.instructions.as_ref().map_or(0, String::len)
@@ -132,7 +134,7 @@ fn rewrite_responses(req: &ParsedRequest<'_>, target: &Target) -> Rewritten {
     for (key, value) in &req.fields {
         let raw = value.get().as_bytes();
         match key.as_ref() {
-            "model" => member(&mut out, key, &target.upstream_model_json),
+            "model" => member(&mut out, key, upstream_model),
             "input" => {
                 prompt_bytes += raw.len();
                 member(&mut out, key, raw);
@@ -239,13 +241,14 @@ mod tests {
             id: "agent".into(),
             is_agent: true,
             workspace: None,
-            provider_name: "mock".into(),
-            provider: Arc::new(Provider::Mock(MockProvider::new(&MockConfig {
-                stream_chunks: 1,
-                chunk_delay: Default::default(),
-            }))),
-            upstream_model: "up-model".into(),
-            upstream_model_json: b"\"up-model\"".to_vec(),
+            route: Arc::new(crate::routing::Healths::default().single(
+                "mock",
+                Arc::new(Provider::Mock(MockProvider::new(&MockConfig {
+                    stream_chunks: 1,
+                    chunk_delay: Default::default(),
+                }))),
+                "up-model",
+            )),
             client_model_json: Some(bytes::Bytes::from_static(b"\"agent\"")),
             system_message: system,
             instructions: instructions.map(str::to_owned),
@@ -258,7 +261,7 @@ mod tests {
 
     fn run(body: &str, endpoint: Endpoint, t: &Target) -> (serde_json::Value, Rewritten) {
         let req = parse(body.as_bytes(), endpoint).unwrap();
-        let out = rewrite(&req, t);
+        let out = rewrite(&req, t, b"\"up-model\"");
         (serde_json::from_slice(&out.body).unwrap(), out)
     }
 

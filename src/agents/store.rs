@@ -78,6 +78,7 @@ impl AgentRecord {
             workspace: Some(&self.workspace),
             provider: &self.provider,
             upstream_model: &self.upstream_model,
+            alias: self.model.as_deref(),
             instructions: self.instructions.as_deref(),
             defaults: &self.defaults,
             max_tokens_cap: self.caps.max_tokens,

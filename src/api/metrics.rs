@@ -10,7 +10,7 @@ use crate::auth::{extract_key, hash_key};
 use crate::body::Body;
 use crate::error::json_response;
 use crate::events::bus::ATTEMPT_RESULTS;
-use crate::metrics::Scraped;
+use crate::metrics::{Scraped, TargetState};
 
 /// OpenMetrics text, which Prometheus negotiates and parses.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -37,6 +37,14 @@ pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
         events_spilled: load(&stats.spilled),
         webhook_attempts: std::array::from_fn(|i| (ATTEMPT_RESULTS[i], load(&stats.attempts[i]))),
         key_cache: [("hit", load(&app.auth.cache_hits)), ("miss", load(&app.auth.cache_misses))],
+        targets: app
+            .agents
+            .catalog()
+            .healths()
+            .snapshot()
+            .into_iter()
+            .map(|(label, h)| TargetState { label, breaker: h.breaker_state(), in_flight: h.in_flight() })
+            .collect(),
     });
     let mut response = Response::new(Body::full(text));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

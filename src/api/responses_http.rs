@@ -70,7 +70,7 @@ async fn native_target(app: &App, ctx: &RequestContext, body: &[u8]) -> Option<A
     let model = members.iter().rev().find(|(k, _)| k == "model")?.1;
     let model: std::borrow::Cow<'_, str> = serde_json::from_str(model.get()).ok()?;
     let target = app.agents.resolve(&model, &ctx.principal).await.ok()?;
-    target.provider.speaks_responses().then_some(target)
+    target.route.speaks_responses().then_some(target)
 }
 
 /// `POST /v1/responses`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 
 use super::raw::{RawAgent, RawModel, RawPrice, RawProvider};
+use super::routing::TargetConfig;
 use super::{ConfigError, Validator};
 use crate::secret::Secret;
 
@@ -80,15 +81,15 @@ pub struct MockConfig {
 
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
-    pub provider: String,
-    pub upstream_model: String,
+    /// Where calls go: one target, or several balanced and failed over.
+    pub targets: Vec<TargetConfig>,
     pub price: Price,
 }
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub provider: String,
-    pub upstream_model: String,
+    /// Where calls go: one target, or several balanced and failed over.
+    pub targets: Vec<TargetConfig>,
     pub instructions: Option<String>,
     /// Sampling parameters applied only where the request leaves them unset.
     pub defaults: serde_json::Map<String, serde_json::Value>,
@@ -169,9 +170,8 @@ impl Validator<'_> {
         providers: &BTreeMap<String, ProviderConfig>,
     ) -> Result<ModelConfig, ConfigError> {
         self.id(&format!("models.{id}"), id)?;
-        self.provider_ref(&format!("models.{id}.provider"), &m.provider, providers)?;
-        self.upstream_model(&format!("models.{id}.upstream_model"), &m.upstream_model)?;
-        Ok(ModelConfig { provider: m.provider, upstream_model: m.upstream_model, price: price(m.price) })
+        let targets = self.targets(&format!("models.{id}"), (m.provider, m.upstream_model), m.targets, providers)?;
+        Ok(ModelConfig { targets, price: price(m.price) })
     }
 
     pub(super) fn agent(
@@ -181,8 +181,7 @@ impl Validator<'_> {
         providers: &BTreeMap<String, ProviderConfig>,
     ) -> Result<AgentConfig, ConfigError> {
         self.id(&format!("agents.{id}"), id)?;
-        self.provider_ref(&format!("agents.{id}.provider"), &a.provider, providers)?;
-        self.upstream_model(&format!("agents.{id}.upstream_model"), &a.upstream_model)?;
+        let targets = self.targets(&format!("agents.{id}"), (a.provider, a.upstream_model), a.targets, providers)?;
         let mut defaults = serde_json::Map::new();
         for (k, v) in a.defaults {
             if RESERVED_FIELDS.contains(&k.as_str()) {
@@ -198,8 +197,7 @@ impl Validator<'_> {
         }
         Ok(AgentConfig {
             memory: a.memory,
-            provider: a.provider,
-            upstream_model: a.upstream_model,
+            targets,
             instructions: a.instructions.filter(|i| !i.trim().is_empty()),
             defaults,
             max_tokens_cap: a.caps.max_tokens,
@@ -207,7 +205,7 @@ impl Validator<'_> {
         })
     }
 
-    fn provider_ref(
+    pub(super) fn provider_ref(
         &self,
         path: &str,
         name: &str,
@@ -220,7 +218,7 @@ impl Validator<'_> {
         }
     }
 
-    fn upstream_model(&self, path: &str, model: &str) -> Result<(), ConfigError> {
+    pub(super) fn upstream_model(&self, path: &str, model: &str) -> Result<(), ConfigError> {
         if model.trim().is_empty() {
             return Err(self.err(path, "must not be empty"));
         }

@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub cors: super::cors::RawCors,
     #[serde(default)]
     pub metrics: super::metrics::RawMetrics,
+    #[serde(default)]
+    pub routing: super::routing::RawRouting,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -155,8 +157,9 @@ pub struct RawMock {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    pub provider: String,
-    pub upstream_model: String,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub targets: Option<Vec<super::routing::RawTarget>>,
     #[serde(default)]
     pub price: RawPrice,
 }
@@ -164,8 +167,9 @@ pub struct RawModel {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
-    pub provider: String,
-    pub upstream_model: String,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub targets: Option<Vec<super::routing::RawTarget>>,
     pub instructions: Option<String>,
     #[serde(default)]
     pub defaults: BTreeMap<String, serde_json::Value>,

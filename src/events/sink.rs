@@ -34,6 +34,8 @@ struct Completed<'a> {
     is_agent: bool,
     provider: &'a str,
     upstream_model: &'a str,
+    /// Targets tried: more than 1 when the call fell back.
+    attempts: u32,
     endpoint: &'a str,
     status: u16,
     outcome: &'a str,
@@ -96,6 +98,7 @@ impl UsageSink for EventSink {
                 is_agent: r.agent,
                 provider: &r.provider,
                 upstream_model: &r.upstream_model,
+                attempts: r.attempts,
                 endpoint: r.endpoint,
                 status: r.status,
                 outcome: r.outcome.as_str(),

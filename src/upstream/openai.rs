@@ -123,16 +123,12 @@ impl OpenAiProvider {
     pub async fn send(&self, r: &UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
         let mut attempt = 0;
         loop {
-            let retry_in = match tokio::time::timeout(
-                self.config.first_byte_timeout,
-                self.client().request(self.build(r)),
-            )
-            .await
-            {
+            let first_byte = r.first_byte_timeout.unwrap_or(self.config.first_byte_timeout);
+            let retry_in = match tokio::time::timeout(first_byte, self.client().request(self.build(r))).await {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) if e.is_connect() => {
                     let err = UpstreamError::Unreachable { detail: crate::telemetry::chain(&e) };
-                    self.retry_delay(attempt, None).ok_or(err)?
+                    self.retry_delay(r, attempt, None).ok_or(err)?
                 }
                 Ok(Err(e)) => return Err(UpstreamError::Unreachable { detail: crate::telemetry::chain(&e) }),
                 Ok(Ok(response)) => {
@@ -144,7 +140,7 @@ impl OpenAiProvider {
                         } else {
                             UpstreamError::Status { status: status.as_u16() }
                         };
-                        self.retry_delay(attempt, retry_after).ok_or(err)?
+                        self.retry_delay(r, attempt, retry_after).ok_or(err)?
                     } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                         return Err(UpstreamError::Auth { status: status.as_u16() });
                     } else if status.is_client_error() {
@@ -174,8 +170,8 @@ impl OpenAiProvider {
     }
 
     /// How long to wait before the next attempt, or `None` to give up.
-    fn retry_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        if attempt >= self.config.max_retries {
+    fn retry_delay(&self, r: &UpstreamRequest, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        if !r.retry || attempt >= self.config.max_retries {
             return None;
         }
         match retry_after {

@@ -88,6 +88,8 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
     count: watch::Sender<usize>,
+    /// Non-zero: every unscripted request gets this status (an outage).
+    failing: std::sync::atomic::AtomicU16,
 }
 
 pub struct MockUpstream {
@@ -110,6 +112,7 @@ impl MockUpstream {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             count: watch::channel(0).0,
+            failing: Default::default(),
         });
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
@@ -134,6 +137,12 @@ impl MockUpstream {
     /// `http://127.0.0.1:<port>/v1`, as a provider's `base_url`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// From now on every unscripted request fails with `status` (`None`:
+    /// answers normally again): an upstream outage of any length.
+    pub fn fail_all(&self, status: Option<u16>) {
+        self.state.failing.store(status.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Scripts the reply to the next request not yet scripted.
@@ -178,7 +187,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<MockBody> {
     let request_json: Value = serde_json::from_slice(&recorded.body).unwrap_or(Value::Null);
     state.requests.lock().unwrap().push(recorded.clone());
     state.count.send_modify(|c| *c += 1);
-    let reply = state.script.lock().unwrap().pop_front().unwrap_or(Reply::Normal);
+    let failing = state.failing.load(std::sync::atomic::Ordering::SeqCst);
+    let unscripted = || match failing {
+        0 => Reply::Normal,
+        status => Reply::status(status, r#"{"error":{"message":"outage","type":"server_error"}}"#),
+    };
+    let reply = state.script.lock().unwrap().pop_front().unwrap_or_else(unscripted);
     match reply {
         Reply::Normal => normal(&recorded.path, &request_json),
         Reply::Status { status, headers, body } => {

@@ -112,8 +112,11 @@ impl AgentBody {
                     .get(&alias)
                     .filter(|t| !t.is_agent)
                     .ok_or_else(|| invalid("model", format!("{alias:?} is not a configured model alias")))?;
-                r.provider = target.provider_name.to_string();
-                r.upstream_model = target.upstream_model.to_string();
+                // Stored for the record; the agent follows the alias's route
+                // (all its targets) while the alias is configured.
+                let primary = target.route.primary();
+                r.provider = primary.provider_name.to_string();
+                r.upstream_model = primary.upstream_model.to_string();
                 // A model's price stays its price unless the agent sets one.
                 if self.price.is_none() && new {
                     r.price = target.price;
