@@ -167,6 +167,11 @@ impl Catalog {
         self.targets.get(model)
     }
 
+    /// The configured provider `name` (a reload keeps one that did not change).
+    pub fn provider(&self, name: &str) -> Option<Arc<Provider>> {
+        self.providers.get(name).cloned()
+    }
+
     /// Whether `name` is a configured provider (a workspace agent must name one).
     pub fn has_provider(&self, name: &str) -> bool {
         self.providers.contains_key(name)

@@ -10,6 +10,7 @@ pub mod management;
 pub mod metrics;
 pub mod models;
 pub mod openai;
+pub mod reload;
 pub mod responses;
 pub mod responses_http;
 pub mod sessions;

@@ -135,7 +135,8 @@ impl Principal {
 
 /// Checks credentials against the static keys and the key store.
 pub struct Authenticator {
-    static_keys: HashMap<KeyHash, Arc<Principal>>,
+    /// The config's keys; swapped whole by a config reload.
+    static_keys: arc_swap::ArcSwap<HashMap<KeyHash, Arc<Principal>>>,
     store: Option<Arc<dyn KeyStore>>,
     /// hash → the key as last read from the store (`None`: no such key),
     /// trusted for the cache TTL.
@@ -157,13 +158,17 @@ pub struct Authenticator {
     pub cache_misses: std::sync::atomic::AtomicU64,
 }
 
+fn static_principals(keys: &[KeyConfig]) -> HashMap<KeyHash, Arc<Principal>> {
+    keys.iter().map(|k| (k.sha256, Arc::new(Principal::from_config(k)))).collect()
+}
+
 /// How often last-used times are written to the store.
 pub const LAST_USED_FLUSH: Duration = Duration::from_secs(10);
 
 impl Authenticator {
     /// Static keys only, until [`with_store`](Self::with_store) adds a store.
     pub fn new(keys: &[KeyConfig], cache_ttl: Duration) -> Authenticator {
-        let static_keys = keys.iter().map(|k| (k.sha256, Arc::new(Principal::from_config(k)))).collect();
+        let static_keys = arc_swap::ArcSwap::from_pointee(static_principals(keys));
         let cache = moka::future::Cache::builder().max_capacity(KEY_CACHE_CAPACITY).time_to_live(cache_ttl).build();
         Authenticator {
             static_keys,
@@ -176,6 +181,12 @@ impl Authenticator {
             cache_hits: Default::default(),
             cache_misses: Default::default(),
         }
+    }
+
+    /// A reloaded config's static keys: a removed key is refused from the
+    /// next request on.
+    pub fn replace_static_keys(&self, keys: &[KeyConfig]) {
+        self.static_keys.store(Arc::new(static_principals(keys)));
     }
 
     /// Serves keys read from the store within `bound` while it cannot answer.
@@ -195,7 +206,7 @@ impl Authenticator {
     pub async fn authenticate(&self, headers: &HeaderMap, now: i64) -> Result<Arc<Principal>, AuthError> {
         let key = extract_key(headers)?;
         let hash = hash_key(key);
-        if let Some((stored, principal)) = self.static_keys.get_key_value(&hash) {
+        if let Some((stored, principal)) = self.static_keys.load().get_key_value(&hash) {
             if bool::from(stored.ct_eq(&hash)) {
                 return Ok(principal.clone());
             }

@@ -48,6 +48,9 @@ pub enum Error {
     Stored(#[from] StoredError),
     #[error(transparent)]
     Conversation(#[from] ConversationError),
+    /// A reload asked for through the admin route found the config invalid.
+    #[error("The config was not reloaded: {0}")]
+    Reload(#[from] crate::reload::ReloadError),
 }
 
 impl From<crate::agents::ResolveError> for Error {
@@ -203,6 +206,7 @@ impl Error {
                     Parts { param: e.param(), ..p(StatusCode::BAD_REQUEST, INVALID, e.code()) }
                 }
             },
+            Error::Reload(_) => p(StatusCode::UNPROCESSABLE_ENTITY, INVALID, "config_invalid"),
             Error::ShuttingDown => Parts {
                 retry_after: Some(Duration::from_secs(1)),
                 ..p(StatusCode::SERVICE_UNAVAILABLE, "api_error", "shutting_down")

@@ -217,7 +217,8 @@ pub struct Events {
     pub webhooks: Arc<dyn WebhookStore>,
     pub queue: Arc<dyn DeliveryQueue>,
     pub config: crate::config::EventsConfig,
-    pub webhook_config: crate::config::WebhooksConfig,
+    /// Swapped whole by a config reload (read per attempt).
+    pub webhook_config: arc_swap::ArcSwap<crate::config::WebhooksConfig>,
     pub clock: Arc<dyn crate::clock::Clock>,
     pub credits: credits_watch::CreditsWatch,
     /// Where deliveries and spills run (tracked, drained at shutdown).
@@ -255,7 +256,7 @@ impl Events {
             webhooks,
             queue,
             config: e.clone(),
-            webhook_config: w.clone(),
+            webhook_config: arc_swap::ArcSwap::from_pointee(w.clone()),
             clock,
             credits: credits_watch::CreditsWatch::new(e.low_credits_percent),
             tasks: tasks.clone(),

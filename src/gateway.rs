@@ -59,6 +59,7 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     usage: Arc<dyn UsageSink>,
     stores: Option<Stores>,
+    source: Option<crate::reload::Source>,
 }
 
 impl Builder {
@@ -82,10 +83,18 @@ impl Builder {
         self
     }
 
+    /// Where a reload reads the config (by default the file the config
+    /// came from, with no listen override).
+    pub fn reload_source(mut self, source: crate::reload::Source) -> Builder {
+        self.source = Some(source);
+        self
+    }
+
     /// Opens everything. Call on the runtime that lives as long as the
     /// gateway: the store's connections and the background tasks run there.
     pub async fn open(self) -> Result<Gateway, OpenError> {
-        let Builder { config, clock, usage, stores } = self;
+        let Builder { config, clock, usage, stores, source } = self;
+        let source = source.unwrap_or_else(|| crate::reload::Source::of(&config));
         let stores = match stores {
             Some(stores) => stores,
             None => Stores::open(&config.store).await?,
@@ -111,7 +120,10 @@ impl Builder {
         let metrics = Arc::new(crate::metrics::Metrics::new(config.metrics.enabled));
         let app = App {
             server: config.server.clone(),
-            cors: config.cors.layer.clone(),
+            config: arc_swap::ArcSwap::from_pointee(config.clone()),
+            reload_source: source,
+            tls: arc_swap::ArcSwapOption::new(config.server.tls.as_ref().map(|t| t.server.clone())),
+            cors: arc_swap::ArcSwapOption::new(config.cors.layer.clone().map(Arc::new)),
             agents: Agents::new(
                 Catalog::new(&config, &providers, None),
                 crate::agents::store::open(&stores),
@@ -122,10 +134,10 @@ impl Builder {
             conversations,
             schedules,
             stores,
-            plans: config.plans.clone(),
+            plans: arc_swap::ArcSwap::from_pointee(config.plans.clone()),
             usage: Arc::new(EventSink::new(Arc::new(MetricsSink::new(metrics.clone(), usage)), events.clone())),
             metrics,
-            metrics_config: config.metrics.clone(),
+            metrics_config: arc_swap::ArcSwap::from_pointee(config.metrics.clone()),
             meter,
             events,
             connections: crate::server::Connections::new(config.server.max_connections),
@@ -145,7 +157,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn builder(config: Config) -> Builder {
-        Builder { config, clock: Arc::new(SystemClock), usage: Arc::new(LogUsageSink), stores: None }
+        Builder { config, clock: Arc::new(SystemClock), usage: Arc::new(LogUsageSink), stores: None, source: None }
     }
 
     /// [`Gateway::builder`] with nothing replaced.
@@ -213,6 +225,7 @@ impl Gateway {
         })?;
         control.block_on(async {
             let background = self.start_background();
+            self.reload_on_sighup();
             tokio::select! {
                 _ = shutdown => {}
                 _ = workers.exited() => tracing::error!("a worker stopped; shutting down"),
@@ -226,6 +239,25 @@ impl Gateway {
             self.finish().await;
             served
         })
+    }
+
+    /// SIGHUP reloads the config (`tollgate serve` only: a test process
+    /// holds many gateways and reloads each through its admin route).
+    fn reload_on_sighup(&self) {
+        #[cfg(unix)]
+        {
+            let app = self.app.clone();
+            self.tasks.spawn_loop("reload on SIGHUP", async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                    return tracing::warn!("cannot listen for SIGHUP; reload through the admin route");
+                };
+                while hangups.recv().await.is_some() {
+                    // The verdict is logged by `reload`.
+                    let _ = app.reload();
+                }
+            });
+        }
     }
 
     /// Starts the loops; returns the handle that stops the event drain.

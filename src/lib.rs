@@ -28,6 +28,7 @@
 //! | [`request`] | the typed model request: one-pass parse and validation of a chat/completions/embeddings body |
 //! | [`pipeline`] | the model call without HTTP: parse, resolve, rewrite, admit, send, relay, account |
 //! | [`api`] | front doors and handlers: the OpenAI and Responses adapters, sessions and `/v1/chat` over one conversation adapter, models, agents, management, credits, webhooks, health |
+//! | [`reload`] | SIGHUP / `tollgate reload` / the admin route: validate the new config, build, swap atomically; what needs a restart |
 //! | [`routing`] | a model's targets: power-of-two-choices balancing, fallbacks before the first byte, circuit breakers, `Retry-After` cool-downs, concurrency limits |
 //! | [`upstream`] | providers: OpenAI-compatible (pooled hyper + rustls) and the built-in mock |
 //! | [`relay`] | stream relay body, non-stream rewrite, usage accounting guard |
@@ -85,6 +86,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod records;
 pub mod relay;
+pub mod reload;
 pub mod request;
 pub mod responses;
 pub mod router;

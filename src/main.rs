@@ -48,6 +48,19 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Reload a running gateway's config (through its admin route; SIGHUP to
+    /// the process does the same). Prints what needs a restart, or why the
+    /// new config was refused.
+    Reload {
+        /// The gateway's URL. Default: http(s)://<server.listen of the config>.
+        #[arg(long)]
+        url: Option<String>,
+        /// An admin key.
+        #[arg(long, env = "TOLLGATE_ADMIN_KEY", hide_env_values = true)]
+        key: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Manage workspaces in the configured store.
     Workspaces {
         #[arg(long, short, global = true)]
@@ -121,6 +134,29 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Reload { url, key, config } => {
+            let url = match url {
+                Some(url) => url,
+                None => match load(config.as_deref()) {
+                    Ok(config) => tollgate::reload::remote::url_of(&config),
+                    Err(e) => return fail(&e),
+                },
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(tollgate::reload::remote::ask(&url, &key)))
+            {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Keys { config, command } => operate(config.as_deref(), |stores, _| keys(stores, command)),
         Command::Workspaces { config, command } => {
             operate(config.as_deref(), |stores, config| workspaces(stores, config, command))
@@ -329,7 +365,9 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
-        let gateway = control.block_on(Gateway::open(config)).map_err(|e| e.to_string())?;
+        let source = tollgate::reload::Source { listen, ..tollgate::reload::Source::of(&config) };
+        let gateway =
+            control.block_on(Gateway::builder(config).reload_source(source).open()).map_err(|e| e.to_string())?;
         if let Some(admin) = control.block_on(gateway.bootstrap_admin()).map_err(|e| e.to_string())? {
             // Straight to stderr, never through the log: the key must not be stored anywhere.
             // One write, so no log line from another thread lands between the notice and the key.

@@ -98,6 +98,7 @@ const CREDITS: Access = Access::Key {
 };
 const TOP_UP: Access = Access::Key { scopes: &[Scope::Admin], workspace: true, what: "top up credits" };
 const KEYS: Access = Access::Key { scopes: &[Scope::Full, Scope::Admin], workspace: true, what: "manage keys" };
+const RELOAD: Access = Access::Key { scopes: &[Scope::Admin], workspace: false, what: "reload the config" };
 const WORKSPACES: Access = Access::Key { scopes: &[Scope::Admin], workspace: true, what: "manage workspaces" };
 /// A workspace's own settings (`default_agent`): its `full` keys or an admin.
 const WORKSPACE_SETTINGS: Access =
@@ -276,6 +277,7 @@ pub static ROUTES: &[Route] = &[
         KEYS,
         handler!(|app, ctx, call| api::management::revoke_key(app, ctx, call.param("id")).await),
     ),
+    route(Post, "/admin/reload", RELOAD, handler!(|app, ctx, call| api::reload::reload(app))),
     route(Get, "/workspaces", WORKSPACES, handler!(|app, ctx, call| api::management::list_workspaces(app, ctx).await)),
     route(
         Post,

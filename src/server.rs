@@ -53,6 +53,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// the server knows nothing of handlers.
 pub trait Service: Send + Sync + 'static {
     fn config(&self) -> &ServerConfig;
+    /// The TLS certificate and key new connections get (`None`: plain
+    /// HTTP); read per connection, so a reloaded certificate applies to
+    /// the next handshake and open connections keep theirs.
+    fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.config().tls.as_ref().map(|t| t.server.clone())
+    }
     /// The process's connection slots.
     fn connections(&self) -> &Arc<Connections>;
     fn drain(&self) -> &Drain;
@@ -148,12 +154,12 @@ async fn connection<S: Service>(
         return;
     };
     let _ = stream.set_nodelay(true);
-    let Some(tls) = &server.tls else {
+    let Some(tls) = app.tls() else {
         return serve_connection(app, &builder, stream, peer, mode, &kill, slot).await;
     };
     // The handshake is bounded like a request's headers: a client that
     // opens a socket and never finishes it loses its slot.
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let handshake = tokio::time::timeout(server.header_read_timeout, acceptor.accept(stream));
     let stream = tokio::select! {
         biased;

@@ -63,11 +63,36 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(Batched).with_target(false).with_ansi(ansi);
     if config.json {
-        builder.json().flatten_event(true).init();
+        let builder = builder.json().flatten_event(true).with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+        builder.init();
     } else {
-        builder.fmt_fields(fields::SafeFields).init();
+        let builder = builder.fmt_fields(fields::SafeFields).with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+        builder.init();
     }
     guard
+}
+
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Swaps the installed subscriber's filter (a config reload's `log.level`).
+static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
+
+/// Sets the log level (an `EnvFilter` directive, e.g. `info,tollgate=debug`)
+/// of the running process. `RUST_LOG`, when set, wins, as it does at start;
+/// without an installed subscriber (a test) only the directive is checked.
+pub fn set_level(level: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(());
+    }
+    match SET_FILTER.get() {
+        Some(set) => set(filter),
+        None => Ok(()),
+    }
 }
 
 /// Block-buffered stdout; falls back to `Stdout` where the fd cannot be cloned.

@@ -39,7 +39,9 @@ pub enum ResolveError {
 /// The catalog and the workspace agents: what every front door resolves
 /// model ids through.
 pub struct Agents {
-    catalog: Catalog,
+    /// Swapped whole by a config reload; a request keeps the targets it
+    /// resolved.
+    catalog: arc_swap::ArcSwap<Catalog>,
     store: Arc<dyn AgentStore>,
     /// `(workspace, id)` → the agent's target, or `None` when the workspace
     /// has no such agent. moka: concurrent, bounded, with a TTL and
@@ -55,12 +57,19 @@ impl Agents {
     pub fn new(catalog: Catalog, store: Arc<dyn AgentStore>, ttl: Duration) -> Agents {
         let targets = moka::future::Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(ttl).build();
         let defaults = moka::future::Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(ttl).build();
-        Agents { catalog, store, targets, defaults }
+        Agents { catalog: arc_swap::ArcSwap::from_pointee(catalog), store, targets, defaults }
     }
 
-    /// The config's models and agents.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The config's models and agents, as in force now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    /// A reloaded config's catalog. Workspace agents' cached targets were
+    /// built on the old providers: they are built again on next use.
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        self.catalog.store(Arc::new(catalog));
+        self.targets.invalidate_all();
     }
 
     /// The workspace agent store (for the management API).
@@ -71,7 +80,7 @@ impl Agents {
     /// Resolves `model` for a caller: a config model or agent, else an agent
     /// of the caller's workspace; the caller's allow-list applies to both.
     pub async fn resolve(&self, model: &str, principal: &Principal) -> Result<Arc<Target>, ResolveError> {
-        match self.catalog.resolve(model, principal) {
+        match self.catalog.load().resolve(model, principal) {
             Err(CatalogError::NotFound(_)) => {}
             found => return Ok(found?),
         }
@@ -88,7 +97,7 @@ impl Agents {
     /// Whether `id` resolves inside `workspace` (config or workspace agent),
     /// regardless of any key's allow-list.
     pub async fn exists_in(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
-        if self.catalog.get(id).is_some() {
+        if self.catalog.load().get(id).is_some() {
             return Ok(true);
         }
         Ok(self.workspace_target(&Arc::from(workspace), id).await?.is_some())
@@ -106,7 +115,7 @@ impl Agents {
     /// The target of a stored agent; `None` (and a warning) when its
     /// provider has left the config since it was stored.
     pub fn target_of(&self, record: &AgentRecord) -> Option<Arc<Target>> {
-        let target = self.catalog.build(&record.spec());
+        let target = self.catalog.load().build(&record.spec());
         if target.is_none() {
             tracing::warn!(
                 workspace = %record.workspace, agent = %record.id, provider = %record.provider,
@@ -124,7 +133,8 @@ impl Agents {
             return Ok(Vec::new());
         };
         let ids = self.store.ids(ws).await?;
-        Ok(ids.into_iter().filter(|id| self.catalog.get(id).is_none() && principal.may_use(id)).collect())
+        let catalog = self.catalog.load();
+        Ok(ids.into_iter().filter(|id| catalog.get(id).is_none() && principal.may_use(id)).collect())
     }
 
     /// The workspace's default agent id (what the sessions front door uses

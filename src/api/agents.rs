@@ -109,7 +109,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
     if workspace != own {
         existing_workspace(app, &workspace).await?;
     }
-    let agent = req.create(app.agents.catalog(), workspace, now())?;
+    let agent = req.create(&app.agents.catalog(), workspace, now())?;
     if app.agents.catalog().get(&agent.id).is_some() {
         let what = format!("The id {:?} of a configured model or agent", agent.id);
         return Err(ManagementError::Conflict(what).into());
@@ -194,7 +194,7 @@ pub async fn update(
     let body = read_body(app, req).await?;
     let patch: AgentBody = parse(&body)?;
     let current = stored(app, &ws, id).await?;
-    let agent = patch.update(app.agents.catalog(), current, now())?;
+    let agent = patch.update(&app.agents.catalog(), current, now())?;
     if !app.agents.store().replace(&agent).await.map_err(ManagementError::from)? {
         return Err(not_found(id).into()); // deleted meanwhile
     }

@@ -249,9 +249,10 @@ pub async fn create_workspace(
     let plan = req.plan.as_deref().unwrap_or("default");
     let (name, time_zone) = (req.name.as_deref(), req.time_zone.as_deref());
     let low = req.low_credits_threshold;
-    let ws: Workspace = admin::create_workspace_with(&app.stores, &app.plans, &req.id, name, plan, time_zone, low)
-        .await
-        .map_err(ManagementError::from)?;
+    let ws: Workspace =
+        admin::create_workspace_with(&app.stores, &app.plans.load(), &req.id, name, plan, time_zone, low)
+            .await
+            .map_err(ManagementError::from)?;
     Ok(json(StatusCode::CREATED, &WorkspaceView::of(&ws, None)))
 }
 

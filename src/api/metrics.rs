@@ -16,7 +16,7 @@ use crate::metrics::{Scraped, TargetState};
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
-    let config = &app.metrics_config;
+    let config = app.metrics_config.load();
     if !config.enabled {
         let body = &br#"{"error":{"message":"Metrics are off ([metrics] enabled = false).","type":"not_found_error","code":"not_found"}}"#[..];
         return json_response(StatusCode::NOT_FOUND, body);

@@ -50,7 +50,8 @@ pub async fn list(agents: &Agents, principal: &Principal) -> Result<Response<Bod
             (Vec::new(), true)
         }
     };
-    let mut data: Vec<Model<'_>> = agents.catalog().visible_to(principal).map(|t| Model::of(t)).collect();
+    let catalog = agents.catalog();
+    let mut data: Vec<Model<'_>> = catalog.visible_to(principal).map(|t| Model::of(t)).collect();
     data.extend(own.iter().map(|id| Model { id, object: "model", created: 0, owned_by: WORKSPACE }));
     let json = serde_json::to_vec(&List { object: "list", data }).expect("JSON serialises");
     let mut response = json_response(StatusCode::OK, json);

@@ -95,7 +95,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
         let message = "at most 512 bytes".to_owned();
         return Err(ManagementError::Invalid { param: "description", message }.into());
     }
-    let allow_private = events.webhook_config.allow_private_targets;
+    let allow_private = events.webhook_config.load().allow_private_targets;
     ssrf::check_url(&req.url, allow_private)
         .await
         .map_err(|e| ManagementError::Invalid { param: "url", message: e.to_string() })?;
@@ -118,7 +118,7 @@ pub async fn create(app: &App, ctx: &RequestContext, req: Request<Incoming>) -> 
         disabled_reason: None,
         failures: 0,
     };
-    let max = events.webhook_config.max_per_workspace;
+    let max = events.webhook_config.load().max_per_workspace;
     events.webhooks.insert_webhook(&webhook, max).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => {
             ManagementError::Conflict(format!("the workspace's limit of {max} webhooks is reached; a webhook"))
@@ -211,7 +211,7 @@ pub async fn rotate_secret(
             .map_err(|e| ManagementError::Invalid { param: "secret", message: e.to_string() })?,
         None => sign::generate_secret(),
     };
-    let until = events.clock.now_ms() + events.webhook_config.secret_grace.as_millis() as i64;
+    let until = events.clock.now_ms() + events.webhook_config.load().secret_grace.as_millis() as i64;
     if !events.webhooks.rotate_secret(&webhook.id, &secret, until).await.map_err(ManagementError::from)? {
         return Err(ManagementError::NotFound(format!("webhook {id:?}")).into());
     }
@@ -236,7 +236,7 @@ pub async fn deliveries(
 ) -> Result<Response<Body>, Error> {
     let events = &app.events;
     let webhook = owned_webhook(events, ctx, id).await?;
-    let kept = events.webhook_config.attempts_kept;
+    let kept = events.webhook_config.load().attempts_kept;
     let limit = page_limit(&Query::parse(query), kept.min(DEFAULT_PAGE), kept)?;
     let attempts = events.queue.attempts(&webhook, limit).await.map_err(ManagementError::from)?;
     #[derive(Serialize)]

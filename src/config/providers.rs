@@ -42,13 +42,13 @@ fn price(p: RawPrice) -> Price {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProviderConfig {
     OpenAi(OpenAiConfig),
     Mock(MockConfig),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OpenAiConfig {
     /// Base URL up to and including the version segment, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
@@ -73,7 +73,7 @@ pub struct OpenAiConfig {
     pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MockConfig {
     pub stream_chunks: u32,
     pub chunk_delay: Duration,

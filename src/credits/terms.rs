@@ -47,7 +47,8 @@ impl Terms {
 
 pub struct TermsCache {
     workspaces: Arc<dyn WorkspaceStore>,
-    plans: BTreeMap<String, PlanConfig>,
+    /// The config's plans; swapped whole by a config reload.
+    plans: arc_swap::ArcSwap<BTreeMap<String, PlanConfig>>,
     /// `None` caches "no such workspace" too.
     cache: moka::future::Cache<Arc<str>, Option<Arc<Terms>>>,
 }
@@ -55,7 +56,13 @@ pub struct TermsCache {
 impl TermsCache {
     pub fn new(workspaces: Arc<dyn WorkspaceStore>, plans: BTreeMap<String, PlanConfig>, ttl: Duration) -> Self {
         let cache = moka::future::Cache::builder().max_capacity(100_000).time_to_live(ttl).build();
-        TermsCache { workspaces, plans, cache }
+        TermsCache { workspaces, plans: arc_swap::ArcSwap::from_pointee(plans), cache }
+    }
+
+    /// A reloaded config's plans: every workspace's terms are read again.
+    pub fn replace_plans(&self, plans: BTreeMap<String, PlanConfig>) {
+        self.plans.store(Arc::new(plans));
+        self.cache.invalidate_all();
     }
 
     /// The terms of a key's workspace; a workspace missing from the store
@@ -63,7 +70,7 @@ impl TermsCache {
     pub async fn get(&self, workspace: &Arc<str>) -> Result<Arc<Terms>, MeterError> {
         Ok(match self.lookup(workspace).await? {
             Some(terms) => terms,
-            None => Arc::new(Terms::new(workspace, &self.plans[DEFAULT_PLAN], None)),
+            None => Arc::new(Terms::new(workspace, &self.plans.load()[DEFAULT_PLAN], None)),
         })
     }
 
@@ -76,7 +83,8 @@ impl TermsCache {
         let load = async {
             let record = self.workspaces.workspace(workspace).await?;
             Ok::<_, MeterError>(record.map(|w| {
-                let plan = self.plans.get(&w.plan).unwrap_or(&self.plans[DEFAULT_PLAN]);
+                let plans = self.plans.load();
+                let plan = plans.get(&w.plan).unwrap_or(&plans[DEFAULT_PLAN]);
                 let mut terms = Terms::new(&w.id, plan, w.time_zone.as_deref());
                 terms.low_credits_threshold = w.low_credits_threshold;
                 Arc::new(terms)

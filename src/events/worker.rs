@@ -83,7 +83,7 @@ enum Answer {
 
 impl Worker {
     pub fn new(events: Arc<Events>, meter: Arc<Meter>) -> Worker {
-        let config = &events.webhook_config;
+        let config = events.webhook_config.load_full();
         let mut http =
             HttpConnector::new_with_resolver(CheckedResolver { allow_private: config.allow_private_targets });
         http.enforce_http(false);
@@ -108,8 +108,9 @@ impl Worker {
     /// Claims and delivers, forever.
     pub async fn run(self) -> std::convert::Infallible {
         let this = Arc::new(self);
-        let config = &this.events.webhook_config;
         loop {
+            // Per turn: a reload's poll interval applies from the next one.
+            let config = this.events.webhook_config.load_full();
             let free = this.budget.available_permits();
             let claimed = if free == 0 {
                 Vec::new()
@@ -162,7 +163,7 @@ impl Worker {
     /// endpoint's running tasks, or puts it back when that line is full.
     /// Whether it was started or lined up.
     async fn start(self: Arc<Self>, delivery: Delivery, webhook: Option<Arc<Webhook>>) -> bool {
-        let limit = self.events.webhook_config.per_endpoint_concurrency;
+        let limit = self.events.webhook_config.load().per_endpoint_concurrency;
         let Ok(permit) = self.budget.try_acquire() else {
             self.put_back(&delivery, BUSY_WAIT).await;
             return false;
@@ -261,7 +262,7 @@ impl Worker {
                 return false;
             }
         };
-        let config = &self.events.webhook_config;
+        let config = self.events.webhook_config.load_full();
         let workspace: Arc<str> = Arc::from(d.workspace.as_str());
         let meter = &self.meter;
         let ticket = match config.price {
@@ -356,7 +357,7 @@ impl Worker {
     /// One signed POST, bounded by `webhooks.timeout_ms` from connect to the
     /// end of the (bounded) answer.
     async fn attempt(&self, webhook: &Webhook, d: &Delivery, now_ms: i64) -> Answer {
-        let config = &self.events.webhook_config;
+        let config = self.events.webhook_config.load_full();
         // Names are checked by the resolver at connect time; literals here.
         match ssrf::parse_url(&webhook.url) {
             Ok((_, host, _)) => {
@@ -402,7 +403,7 @@ impl Worker {
     /// The wait before attempt `attempts + 1`: the schedule's, with jitter,
     /// and at least the receiver's `Retry-After`.
     fn backoff(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
-        let config = &self.events.webhook_config;
+        let config = self.events.webhook_config.load_full();
         let base = config.retry_schedule[attempts as usize - 1];
         let spread = base.as_millis() as u64 * config.jitter_percent / 100;
         let jittered = if spread == 0 {

@@ -18,6 +18,10 @@ impl crate::server::Service for App {
         &self.server
     }
 
+    fn tls(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        self.tls.load_full()
+    }
+
     fn connections(&self) -> &std::sync::Arc<crate::server::Connections> {
         &self.connections
     }
@@ -27,9 +31,9 @@ impl crate::server::Service for App {
     }
 
     async fn call(&self, req: Request<Incoming>) -> Response<Body> {
-        match &self.cors {
+        match self.cors.load_full() {
             None => handle(self, req).await,
-            Some(cors) => with_cors(self, cors, req).await,
+            Some(cors) => with_cors(self, &cors, req).await,
         }
     }
 }
