@@ -193,3 +193,40 @@ fn a_missing_file_or_a_key_that_does_not_fit_is_a_config_error() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[tokio::test]
+async fn a_reload_serves_a_renewed_certificate_to_new_connections() {
+    let old = pki("reload-old");
+    let renewed = pki("reload-new");
+    let mock = MockUpstream::start().await;
+    let admin = "tg_test_tls_reload_admin";
+    let toml = format!(
+        "{}{}\n[[keys]]\nname = \"admin\"\nsha256 = \"{}\"\nscope = \"admin\"\n",
+        tls_toml(&old.dir, &mock.base_url()),
+        scratch_store_toml(),
+        sha256_hex(admin)
+    );
+    let path = old.dir.join("tollgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let config = tollgate::config::Config::from_file(&path).unwrap();
+    let gw = Running::start(tollgate::gateway::Gateway::builder(config)).await;
+    let url = |p: &str| format!("https://localhost:{}{p}", gw.addr.port());
+    let before = trusting(&old, gw.addr);
+    assert_eq!(before.get(url("/healthz")).send().await.unwrap().status(), 200);
+
+    // The renewed pair replaces the files the config names, then a reload.
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(renewed.dir.join(file), old.dir.join(file)).unwrap();
+    }
+    let reload = before.post(url("/v1/admin/reload")).bearer_auth(admin).send().await.unwrap();
+    assert_eq!(reload.status(), 200, "{:?}", reload.text().await);
+
+    let after = trusting(&renewed, gw.addr);
+    let response = within("a handshake with the renewed certificate", after.get(url("/healthz")).send()).await;
+    assert_eq!(response.unwrap().status(), 200);
+    let stale = trusting(&old, gw.addr);
+    assert!(within("the old CA", stale.get(url("/healthz")).send()).await.is_err(), "new handshakes get the new one");
+    for dir in [&old.dir, &renewed.dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
