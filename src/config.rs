@@ -23,6 +23,7 @@ mod schedules;
 mod server;
 mod store;
 pub mod tls;
+mod tracing;
 
 pub use cors::CorsConfig;
 pub use events::{EventsConfig, WebhooksConfig};
@@ -35,6 +36,7 @@ pub use routing::{RoutingConfig, TargetConfig, MAX_TARGETS};
 pub use schedules::SchedulesConfig;
 pub use server::{LogConfig, ServerConfig};
 pub use store::{StoreBackend, StoreConfig};
+pub use tracing::{OtlpConfig, OtlpProtocol, TracingConfig};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,6 +82,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Circuit-breaker thresholds for every target (`[routing]`).
     pub routing: RoutingConfig,
+    /// OpenTelemetry traces (`[tracing]`; off by default).
+    pub tracing: TracingConfig,
 }
 
 impl Config {
@@ -164,6 +168,7 @@ impl Validator<'_> {
         let cors = self.cors(raw.cors)?;
         let metrics = self.metrics(raw.metrics)?;
         let routing = self.routing(raw.routing)?;
+        let tracing = self.tracing(raw.tracing)?;
         let plans = self.plans(raw.plans)?;
         let workspaces = self.workspaces(raw.workspaces, &plans)?;
         Ok(Config {
@@ -185,6 +190,7 @@ impl Validator<'_> {
             cors,
             metrics,
             routing,
+            tracing,
         })
     }
 

@@ -117,7 +117,9 @@ impl Builder {
             .with_store(stores.keys.clone());
         let responses = Responses::open(&stores, &config.responses);
         let conversations = Conversations::open(&stores, responses.store.clone(), &config.responses, &tasks);
-        let metrics = Arc::new(crate::metrics::Metrics::new(config.metrics.enabled));
+        let mut metrics = crate::metrics::Metrics::new(config.metrics.enabled);
+        metrics.watch_store(stores.stats().clone());
+        let metrics = Arc::new(metrics);
         let app = App {
             server: config.server.clone(),
             config: arc_swap::ArcSwap::from_pointee(config.clone()),

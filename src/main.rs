@@ -359,7 +359,7 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
-    let _log = tollgate::telemetry::init(&config.log);
+    let _telemetry = tollgate::telemetry::init(&config.log, &config.tracing);
     let result = (|| {
         let control = tokio::runtime::Builder::new_current_thread()
             .enable_all()

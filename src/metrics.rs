@@ -19,12 +19,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::usage::{UsageRecord, UsageSink};
@@ -136,6 +137,9 @@ pub struct Scraped {
     pub key_cache: [(&'static str, u64); 2],
     /// Every configured upstream target's state.
     pub targets: Vec<TargetState>,
+    /// Webhook deliveries queued and not yet done (`None`: the store did
+    /// not answer in time; the gauge keeps its last value).
+    pub webhook_backlog: Option<u64>,
 }
 
 /// One upstream target at scrape time.
@@ -170,6 +174,8 @@ pub struct Metrics {
     upstream_attempts: Family<AttemptLabels, Counter>,
     upstream_first_byte: Family<TargetLabel, Histogram, fn() -> Histogram>,
     breaker_state: Family<TargetLabel, Gauge>,
+    webhook_backlog: Gauge,
+    open_streams: Gauge,
     target_in_flight: Family<TargetLabel, Gauge>,
     models: Bounded,
     targets: Bounded,
@@ -197,6 +203,8 @@ impl Metrics {
             upstream_attempts: Family::default(),
             upstream_first_byte: Family::new_with_constructor(latency),
             breaker_state: Family::default(),
+            webhook_backlog: Gauge::default(),
+            open_streams: Gauge::default(),
             target_in_flight: Family::default(),
             models: Bounded::default(),
             targets: Bounded::default(),
@@ -279,6 +287,12 @@ impl Metrics {
             metrics.target_in_flight.clone(),
         );
         registry.register(
+            "webhook_backlog",
+            "Webhook deliveries queued in the store and not yet delivered or given up (all replicas)",
+            metrics.webhook_backlog.clone(),
+        );
+        registry.register("open_streams", "Streamed answers being relayed now", metrics.open_streams.clone());
+        registry.register(
             "build",
             "This build of the gateway",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -339,6 +353,26 @@ impl Metrics {
         self.upstream_attempts.get_or_create(&AttemptLabels { target, result }).inc();
     }
 
+    /// Counts a stream as open until the guard is dropped (the stream's end).
+    pub fn stream_opened(&self) -> OpenStream {
+        self.open_streams.inc();
+        OpenStream(self.open_streams.clone())
+    }
+
+    /// Exports the store's operation latency and failures (read when scraped).
+    pub fn watch_store(&mut self, stats: Arc<crate::store::stats::OpStats>) {
+        self.registry.register(
+            "store_operation_seconds",
+            "Time of each call to the store backend (embedded file or Redis), queueing included",
+            StoreLatency(stats.clone()),
+        );
+        self.registry.register(
+            "store_errors",
+            "Calls to the store that failed (unavailable, timed out, unreadable data)",
+            StoreErrors(stats),
+        );
+    }
+
     /// The text exposition, with the scrape-time gauges filled in.
     pub fn render(&self, now: Scraped) -> String {
         self.open_connections.set(now.open_connections as i64);
@@ -351,6 +385,9 @@ impl Metrics {
         }
         for (result, total) in now.key_cache {
             catch_up(&self.key_cache.get_or_create(&ResultLabel { result }), total);
+        }
+        if let Some(backlog) = now.webhook_backlog {
+            self.webhook_backlog.set(backlog as i64);
         }
         // A reload may drop targets: the gauges show the config in force.
         self.breaker_state.clear();
@@ -377,6 +414,43 @@ fn catch_up(counter: &Counter, total: u64) {
     let seen = counter.get();
     if total > seen {
         counter.inc_by(total - seen);
+    }
+}
+
+/// A stream being relayed; see [`Metrics::stream_opened`].
+pub struct OpenStream(Gauge);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The store's latency histogram, encoded from its atomics at scrape time.
+#[derive(Debug)]
+struct StoreLatency(Arc<crate::store::stats::OpStats>);
+
+impl EncodeMetric for StoreLatency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.snapshot();
+        encoder.encode_histogram::<NoLabelSet>(s.sum_seconds, s.count, &s.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[derive(Debug)]
+struct StoreErrors(Arc<crate::store::stats::OpStats>);
+
+impl EncodeMetric for StoreErrors {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.0.snapshot().errors, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
     }
 }
 
@@ -426,6 +500,7 @@ mod tests {
             webhook_attempts: [("delivered", 0), ("retrying", 0), ("failed", 0), ("disabled", 0)],
             key_cache: [("hit", 0), ("miss", 0)],
             targets: Vec::new(),
+            webhook_backlog: None,
         });
         assert!(!text.contains("tollgate_http_requests_total{"), "{text}");
     }
@@ -448,7 +523,9 @@ mod tests {
             webhook_attempts: [("delivered", 2), ("retrying", 0), ("failed", 0), ("disabled", 0)],
             key_cache: [("hit", 7), ("miss", 1)],
             targets: vec![TargetState { label: "openai/gpt-4o".into(), breaker: 1, in_flight: 2 }],
+            webhook_backlog: Some(4),
         });
+        assert!(text.contains("tollgate_webhook_backlog 4"), "{text}");
         assert!(text.contains("tollgate_target_breaker_state{target=\"openai/gpt-4o\"} 1"), "{text}");
         assert!(text.contains("tollgate_target_in_flight{target=\"openai/gpt-4o\"} 2"), "{text}");
         assert!(text.contains("tollgate_http_requests_total{route=\"/chat/completions\",status=\"2xx\"} 1"), "{text}");

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
+use tracing::Instrument;
 
 use crate::agents::rewrite::{rewrite, Rewritten};
 use crate::agents::Target;
@@ -44,6 +45,7 @@ use crate::limits::RateHeaders;
 use crate::relay::{collect, rewrite_json, Accounting, RelayBody, Settle};
 use crate::request::{self, Endpoint};
 use crate::sse::SseRewriter;
+use crate::telemetry::traces;
 use crate::upstream::UpstreamError;
 use crate::usage::{Outcome, Usage, UsageRecord};
 
@@ -87,7 +89,11 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
     let rewritten = rewrite(&parsed, &target, &primary.upstream_model_json);
     let (stream, strip_usage) = (parsed.stream, !(parsed.include_usage || call.translates));
     let client_model = if call.translates { None } else { target.client_model_json.clone() };
-    let (settle, rate) = admit(app, ctx, endpoint, &target, &rewritten).await?;
+    let span = traces::model_span(endpoint, &target.id, stream);
+    let admission = admit(app, ctx, endpoint, &target, &rewritten);
+    let (settle, rate) = admission.instrument(traces::step(&span, "admit")).await.inspect_err(|_| {
+        span.record("otel.status_code", "ERROR");
+    })?;
     let record = UsageRecord {
         request_id: ctx.request_id.to_str().unwrap_or_default().to_owned(),
         key: Some(ctx.principal.name.clone()),
@@ -113,11 +119,12 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
     if let (Some(events), Some(ws), true) = (events, &ctx.principal.workspace, target.is_agent) {
         crate::events::sink::agent_started(events, ws, &record, ctx.principal.key_id.as_deref());
     }
-    let mut accounting =
-        Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate).with_settle(settle);
+    let mut accounting = Accounting::new(app.usage.clone(), record, ctx.started, rewritten.prompt_estimate)
+        .with_settle(settle)
+        .with_span(span.clone());
 
     let call = send::Call { parsed: &parsed, target: &target, body: Bytes::from(rewritten.body), ctx };
-    let upstream = match send::send(app, call, &mut accounting).await {
+    let upstream = match send::send(app, call, &mut accounting).instrument(span).await {
         Ok(upstream) => upstream,
         Err(e) => return Err(fail(&mut accounting, e)),
     };
@@ -130,6 +137,7 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
         if transcribe {
             rewriter = rewriter.with_transcript();
         }
+        accounting.counted_as(app.metrics.stream_opened());
         let body = RelayBody::new(upstream.body, rewriter, upstream.idle_timeout, accounting);
         return Ok(Answer::Stream { body: Box::new(body), rate });
     }

@@ -40,6 +40,11 @@ pub struct Accounting {
     /// The call on the target that answered: held to the answer's end (a
     /// stream is in flight as long as it runs), told when it fails midway.
     lease: Option<Lease>,
+    /// The model call's trace span (none when traces are off): it ends, with
+    /// the usage recorded on it, when the answer does.
+    span: tracing::Span,
+    /// A stream's place in the open-streams gauge, until it is dropped.
+    open: Option<crate::metrics::OpenStream>,
 }
 
 /// What settling a metered call needs.
@@ -51,7 +56,16 @@ pub struct Settle {
 
 impl Accounting {
     pub fn new(sink: Arc<dyn UsageSink>, record: UsageRecord, started: Instant, prompt_estimate: u64) -> Self {
-        Accounting { sink, record: Some(record), started, prompt_estimate, settle: None, lease: None }
+        Accounting {
+            sink,
+            record: Some(record),
+            started,
+            prompt_estimate,
+            settle: None,
+            lease: None,
+            span: tracing::Span::none(),
+            open: None,
+        }
     }
 
     /// Settles the call's reservation when it ends.
@@ -76,6 +90,17 @@ impl Accounting {
         }
     }
 
+    /// Counts the answer among the open streams while it lives.
+    pub fn counted_as(&mut self, open: crate::metrics::OpenStream) {
+        self.open = Some(open);
+    }
+
+    /// The trace span the call's end is recorded on.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
     /// Keeps the answering target's lease until the answer ends.
     pub fn hold(&mut self, lease: Lease) {
         self.lease = Some(lease);
@@ -89,6 +114,8 @@ impl Accounting {
     }
 
     pub fn finish(&mut self, status: u16, outcome: Outcome, usage: Usage) {
+        // The answer has ended: it no longer counts as an open stream.
+        self.open = None;
         if let Some(mut lease) = self.lease.take() {
             if outcome == Outcome::UpstreamFailed {
                 lease.failed(None);
@@ -100,10 +127,13 @@ impl Accounting {
             record.usage = usage;
             record.latency = self.started.elapsed();
             if let Some(Settle { meter, ticket, price }) = self.settle.take() {
+                let _settle = crate::telemetry::traces::step(&self.span, "settle").entered();
                 let metered = ticket.admit.amount > 0;
                 let cost = meter.settle(ticket, record.model.clone(), &price, outcome, &usage);
                 record.credits = if metered { cost } else { 0 };
             }
+            crate::telemetry::traces::record_model_call(&self.span, &record);
+            self.span = tracing::Span::none();
             self.sink.record(record);
         }
     }

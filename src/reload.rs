@@ -19,7 +19,7 @@
 //! log when it changed): the listener address and workers, the other
 //! `[server]` bounds, TLS turned on or off, `[store]`, `[events]`,
 //! `[credits]`, `[responses]`, `[schedules]`, `[workspaces]` (seeded at
-//! start), `metrics.enabled`, and the webhook worker's own bounds
+//! start), `[tracing]`, `metrics.enabled`, and the webhook worker's own bounds
 //! (`allow_private_targets`, `max_in_flight`, `claim_idle_ms`).
 
 pub mod remote;
@@ -130,6 +130,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         ("workspaces", differs(&old.workspaces, &new.workspaces)),
         ("metrics.enabled", old.metrics.enabled != new.metrics.enabled),
         ("log.json", old.log.json != new.log.json),
+        ("tracing", old.tracing != new.tracing),
     ] {
         if changed {
             out.push(name);

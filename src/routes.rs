@@ -148,7 +148,7 @@ fn all_routes() -> impl Iterator<Item = &'static Route> {
 
 /// Everything the gateway serves, below `/v1` (and its alias roots).
 pub static ROUTES: &[Route] = &[
-    route(Get, "/metrics", PUBLIC, handler!(|app, ctx, call| Ok(api::metrics::metrics(app, call.req.headers())))),
+    route(Get, "/metrics", PUBLIC, handler!(|app, ctx, call| Ok(api::metrics::metrics(app, call.req.headers()).await))),
     route(Get, "/healthz", PUBLIC, handler!(|app, ctx, call| Ok(api::health::healthz()))),
     route(
         Get,

@@ -13,6 +13,7 @@
 
 pub mod embedded;
 pub mod redis;
+pub mod stats;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -114,6 +115,14 @@ pub enum Backend {
 }
 
 impl Stores {
+    /// Latency and failures of every call to the backend (`/metrics`).
+    pub fn stats(&self) -> &std::sync::Arc<stats::OpStats> {
+        match &self.backend {
+            Backend::Embedded(s) => &s.stats,
+            Backend::Redis(s) => &s.stats,
+        }
+    }
+
     /// The stores of an open embedded file.
     pub fn embedded(store: std::sync::Arc<embedded::EmbeddedStore>) -> Stores {
         Stores { keys: store.clone(), workspaces: store.clone(), backend: Backend::Embedded(store) }

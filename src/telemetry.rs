@@ -19,6 +19,7 @@
 //! JSON format escapes by construction.
 
 pub mod fields;
+pub mod traces;
 
 use std::cell::RefCell;
 use std::io::{BufWriter, Write};
@@ -50,9 +51,28 @@ use crate::config::LogConfig;
 /// counted by tracing-appender) rather than blocking a request or growing.
 const QUEUED_LINES: usize = 256;
 
-/// Installs the global subscriber. Keep the guard alive: dropping it flushes
-/// and stops the writer thread.
-pub fn init(config: &LogConfig) -> WorkerGuard {
+/// What keeps logging and traces going: hold it until exit. Dropping it
+/// sends the traces still batched, then flushes and stops the log writer.
+pub struct Telemetry {
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    _writer: WorkerGuard,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take() {
+            traces::shutdown(&provider);
+        }
+    }
+}
+
+/// Installs the global subscriber: the log (its level reloadable) and, when
+/// `[tracing]` names a collector, the OpenTelemetry layer beside it.
+pub fn init(config: &LogConfig, tracing_config: &crate::config::TracingConfig) -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -60,20 +80,25 @@ pub fn init(config: &LogConfig) -> WorkerGuard {
     let (writer, guard) =
         NonBlockingBuilder::default().buffered_lines_limit(QUEUED_LINES).lossy(true).finish(stdout_writer());
     let _ = SINK.set(writer);
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(Batched).with_target(false).with_ansi(ansi);
-    if config.json {
-        let builder = builder.json().flatten_event(true).with_filter_reloading();
-        let handle = builder.reload_handle();
-        let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
-        builder.init();
+    // A per-layer filter: the log's level never hides a span from the traces.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+    let log = tracing_subscriber::fmt::layer().with_writer(Batched).with_target(false).with_ansi(ansi);
+    let log = if config.json {
+        log.json().flatten_event(true).with_filter(filter).boxed()
     } else {
-        let builder = builder.fmt_fields(fields::SafeFields).with_filter_reloading();
-        let handle = builder.reload_handle();
-        let _ = SET_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
-        builder.init();
-    }
-    guard
+        log.fmt_fields(fields::SafeFields).with_filter(filter).boxed()
+    };
+    let traces = tracing_config.otlp.as_ref().and_then(|otlp| match traces::provider(otlp) {
+        Ok(provider) => Some(provider),
+        Err(e) => {
+            eprintln!("tollgate: traces are off: {e}");
+            None
+        }
+    });
+    let otel = traces.as_ref().map(traces::layer);
+    tracing_subscriber::registry().with(log).with(otel).init();
+    Telemetry { traces, _writer: guard }
 }
 
 type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;

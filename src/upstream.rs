@@ -38,6 +38,9 @@ pub struct UpstreamRequest {
     /// Whether the provider may retry (the last target a call can go to);
     /// otherwise a failure returns at once and the call moves on.
     pub retry: bool,
+    /// `traceparent` / `tracestate` of the attempt's span (empty when
+    /// traces are off).
+    pub trace: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 pub struct UpstreamResponse {

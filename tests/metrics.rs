@@ -123,6 +123,44 @@ async fn counters_move_as_requests_are_made_and_prometheus_parses_every_family()
     assert_eq!(delta("tollgate_refusals", "tollgate_refusals_total", &[("code", "invalid_api_key")]), 1.0, "{text}");
     assert_eq!(delta("tollgate_refusals", "tollgate_refusals_total", &[("code", "model_not_found")]), 1.0, "{text}");
     assert!(value(&after, "tollgate_open_connections", "tollgate_open_connections", &[]) >= 1.0, "the scrape's own");
+    for (family, kind) in [
+        ("tollgate_store_operation_seconds", "histogram"),
+        ("tollgate_store_errors", "counter"),
+        ("tollgate_webhook_backlog", "gauge"),
+        ("tollgate_open_streams", "gauge"),
+        ("tollgate_upstream_attempts", "counter"),
+        ("tollgate_upstream_first_byte_seconds", "histogram"),
+        ("tollgate_target_breaker_state", "gauge"),
+    ] {
+        assert_eq!(after[family]["type"], kind, "{family}: {after}");
+    }
+    let store_calls =
+        |p: &Value| value(p, "tollgate_store_operation_seconds", "tollgate_store_operation_seconds_count", &[]);
+    assert!(store_calls(&after) > 0.0, "the store was called (seeding, key lookups): {text}");
+    assert_eq!(value(&after, "tollgate_store_errors", "tollgate_store_errors_total", &[]), 0.0);
+    assert_eq!(value(&after, "tollgate_open_streams", "tollgate_open_streams", &[]), 0.0, "the stream ended");
+    assert_eq!(value(&after, "tollgate_webhook_backlog", "tollgate_webhook_backlog", &[]), 0.0);
+    let ok = [("target", "up/up-model-x"), ("result", "ok")];
+    assert_eq!(delta("tollgate_upstream_attempts", "tollgate_upstream_attempts_total", &ok), 4.0, "{text}");
+}
+
+#[tokio::test]
+async fn an_open_stream_is_counted_until_it_ends() {
+    if let Some(reason) = no_parser() {
+        return tools::skip("metrics", &reason);
+    }
+    let env = env_with("").await;
+    let (reply, upstream) = scripted_stream();
+    env.mock.push(reply);
+    let mut sse = SseReader::new(env.chat(&chat_stream_body(AGENT, "hi")).await);
+    upstream.send_content(AGENT_UPSTREAM_MODEL, "one").await;
+    sse.next_json().await;
+    let open = |p: &Value| value(p, "tollgate_open_streams", "tollgate_open_streams", &[]);
+    assert_eq!(open(&parse(&scrape_text(&env, None).await.2)), 1.0);
+    upstream.finish(AGENT_UPSTREAM_MODEL, Some((2, 1))).await;
+    sse.rest().await;
+    env.gw.usage.wait_for(1).await;
+    assert_eq!(open(&parse(&scrape_text(&env, None).await.2)), 0.0);
 }
 
 #[tokio::test]

@@ -258,13 +258,18 @@ async fn sighup_and_tollgate_reload_reload_a_running_process() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("config_invalid"), "{refused:?}");
     assert_eq!(status_of(&url, "new").await, 200);
-    std::fs::write(&path, format!("{}{store}", config(&g.mock.base_url(), OLD_AGENTS, "", ""))).unwrap();
+    // ... then a valid one, which also turns the log level down to warn.
+    let quiet = "[log]\nlevel = \"warn\"\n";
+    std::fs::write(&path, format!("{}{store}", config(&g.mock.base_url(), OLD_AGENTS, "", quiet))).unwrap();
     let done = cli(&path);
     assert!(done.status.success(), "{done:?}");
     let answer: Value = serde_json::from_slice(&done.stdout).unwrap();
     assert_eq!(answer["reloaded"], true);
     assert_eq!(status_of(&url, "old").await, 200);
+    assert_eq!(status_of(&url, "kept").await, 200);
     let log = served.terminate().await;
     assert!(log.contains("config reload refused"), "the refusal is logged:\n{log}");
     assert!(log.contains("config reloaded"), "{log}");
+    assert!(log.contains("model=new"), "info lines before the level went down:\n{log}");
+    assert!(!log.contains("model=kept"), "no info line after the reload to warn:\n{log}");
 }

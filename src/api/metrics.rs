@@ -13,10 +13,13 @@ use crate::events::bus::ATTEMPT_RESULTS;
 use crate::metrics::{Scraped, TargetState};
 
 /// OpenMetrics text, which Prometheus negotiates and parses.
+/// Longest a scrape waits for the webhook backlog count.
+const BACKLOG_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
-    let config = app.metrics_config.load();
+pub async fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
+    let config = app.metrics_config.load_full();
     if !config.enabled {
         let body = &br#"{"error":{"message":"Metrics are off ([metrics] enabled = false).","type":"not_found_error","code":"not_found"}}"#[..];
         return json_response(StatusCode::NOT_FOUND, body);
@@ -28,6 +31,8 @@ pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
             return json_response(StatusCode::UNAUTHORIZED, body);
         }
     }
+    // One store read per scrape, bounded: a store outage must not stall it.
+    let backlog = tokio::time::timeout(BACKLOG_WITHIN, app.events.queue.pending()).await.ok().and_then(Result::ok);
     let stats = &app.events.bus.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let text = app.metrics.render(Scraped {
@@ -37,6 +42,7 @@ pub fn metrics(app: &App, headers: &HeaderMap) -> Response<Body> {
         events_spilled: load(&stats.spilled),
         webhook_attempts: std::array::from_fn(|i| (ATTEMPT_RESULTS[i], load(&stats.attempts[i]))),
         key_cache: [("hit", load(&app.auth.cache_hits)), ("miss", load(&app.auth.cache_misses))],
+        webhook_backlog: backlog,
         targets: app
             .agents
             .catalog()

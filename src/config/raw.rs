@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub metrics: super::metrics::RawMetrics,
     #[serde(default)]
     pub routing: super::routing::RawRouting,
+    #[serde(default)]
+    pub tracing: super::tracing::RawTracing,
 }
 
 #[derive(Debug, Deserialize, Default)]

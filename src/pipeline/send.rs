@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::agents::rewrite::rewrite;
 use crate::agents::Target;
@@ -14,6 +15,7 @@ use crate::app::{App, RequestContext};
 use crate::relay::Accounting;
 use crate::request::ParsedRequest;
 use crate::routing::health::DEFAULT_COOL_DOWN;
+use crate::telemetry::traces;
 use crate::upstream::{UpstreamError, UpstreamRequest, UpstreamResponse};
 
 /// What a send needs from the pipeline.
@@ -45,6 +47,7 @@ pub async fn send(app: &App, call: Call<'_>, accounting: &mut Accounting) -> Res
             body = Bytes::from(rewrite(parsed, target, &next.upstream_model_json).body);
             body_model = next.upstream_model.clone();
         }
+        let span = traces::upstream_span(&next.label, &next.provider_name, &next.upstream_model, attempts.made());
         let request = UpstreamRequest {
             endpoint: parsed.endpoint,
             body: body.clone(),
@@ -54,8 +57,9 @@ pub async fn send(app: &App, call: Call<'_>, accounting: &mut Accounting) -> Res
             client_model: target.id.clone(),
             first_byte_timeout: next.first_byte_timeout,
             retry: !attempts.has_more(),
+            trace: traces::outgoing_for(&span),
         };
-        let error = match next.provider.send(&request).await {
+        let error = match next.provider.send(&request).instrument(span.clone()).await {
             Ok(r) if r.status.is_success() && (r.event_stream || !parsed.stream) => {
                 let first_byte = lease.answered();
                 app.metrics.upstream(&next.label, "ok", Some(first_byte));
@@ -69,6 +73,7 @@ pub async fn send(app: &App, call: Call<'_>, accounting: &mut Accounting) -> Res
             Err(e) => e,
         };
         app.metrics.upstream(&next.label, error.kind(), None);
+        traces::record_failure(&span, error.kind());
         if !error.falls_back() {
             // The upstream answered; the request is what it refused.
             lease.answered();

@@ -9,9 +9,12 @@ use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::{router, Access, Call, Route};
+use tracing::Instrument;
+
 use crate::app::{App, RequestContext};
 use crate::body::Body;
 use crate::error::{Error, Origin};
+use crate::telemetry::traces;
 
 impl crate::server::Service for App {
     fn config(&self) -> &crate::config::ServerConfig {
@@ -59,11 +62,17 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let path = uri.path();
-    let (pattern, result) = match router().find(&method, path) {
+    let (pattern, result, span) = match router().find(&method, path) {
         Ok((route, params)) => {
-            (route.path, dispatch(app, route, Call { req, params }, request_id.clone(), started).await)
+            // Health checks and scrapes are not traced: they would drown the traces.
+            let span = match route.access {
+                Access::Public => tracing::Span::none(),
+                _ => traces::request_span(&method, route.path, req.headers()),
+            };
+            let call = dispatch(app, route, Call { req, params }, request_id.clone(), started);
+            (route.path, call.instrument(span.clone()).await, span)
         }
-        Err(e) => ("unmatched", Err(e.into())),
+        Err(e) => ("unmatched", Err(e.into()), tracing::Span::none()),
     };
     let mut response = match result {
         Ok(response) => {
@@ -78,6 +87,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
             response
         }
     };
+    traces::record_status(&span, response.status().as_u16());
     if method == Method::HEAD {
         *response.body_mut() = Body::empty();
     }

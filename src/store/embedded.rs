@@ -34,6 +34,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// A handle to the store's thread; cheap to share behind an `Arc`.
 pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
+    /// Every call's time on (and waiting for) the store thread.
+    pub stats: std::sync::Arc<super::stats::OpStats>,
 }
 
 impl EmbeddedStore {
@@ -54,7 +56,7 @@ impl EmbeddedStore {
                 }
             })
             .map_err(|e| unavailable(e.to_string()))?;
-        Ok(EmbeddedStore { jobs })
+        Ok(EmbeddedStore { jobs, stats: Default::default() })
     }
 
     /// Runs `f` on the store's thread and awaits its result.
@@ -62,12 +64,17 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let _ = reply.send(f(conn));
         });
         self.jobs.send(job).map_err(|_| unavailable("the store thread has stopped".into()))?;
-        answer.await.map_err(|_| unavailable("the store thread has stopped".into()))?
+        let result = answer.await.map_err(|_| unavailable("the store thread has stopped".into()))?;
+        // A conflict is an answer, not a failure of the store.
+        let ok = !matches!(result, Err(StoreError::Unavailable(_) | StoreError::Corrupt(_)));
+        self.stats.observe(started.elapsed(), ok);
+        result
     }
 }
 

@@ -103,6 +103,8 @@ pub struct RedisStore {
     timeout: Duration,
     revoke_key: Script,
     touch_key: Script,
+    /// Every command's, script's and pipeline's round trip.
+    pub stats: std::sync::Arc<super::stats::OpStats>,
 }
 
 /// The connection, by deployment; both are multiplexed and cheap to clone.
@@ -197,6 +199,7 @@ impl RedisStore {
             timeout: timeouts.response,
             revoke_key: Script::new(REVOKE_KEY),
             touch_key: Script::new(TOUCH_KEY),
+            stats: Default::default(),
         })
     }
 
@@ -227,7 +230,7 @@ impl RedisStore {
     /// Runs one command, bounded by the response timeout.
     async fn run<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        bounded(self.timeout, async move { cmd.query_async(&mut conn).await }).await
+        self.bounded(async move { cmd.query_async(&mut conn).await }).await
     }
 
     /// `PING`, bounded by the response timeout: whether Redis answers.
@@ -244,7 +247,7 @@ impl RedisStore {
     /// Runs a one-key script with one argument; its integer answer.
     async fn script(&self, script: &Script, key: &str, arg: i64) -> Result<i64, StoreError> {
         let mut conn = self.conn.clone();
-        bounded(self.timeout, async move { script.key(key).arg(arg).invoke_async(&mut conn).await }).await
+        self.bounded(async move { script.key(key).arg(arg).invoke_async(&mut conn).await }).await
     }
 
     /// The key-name prefix, for other subsystems' names on this Redis.
@@ -274,14 +277,14 @@ impl RedisStore {
     /// for arguments too large to copy into `String`s first (stored items).
     pub(crate) async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        bounded(self.timeout, async move { invocation.invoke_async(&mut conn).await }).await
+        self.bounded(async move { invocation.invoke_async(&mut conn).await }).await
     }
 
     /// Runs a pipeline (all its keys in one Cluster slot), bounded by the
     /// response timeout.
     pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: Pipeline) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        bounded(self.timeout, async move { pipe.query_async(&mut conn).await }).await
+        self.bounded(async move { pipe.query_async(&mut conn).await }).await
     }
 
     /// Runs one command, bounded by the response timeout.
@@ -302,6 +305,18 @@ impl RedisStore {
     /// The workspace holding key `id`, from the id index.
     async fn key_workspace(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.run(::redis::cmd("GET").arg(self.key_id_name(id)).to_owned()).await
+    }
+}
+
+impl RedisStore {
+    /// Awaits a Redis call for at most the response timeout, mapping its
+    /// error and counting its latency.
+    async fn bounded<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let result = bounded(self.timeout, call).await;
+        let ok = !matches!(result, Err(StoreError::Unavailable(_) | StoreError::Corrupt(_)));
+        self.stats.observe(started.elapsed(), ok);
+        result
     }
 }
 

@@ -117,6 +117,9 @@ impl OpenAiProvider {
         for (k, v) in &self.extra_headers {
             h.insert(k.clone(), v.clone());
         }
+        for (k, v) in &r.trace {
+            h.insert(k.clone(), v.clone());
+        }
         req
     }
 
