@@ -7,6 +7,8 @@
 //! This file holds the paths, what a run records and the table cells every section uses; each
 //! section of the report is a file of its own under `report/`.
 
+#[path = "report/budgets.rs"]
+mod budgets;
 #[path = "report/census.rs"]
 mod census;
 #[path = "report/gateway.rs"]
@@ -197,6 +199,7 @@ pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord], ch
     render_store_keys(&mut out, records, censuses);
     render_metering(&mut out, records, censuses);
     render_webhooks(&mut out, records, checks);
+    budgets::render_feature_budgets(&mut out, records, censuses);
     out
 }
 /// `count` per completed request in the measured window.
