@@ -104,7 +104,7 @@ pub(super) fn render_feature_budgets(out: &mut String, records: &[Record], censu
             out,
             None,
             "3. Redis round trips per request",
-            "no census row (BENCH_PATHS with gw-metered-redis)",
+            "no census of gw-metered-redis in this run (see the warnings above)",
         ),
     }
 
