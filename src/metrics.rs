@@ -15,115 +15,27 @@
 //! later ones count as `other` — a workspace creating agents by the thousand
 //! cannot blow up the scrape.
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::usage::{UsageRecord, UsageSink};
 
-/// Distinct values a free-form label keeps before the rest count as `other`.
-pub const MAX_LABEL_VALUES: usize = 256;
+mod labels;
+mod store;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HttpLabels {
-    route: &'static str,
-    status: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
-    route: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModelLabels {
-    model: Arc<str>,
-    endpoint: &'static str,
-    status: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModelLabel {
-    model: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TokenLabels {
-    model: Arc<str>,
-    direction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TargetLabel {
-    target: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AttemptLabels {
-    target: Arc<str>,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabel {
-    code: Arc<str>,
-}
-
-/// Latency buckets in seconds: 0.5 ms to ~65 s, doubling.
-fn latency() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
-}
-
-/// A label's values, bounded: the first [`MAX_LABEL_VALUES`] keep their name.
-#[derive(Default)]
-pub struct Bounded {
-    seen: RwLock<HashSet<Arc<str>>>,
-}
-
-impl Bounded {
-    /// `value` itself while the set has room or already holds it, else `other`.
-    pub fn label(&self, value: &Arc<str>) -> Arc<str> {
-        if self.seen.read().expect("not poisoned").contains(value) {
-            return value.clone();
-        }
-        let mut seen = self.seen.write().expect("not poisoned");
-        if seen.len() < MAX_LABEL_VALUES {
-            seen.insert(value.clone());
-            return value.clone();
-        }
-        if seen.contains(value) {
-            return value.clone();
-        }
-        Arc::from("other")
-    }
-}
-
-/// `2xx`, `4xx`, ...: the status label (five values).
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=498 => "4xx",
-        499 => "499",
-        _ => "5xx",
-    }
-}
+use labels::{
+    latency, AttemptLabels, CodeLabel, HttpLabels, ModelLabel, ModelLabels, ResultLabel, RouteLabel, TargetLabel,
+    TokenLabels,
+};
+pub use labels::{status_class, Bounded, MAX_LABEL_VALUES};
+use store::{StoreErrors, StoreLatency};
 
 /// Gauges read when scraped.
 pub struct Scraped {
@@ -426,34 +338,6 @@ impl Drop for OpenStream {
     }
 }
 
-/// The store's latency histogram, encoded from its atomics at scrape time.
-#[derive(Debug)]
-struct StoreLatency(Arc<crate::store::stats::OpStats>);
-
-impl EncodeMetric for StoreLatency {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let s = self.0.snapshot();
-        encoder.encode_histogram::<NoLabelSet>(s.sum_seconds, s.count, &s.buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
-}
-
-#[derive(Debug)]
-struct StoreErrors(Arc<crate::store::stats::OpStats>);
-
-impl EncodeMetric for StoreErrors {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        encoder.encode_counter::<NoLabelSet, _, u64>(&self.0.snapshot().errors, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Counter
-    }
-}
-
 /// The usage sink that counts each model request, then hands the record on.
 pub struct MetricsSink {
     metrics: Arc<Metrics>,
@@ -478,17 +362,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_label_keeps_its_first_values_then_says_other() {
-        let b = Bounded::default();
-        for i in 0..MAX_LABEL_VALUES {
-            let v: Arc<str> = Arc::from(format!("m{i}"));
-            assert_eq!(b.label(&v), v);
-        }
-        assert_eq!(&*b.label(&Arc::from("new")), "other");
-        assert_eq!(&*b.label(&Arc::from("m0")), "m0", "a value seen before keeps its name");
-    }
-
-    #[test]
     fn a_disabled_registry_counts_nothing() {
         let m = Metrics::new(false);
         m.http("/chat/completions", 200, Duration::from_millis(3), None);
@@ -503,11 +376,6 @@ mod tests {
             webhook_backlog: None,
         });
         assert!(!text.contains("tollgate_http_requests_total{"), "{text}");
-    }
-
-    #[test]
-    fn status_classes() {
-        assert_eq!([200, 404, 429, 499, 502].map(status_class), ["2xx", "4xx", "4xx", "499", "5xx"]);
     }
 
     #[test]

@@ -71,9 +71,7 @@ impl EmbeddedStore {
         });
         self.jobs.send(job).map_err(|_| unavailable("the store thread has stopped".into()))?;
         let result = answer.await.map_err(|_| unavailable("the store thread has stopped".into()))?;
-        // A conflict is an answer, not a failure of the store.
-        let ok = !matches!(result, Err(StoreError::Unavailable(_) | StoreError::Corrupt(_)));
-        self.stats.observe(started.elapsed(), ok);
+        self.stats.observe_result(started, &result);
         result
     }
 }

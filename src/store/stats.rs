@@ -38,6 +38,13 @@ impl OpStats {
         }
     }
 
+    /// Counts a call that started at `started` and ended with `result`: a
+    /// conflict is an answer, not a failure of the store.
+    pub fn observe_result<T>(&self, started: std::time::Instant, result: &Result<T, super::StoreError>) {
+        let failed = matches!(result, Err(super::StoreError::Unavailable(_) | super::StoreError::Corrupt(_)));
+        self.observe(started.elapsed(), !failed);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
         let bounds = BUCKETS.iter().copied().chain(std::iter::once(f64::MAX));
