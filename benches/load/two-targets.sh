@@ -6,13 +6,9 @@
 # The bench starts it as `serve --config FILE --listen ADDR`; this rewrites
 # FILE's agent onto `targets = [...]` and runs the same release build on it.
 set -eu
-bin="${TOLLGATE_BIN:-$(dirname "$0")/../../target/release/tollgate}"
-out=""
-config=""
-for arg in "$@"; do
-  if [ "$config" = next ]; then
-    config="$arg.two-targets.toml"
-    awk '
+. "$(dirname "$0")/with-config.sh"
+rewrite() {
+  awk '
       /^\[providers\.bench\]/ { in_provider = 1 }
       in_provider && /^base_url/ { base = $0 }
       in_provider && /^api_key/ { key = $0 }
@@ -26,11 +22,6 @@ for arg in "$@"; do
       }
       { print }
       END { print "\n[providers.bench2]\nkind = \"openai\"\n" base "\n" key }
-    ' "$arg" > "$config"
-    out="$out '$config'"
-  else
-    [ "$arg" = --config ] && config=next
-    out="$out '$arg'"
-  fi
-done
-eval exec "\"$bin\"" "$out"
+    '
+}
+with_config two-targets "$@"
