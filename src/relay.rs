@@ -1,13 +1,13 @@
 //! Relaying an upstream answer to the client, and accounting for it.
 //!
 //! Streams go through [`RelayBody`]: each upstream frame is rewritten by the
-//! [`SseRewriter`] and handed to hyper at once, with no buffering beyond an event
-//! split across frames. Non-stream answers are collected (bounded) and their
+//! [`SseRewriter`]; what is ready together goes to hyper as one frame (see
+//! [`batch`]), with no buffering beyond an event split across frames and no
+//! timer. Non-stream answers are collected (bounded) and their
 //! `model` spliced by [`rewrite_json`]. Either way an [`Accounting`] guard hands
 //! exactly one [`UsageRecord`] to the usage sink: at the end, on failure, or on
 //! drop when the client went away first.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::ops::Range;
@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame};
 use tokio::time::Sleep;
+
+mod batch;
+use batch::Batch;
 
 use crate::config::Price;
 use crate::credits::{Meter, Ticket};
@@ -152,9 +155,11 @@ impl Drop for Accounting {
 pub struct RelayBody {
     upstream: UpstreamBody,
     rewriter: SseRewriter,
-    /// Frames ready for the client.
-    ready: VecDeque<Bytes>,
+    /// What is ready for the client, sent as one frame.
+    ready: Batch,
     scratch: Vec<Bytes>,
+    /// Scheduler turns given to the upstream connection since its last frame.
+    yielded: u8,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
     accounting: Accounting,
@@ -166,8 +171,9 @@ impl RelayBody {
         RelayBody {
             upstream,
             rewriter,
-            ready: VecDeque::new(),
+            ready: Batch::default(),
             scratch: Vec::new(),
+            yielded: 0,
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             accounting,
@@ -181,7 +187,7 @@ impl RelayBody {
 
     fn fail(&mut self, error: UpstreamError) {
         tracing::warn!(code = error.code(), detail = error.detail(), "upstream stream failed");
-        self.ready.push_back(self.rewriter.error_event(&error.to_string(), error.code()));
+        self.ready.push(self.rewriter.error_event(&error.to_string(), error.code()));
         self.ended = true;
         let usage = self.usage();
         self.accounting.set_transcript(self.rewriter.take_transcript());
@@ -196,15 +202,13 @@ impl http_body::Body for RelayBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         loop {
-            if let Some(bytes) = this.ready.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if this.ended {
-                return Poll::Ready(None);
+            if this.ended || this.ready.is_full() {
+                return Poll::Ready(this.ready.take().map(|bytes| Ok(Frame::data(bytes))));
             }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else { continue };
+                    this.yielded = 0;
                     let deadline = tokio::time::Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
                     match this.rewriter.push(data, &mut this.scratch) {
@@ -222,6 +226,18 @@ impl http_body::Body for RelayBody {
                     } else {
                         this.fail(UpstreamError::Body { detail: "stream ended before [DONE]".into() });
                     }
+                }
+                Poll::Pending if !this.ready.is_empty() => {
+                    if this.yielded >= batch::HANDOVER_TURNS {
+                        // The turns brought nothing more: send what is ready now.
+                        this.yielded = 0;
+                        return Poll::Ready(this.ready.take().map(|bytes| Ok(Frame::data(bytes))));
+                    }
+                    // The upstream connection may hold more already read: a
+                    // scheduler turn or two lets it hand that over (see `batch`).
+                    this.yielded += 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {

@@ -76,6 +76,32 @@ async fn each_chunk_reaches_the_client_before_the_upstream_sends_the_next() {
 }
 
 #[tokio::test]
+async fn events_the_upstream_sent_together_reach_the_client_as_one_chunk() {
+    use futures_util::StreamExt as _;
+    let env = TestEnv::start().await;
+    let (reply, upstream) = scripted_stream();
+    // The whole answer is queued before the request, so the mock writes it in
+    // one burst: 8 content events, the finish and usage events and [DONE].
+    let words = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for word in words {
+        upstream.send_content(AGENT_UPSTREAM_MODEL, word).await;
+    }
+    upstream.finish(AGENT_UPSTREAM_MODEL, Some((5, 8))).await;
+    env.mock.push(reply);
+    let response = env.chat(&chat_stream_body(AGENT, "hi")).await;
+    assert_eq!(response.status(), 200);
+    // Each HTTP chunk the gateway writes arrives as one item here: a relay
+    // that wrote event by event would give 10 (the usage event is dropped:
+    // the client did not ask for it).
+    let chunks: Vec<_> = response.bytes_stream().map(|c| c.expect("the stream completes")).collect().await;
+    let body: Vec<u8> = chunks.concat();
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(text.matches("data: ").count(), 10, "every event relayed: {text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "ends with [DONE]: {text}");
+    assert!(chunks.len() <= 3, "a burst of 10 events came as {} chunks, not coalesced", chunks.len());
+}
+
+#[tokio::test]
 async fn stream_always_asks_the_upstream_for_usage() {
     let env = TestEnv::start().await;
     SseReader::new(env.chat(&chat_stream_body(AGENT, "hi")).await).rest().await;
