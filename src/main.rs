@@ -381,6 +381,17 @@ fn serve(mut config: Config, listen: Option<SocketAddr>) -> ExitCode {
             let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), notice.as_bytes());
         }
         let config = gateway.config();
+        match tollgate::runtime::raise_open_files_limit(config.server.max_connections) {
+            Ok(files) if files.enough() => tracing::debug!(limit = files.limit, "open files limit"),
+            Ok(files) => tracing::warn!(
+                limit = files.limit,
+                wanted = files.wanted,
+                max_connections = config.server.max_connections,
+                "the open files limit is below what server.max_connections can need (2 per connection + 256); \
+                 raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower max_connections"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+        }
         let workers = config.server.workers;
         let listeners = tollgate::runtime::bind(config.server.listen, workers)
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;

@@ -46,6 +46,39 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::T
     Ok(listeners)
 }
 
+/// Descriptors one client connection can hold: its socket and, while it is
+/// relayed, the upstream connection's.
+const FDS_PER_CONNECTION: u64 = 2;
+/// Descriptors beside the connections: listeners, the store, logs, the
+/// runtimes' event fds, webhook and Redis connections.
+const FDS_SPARE: u64 = 256;
+
+/// The open-files limit the process runs with, after [`raise_open_files_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFiles {
+    pub limit: u64,
+    /// What `max_connections` connections can need at most.
+    pub wanted: u64,
+}
+
+impl OpenFiles {
+    /// Whether `max_connections` relayed connections fit under the limit.
+    pub fn enough(&self) -> bool {
+        self.limit >= self.wanted
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, as nginx's
+/// `worker_rlimit_nofile` or Go's runtime do: the soft default (often 1024)
+/// would turn the 1025th connection into an `EMFILE` at `accept`, long before
+/// `server.max_connections`. Never lowers it; the hard limit is the
+/// operator's (systemd `LimitNOFILE=`, `ulimit -Hn`).
+pub fn raise_open_files_limit(max_connections: usize) -> std::io::Result<OpenFiles> {
+    let wanted = (max_connections as u64).saturating_mul(FDS_PER_CONNECTION).saturating_add(FDS_SPARE);
+    let limit = rlimit::increase_nofile_limit(u64::MAX)?;
+    Ok(OpenFiles { limit, wanted })
+}
+
 /// The worker threads, each serving its listener on its own runtime.
 pub struct Workers {
     threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,

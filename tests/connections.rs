@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::within;
-use served::{serve_in, Served};
+use served::{serve_in, serve_in_under_ulimit, Served};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,6 +28,12 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// The shipped config with two workers and `server` settings replaced.
 async fn gateway(name: &str, replace: &[(&str, &str)]) -> Served {
+    let dir = configured(name, replace);
+    serve_in(&dir, &["--config", "tollgate.toml"], "tollgate").await
+}
+
+/// A temp dir with the shipped config, two workers and `replace` applied.
+fn configured(name: &str, replace: &[(&str, &str)]) -> PathBuf {
     let dir = temp_dir(name);
     let mut config = std::fs::read_to_string(SHIPPED_CONFIG).unwrap().replace("# workers = 2", "workers = 2");
     for (from, to) in replace {
@@ -35,7 +41,7 @@ async fn gateway(name: &str, replace: &[(&str, &str)]) -> Served {
         config = config.replace(from, to);
     }
     std::fs::write(dir.join("tollgate.toml"), config).unwrap();
-    serve_in(&dir, &["--config", "tollgate.toml"], "tollgate").await
+    dir
 }
 
 fn addr(served: &Served) -> String {
@@ -187,4 +193,40 @@ async fn max_connections_bounds_the_whole_process_not_each_worker() {
     drop(streams.pop());
     let status = within("the waiting connection, once a slot is free", waiting).await.unwrap();
     assert_eq!(status.expect("answered").as_u16(), 200);
+}
+
+/// `Max open files` (soft, hard) of a running process.
+fn open_files_limits(served: &Served) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", served.child.0.id())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a Max open files line");
+    let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    (numbers[0], numbers[1])
+}
+
+#[tokio::test]
+async fn serve_raises_its_soft_open_files_limit_to_the_hard_one() {
+    let dir = configured("nofile", &[("max_connections = 10000", "max_connections = 100")]);
+    let served = serve_in_under_ulimit(&dir, &["--config", "tollgate.toml"], "tollgate", &["-Sn 256"]).await;
+    let (soft, hard) = open_files_limits(&served);
+    assert!(hard > 456, "this test needs a hard open-files limit above 456, not {hard}");
+    // A soft limit of 256 would make connection 257 an EMFILE at accept.
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    assert!(!served.log().contains("open files limit is below"), "log:\n{}", served.log());
+}
+
+#[tokio::test]
+async fn serve_warns_when_the_hard_limit_cannot_hold_max_connections() {
+    let dir = configured("nofile-low", &[("max_connections = 10000", "max_connections = 1000")]);
+    // 1000 relayed connections can need 2256 descriptors; the hard limit is 600.
+    let served = serve_in_under_ulimit(&dir, &["--config", "tollgate.toml"], "tollgate", &["-Sn 300", "-Hn 600"]).await;
+    assert_eq!(open_files_limits(&served), (600, 600));
+    let log = served.log();
+    let warning =
+        log.lines().find(|l| l.contains("open files limit is below")).unwrap_or_else(|| panic!("log:\n{log}"));
+    for field in ["limit=600", "wanted=2256", "max_connections=1000"] {
+        assert!(warning.contains(field), "{field} in {warning}");
+    }
+    // It still serves: the warning is advice, not a refusal.
+    let status = reqwest::get(format!("{}/healthz", served.base)).await.unwrap().status();
+    assert_eq!(status, 200);
 }

@@ -87,6 +87,22 @@ pub async fn serve_in_stdout_apart(dir: &Path, args: &[&str], log_name: &str) ->
     serve_to(dir, args, log_path, stdout, stderr).await
 }
 
+/// Like [`serve_in`], started by `sh` after `ulimit <each of ulimits>` (e.g.
+/// `-Sn 512`): the gateway under an open-files limit of the test's choosing,
+/// the test process's own untouched.
+pub async fn serve_in_under_ulimit(dir: &Path, args: &[&str], log_name: &str, ulimits: &[&str]) -> Served {
+    let log_path = dir.join(format!("{log_name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = Command::new("sh");
+    // `exec` keeps the pid: the child is the gateway itself.
+    let limits: String = ulimits.iter().map(|limit| format!("ulimit {limit} && ")).collect();
+    command.args(["-c", &format!("{limits}exec \"$0\" \"$@\""), BIN]);
+    for var in ["TOLLGATE_CONFIG", "TOLLGATE_LISTEN", "TOLLGATE_LOG", "TOLLGATE_DATA", "RUST_LOG"] {
+        command.env_remove(var);
+    }
+    serve_command(dir, command, args, log_path, log.try_clone().unwrap(), log).await
+}
+
 async fn serve_to(
     dir: &Path,
     args: &[&str],
@@ -94,8 +110,19 @@ async fn serve_to(
     stdout: std::fs::File,
     stderr: std::fs::File,
 ) -> Served {
+    serve_command(dir, tollgate(), args, log_path, stdout, stderr).await
+}
+
+async fn serve_command(
+    dir: &Path,
+    mut command: Command,
+    args: &[&str],
+    log_path: PathBuf,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+) -> Served {
     let port = closed_port().await;
-    let child = tollgate()
+    let child = command
         .arg("serve")
         .args(args)
         .args(["--listen", &format!("127.0.0.1:{port}")])
