@@ -29,6 +29,12 @@
 //! - `gw-webhooks-embedded` — against `gw-embedded`,
 //! - `gw-webhooks-redis`    — against `gw-redis` (on a `redis-server` of its own),
 //!
+//! and, for streams only, the gateway holding `BENCH_OPEN_STREAMS` (default 10,000) streams open
+//! at once in front of a slow mock (one chunk per 100 ms), for what an open stream costs in memory
+//! (`load/open_streams.rs`):
+//!
+//! - `gw-open-streams`
+//!
 //! and prints a Markdown report with throughput, latency percentiles, server CPU per request,
 //! peak RSS, Redis round trips per request and PASS/MISS budgets for the gateway, the cached key
 //! lookup, limits and credits, and webhooks (p99, and every event delivered).
@@ -38,7 +44,8 @@
 //! (default `1,16`), `BENCH_ROUNDS` (turns each path takes per row, pooled; default 1),
 //! `BENCH_PATHS` (comma-separated path names to measure, default all), `BENCH_KEEP_TMP` (keep
 //! configs and logs), `BENCH_BASELINE_BIN` (another build of `tollgate`, measured as path
-//! `baseline` with the gateway's config, for a before/after table in the same run).
+//! `baseline` with the gateway's config, for a before/after table in the same run),
+//! `BENCH_OPEN_STREAMS` (streams of the open-streams row, default 10000).
 //!
 //! The binary doubles as the mock upstream: `load --mock-upstream` (see `load/mock.rs`).
 
@@ -46,6 +53,8 @@
 mod loadgen;
 #[path = "load/mock.rs"]
 mod mock;
+#[path = "load/open_streams.rs"]
+mod open_streams;
 #[path = "load/procs.rs"]
 mod procs;
 #[path = "load/redis.rs"]
@@ -93,16 +102,22 @@ fn main() {
     // Created before anything that could panic, so its Drop always stops the children.
     let mut harness = Harness::new().expect("cannot set up the benchmark temp dir");
     let paths = start_paths(&mut harness, &mut header, &settings);
+    let open = open_streams::start(&mut harness, &mut header, &settings);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("cannot build the load generator runtime");
-    let records = run_matrix(&runtime, &settings, &paths);
+    let mut records = run_matrix(&runtime, &settings, &paths);
     let checks = check_deliveries(&paths, &records);
     let censuses = run_census(&runtime, &paths);
+    let open_facts = open.map(|open| {
+        let (record, facts) = open_streams::run(&runtime, &settings, &open);
+        records.push(record);
+        facts
+    });
 
-    println!("{}", report::render(&header, &records, &censuses, &checks));
+    println!("{}", report::render(&header, &records, &censuses, &checks, open_facts));
     if harness.keeps_dir() {
         eprintln!("configs and logs kept in {}", harness.dir().display());
     }
@@ -112,7 +127,7 @@ fn main() {
 /// nothing can be measured; a gateway or nginx that is missing or does not start is
 /// reported loudly and its path skipped, so the others still get measured.
 fn start_paths(harness: &mut Harness, header: &mut Header, settings: &Settings) -> Vec<Path> {
-    let upstream = harness.start_mock().expect("the mock upstream must start for any measurement");
+    let upstream = harness.start_mock(None).expect("the mock upstream must start for any measurement");
     let mut paths = Vec::new();
     if settings.wants(DIRECT) {
         paths.push(Path::direct(upstream));
@@ -349,6 +364,8 @@ struct Settings {
     rounds: usize,
     /// `None`: every path.
     paths: Option<Vec<&'static str>>,
+    /// Streams the open-streams row holds open.
+    open_streams: usize,
 }
 
 impl Settings {
@@ -360,6 +377,7 @@ impl Settings {
             stream_concurrency: env_list("BENCH_STREAM_CONCURRENCY", &[1, 16]),
             rounds: env_count("BENCH_ROUNDS", 1),
             paths: env_paths("BENCH_PATHS"),
+            open_streams: env_count("BENCH_OPEN_STREAMS", open_streams::DEFAULT_STREAMS),
         }
     }
 
@@ -370,8 +388,12 @@ impl Settings {
     fn command(&self) -> String {
         let paths = self.paths.as_ref().map_or(String::new(), |paths| format!("BENCH_PATHS={} ", paths.join(",")));
         let rounds = if self.rounds > 1 { format!("BENCH_ROUNDS={} ", self.rounds) } else { String::new() };
+        let open = match self.open_streams {
+            open_streams::DEFAULT_STREAMS => String::new(),
+            n => format!("BENCH_OPEN_STREAMS={n} "),
+        };
         format!(
-            "BENCH_SECS={} BENCH_WARMUP_SECS={} BENCH_CONCURRENCY={} BENCH_STREAM_CONCURRENCY={} {rounds}{paths}\
+            "BENCH_SECS={} BENCH_WARMUP_SECS={} BENCH_CONCURRENCY={} BENCH_STREAM_CONCURRENCY={} {rounds}{open}{paths}\
              cargo bench --bench load",
             self.measure.as_secs_f64(),
             self.warmup.as_secs_f64(),
@@ -588,7 +610,7 @@ fn run_matrix(runtime: &tokio::runtime::Runtime, settings: &Settings, paths: &[P
             let mut merged: Vec<Option<Record>> = row.iter().map(|_| None).collect();
             for round in 1..=settings.rounds {
                 for (path, slot) in row.iter().zip(merged.iter_mut()) {
-                    let spec = Spec { concurrency, warmup: settings.warmup, measure: settings.measure };
+                    let spec = Spec::new(concurrency, settings.warmup, settings.measure);
                     eprintln!(
                         "running {:<19} {:<10} c={concurrency:<3} round {round}/{} ...",
                         path.name,
@@ -701,7 +723,7 @@ fn census(runtime: &tokio::runtime::Runtime, path: &Path, addr: SocketAddr) -> R
     let mut monitor = redis::Monitor::start(addr, path.name)?;
     monitor.start_counting(CENSUS_QUIET, CENSUS_DRAIN)?;
     // No warm-up: every request, including those still in flight at the end, is counted.
-    let spec = Spec { concurrency: CENSUS_CONCURRENCY, warmup: Duration::ZERO, measure: CENSUS_WINDOW };
+    let spec = Spec::new(CENSUS_CONCURRENCY, Duration::ZERO, CENSUS_WINDOW);
     let (load, (), ()) = runtime.block_on(loadgen::run(Arc::new(path.target(false)), spec, || ()));
     let drained = monitor.wait_until_quiet(CENSUS_QUIET, CENSUS_DRAIN);
     let census = monitor.stop()?;

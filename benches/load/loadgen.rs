@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 /// A request that never completes must not stall the run; it is counted as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many distinct error messages to keep for the report.
 const ERROR_SAMPLES: usize = 3;
 const STREAM_END: &[u8] = b"data: [DONE]\n\n";
@@ -46,6 +46,19 @@ pub struct Spec {
     pub concurrency: usize,
     pub warmup: Duration,
     pub measure: Duration,
+    /// Client `i` sends its first request `i / concurrency × ramp` after the start, not all at
+    /// once: thousands of slow streams begun together would be a connection storm upstream
+    /// and would stay in lockstep. Zero for the short-request rows.
+    pub ramp: Duration,
+    /// A request not complete within this is an error.
+    pub timeout: Duration,
+}
+
+impl Spec {
+    /// All clients start together; the usual [`REQUEST_TIMEOUT`].
+    pub fn new(concurrency: usize, warmup: Duration, measure: Duration) -> Self {
+        Self { concurrency, warmup, measure, ramp: Duration::ZERO, timeout: REQUEST_TIMEOUT }
+    }
 }
 
 /// What one run measured. Only requests that completed inside the measured window are in
@@ -94,9 +107,14 @@ pub async fn run<S>(target: Arc<Target>, spec: Spec, mut sample: impl FnMut() ->
     }
     let start = Instant::now() + spec.warmup;
     let window = Window { start, end: start + spec.measure };
+    let begun = Instant::now();
     let workers: Vec<_> = connections
         .into_iter()
-        .map(|connection| tokio::spawn(worker(connection, Arc::clone(&target), window)))
+        .enumerate()
+        .map(|(i, connection)| {
+            let first = begun + spec.ramp.mul_f64(i as f64 / spec.concurrency as f64);
+            tokio::spawn(worker(connection, Arc::clone(&target), window, first, spec.timeout))
+        })
         .collect();
 
     sleep_until(window.start).await;
@@ -204,17 +222,24 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// One closed-loop client: request, read the whole response, repeat until the window ends.
-async fn worker(connection: Result<Sender, String>, target: Arc<Target>, window: Window) -> Tally {
+async fn worker(
+    connection: Result<Sender, String>,
+    target: Arc<Target>,
+    window: Window,
+    first: Instant,
+    request_timeout: Duration,
+) -> Tally {
     let mut tally = Tally::new();
     let mut slot = connection.map_err(|message| tally.error(message)).ok();
+    sleep_until(first).await;
     while Instant::now() < window.end {
         if !ensure_connected(&mut slot, target.addr, &mut tally).await {
             continue;
         }
         let sender = slot.as_mut().expect("ensure_connected filled the slot");
-        let result = timeout(REQUEST_TIMEOUT, exchange(sender, &target))
+        let result = timeout(request_timeout, exchange(sender, &target))
             .await
-            .unwrap_or_else(|_| Err(format!("no full response within {REQUEST_TIMEOUT:?}")));
+            .unwrap_or_else(|_| Err(format!("no full response within {request_timeout:?}")));
         let finished = Instant::now();
         if result.is_ok() {
             tally.answered += 1;

@@ -5,14 +5,19 @@
 //! and the differences between paths come from whatever sits in front of it. Running it in a
 //! separate process keeps its CPU time out of the load generator's and lets the gateway and
 //! nginx talk to it over real loopback sockets.
+//!
+//! With `--token-interval-ms N` it is a slow model instead: each streamed chunk comes N ms
+//! after the one before (the first N ms after the head), the usage chunk and `[DONE]` right
+//! after the last — for holding many streams open at once (the open-streams row).
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, Stream, StreamExt as _};
 use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -45,7 +50,10 @@ const WORDS: [&str; 16] = [
 ];
 
 type FrameStream = stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>;
-type MockBody = Either<Full<Bytes>, StreamBody<FrameStream>>;
+/// The slow model's stream: the same frames, each after its pause.
+type PacedStream = Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>>;
+type StreamedBody = Either<StreamBody<FrameStream>, StreamBody<PacedStream>>;
+type MockBody = Either<Full<Bytes>, StreamedBody>;
 
 /// Every response body the mock can send, rendered once at start-up.
 struct Canned {
@@ -53,10 +61,12 @@ struct Canned {
     chunks: Vec<Bytes>,
     usage_chunk: Bytes,
     done: Bytes,
+    /// The slow model's pause before each content chunk; `None`: everything at once.
+    token_interval: Option<Duration>,
 }
 
 impl Canned {
-    fn new() -> Self {
+    fn new(token_interval: Option<Duration>) -> Self {
         let head = |object: &str| {
             format!(
                 r#""id":"chatcmpl-bench0001","object":"{object}","created":1700000000,"model":"{UPSTREAM_MODEL}","system_fingerprint":"fp_bench""#
@@ -89,20 +99,31 @@ impl Canned {
             chunks,
             usage_chunk: Bytes::from(usage_chunk),
             done: Bytes::from_static(b"data: [DONE]\n\n"),
+            token_interval,
         }
     }
 
     /// The SSE body: each event is its own body frame, all available immediately, so the
     /// stream costs the upstream nothing but the bytes and any latency seen by the client is
-    /// added by the hops in between.
-    fn stream(&self, include_usage: bool) -> StreamBody<FrameStream> {
+    /// added by the hops in between — or, for the slow model, each content chunk after its pause.
+    fn stream(&self, include_usage: bool) -> StreamedBody {
         let mut frames: Vec<Bytes> = self.chunks.clone();
         if include_usage {
             frames.push(self.usage_chunk.clone());
         }
         frames.push(self.done.clone());
-        let frames: Vec<_> = frames.into_iter().map(|b| Ok(Frame::data(b))).collect();
-        StreamBody::new(stream::iter(frames))
+        let Some(interval) = self.token_interval else {
+            let frames: Vec<_> = frames.into_iter().map(|b| Ok(Frame::data(b))).collect();
+            return Either::Left(StreamBody::new(stream::iter(frames)));
+        };
+        let paced = self.chunks.len();
+        let frames = stream::iter(frames.into_iter().enumerate()).then(move |(i, bytes)| async move {
+            if i < paced {
+                tokio::time::sleep(interval).await;
+            }
+            Ok(Frame::data(bytes))
+        });
+        Either::Right(StreamBody::new(Box::pin(frames) as PacedStream))
     }
 }
 
@@ -171,6 +192,28 @@ fn exit_with_parent() {
     });
 }
 
+/// Connections the kernel queues before `accept` (capped by `net.core.somaxconn`): tokio's
+/// default of 1024 overflows when thousands of streams connect at once, and a dropped SYN
+/// costs its client a 1 s retransmit.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+fn listen() -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The slow model's pause, from `--token-interval-ms N` among the process's arguments.
+fn token_interval() -> Option<Duration> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|arg| arg == TOKEN_INTERVAL_FLAG)?;
+    let millis = args.get(at + 1).and_then(|n| n.parse().ok()).expect("--token-interval-ms takes milliseconds");
+    Some(Duration::from_millis(millis))
+}
+
+/// The flag that makes the mock a slow model (see the module docs).
+pub const TOKEN_INTERVAL_FLAG: &str = "--token-interval-ms";
+
 /// Entry point of the `--mock-upstream` child: binds 127.0.0.1:0, prints the port on stdout
 /// (the parent waits for that line), then serves HTTP/1.1 keep-alive connections forever.
 pub fn serve() {
@@ -180,13 +223,13 @@ pub fn serve() {
         .build()
         .expect("mock upstream: cannot build tokio runtime");
     runtime.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("mock upstream: cannot bind 127.0.0.1:0");
+        let listener = listen().expect("mock upstream: cannot listen on 127.0.0.1:0");
         let port = listener.local_addr().expect("mock upstream: bound socket has no address").port();
         let mut stdout = std::io::stdout();
         writeln!(stdout, "{port}").expect("mock upstream: cannot report port");
         stdout.flush().expect("mock upstream: cannot flush port");
 
-        let canned = Arc::new(Canned::new());
+        let canned = Arc::new(Canned::new(token_interval()));
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,

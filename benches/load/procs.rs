@@ -207,12 +207,17 @@ impl Harness {
         self.keep_dir
     }
 
-    /// Re-executes this bench binary as the mock upstream and reads the port it bound.
-    /// Its stdin stays an open pipe: the mock exits when it closes, i.e. when we die.
-    pub fn start_mock(&mut self) -> Result<SocketAddr, String> {
+    /// Re-executes this bench binary as the mock upstream and reads the port it bound; with a
+    /// `token_interval`, as the slow model (see `mock.rs`). Its stdin stays an open pipe: the
+    /// mock exits when it closes, i.e. when we die.
+    pub fn start_mock(&mut self, token_interval: Option<Duration>) -> Result<SocketAddr, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .arg("--mock-upstream")
+        let mut command = Command::new(exe);
+        command.arg("--mock-upstream");
+        if let Some(interval) = token_interval {
+            command.arg(crate::mock::TOKEN_INTERVAL_FLAG).arg(interval.as_millis().to_string());
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -463,6 +468,14 @@ name = "bench"
 sha256 = "{key_hash}"
 "#
     )
+}
+
+/// Sets `key = value` in the `[server]` section of a config written by
+/// [`Harness::write_gateway_config`] (a TOML table cannot be given twice, so it goes in, not after).
+pub fn set_server_option(config: &Path, key: &str, value: &str) -> Result<(), String> {
+    let text = fs::read_to_string(config).map_err(|e| format!("reading {}: {e}", config.display()))?;
+    let text = text.replacen("[server]\n", &format!("[server]\n{key} = {value}\n"), 1);
+    fs::write(config, text).map_err(|e| format!("writing {}: {e}", config.display()))
 }
 
 fn nginx_config(prefix: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {

@@ -58,8 +58,10 @@ pub const GW_METERED_REDIS: &str = "gw-metered-redis";
 pub const GW_WEBHOOKS_EMBEDDED: &str = "gw-webhooks-embedded";
 /// [`GW_REDIS`] with a webhook registered for `request.completed` (receiver on loopback).
 pub const GW_WEBHOOKS_REDIS: &str = "gw-webhooks-redis";
+/// The gateway holding many streams open against a slow model (`load/open_streams.rs`).
+pub const GW_OPEN_STREAMS: &str = "gw-open-streams";
 /// Every path, in the order they are started and measured.
-pub const PATHS: [&str; 11] = [
+pub const PATHS: [&str; 12] = [
     DIRECT,
     GATEWAY,
     GW_RESPONSES,
@@ -71,6 +73,7 @@ pub const PATHS: [&str; 11] = [
     GW_WEBHOOKS_EMBEDDED,
     GW_WEBHOOKS_REDIS,
     NGINX,
+    GW_OPEN_STREAMS,
 ];
 /// Each webhooks path and the same store-key path without a webhook, which it is judged against.
 pub const WEBHOOK_PAIRS: [(&str, &str); 2] = [(GW_WEBHOOKS_EMBEDDED, GW_EMBEDDED), (GW_WEBHOOKS_REDIS, GW_REDIS)];
@@ -178,6 +181,15 @@ pub struct WebhookCheck {
     pub waited: Duration,
 }
 
+/// What the open-streams row's budget needs beside its record.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenStreamsFacts {
+    /// Streams asked for (`BENCH_OPEN_STREAMS`); the record's concurrency is what ran.
+    pub wanted: usize,
+    /// The gateway's RSS before the load (its peak so far: start-up).
+    pub at_rest_mb: f64,
+}
+
 /// Everything printed above the tables.
 pub struct Header {
     pub machine: Machine,
@@ -186,7 +198,13 @@ pub struct Header {
     pub warnings: Vec<String>,
 }
 
-pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord], checks: &[WebhookCheck]) -> String {
+pub fn render(
+    header: &Header,
+    records: &[Record],
+    censuses: &[CensusRecord],
+    checks: &[WebhookCheck],
+    open_streams: Option<OpenStreamsFacts>,
+) -> String {
     let mut out = String::new();
     render_header(&mut out, header);
     render_plain_table(&mut out, records);
@@ -199,7 +217,7 @@ pub fn render(header: &Header, records: &[Record], censuses: &[CensusRecord], ch
     render_store_keys(&mut out, records, censuses);
     render_metering(&mut out, records, censuses);
     render_webhooks(&mut out, records, checks);
-    budgets::render_feature_budgets(&mut out, records, censuses);
+    budgets::render_feature_budgets(&mut out, records, censuses, open_streams);
     out
 }
 /// `count` per completed request in the measured window.

@@ -119,3 +119,18 @@ pub fn load_average() -> Option<String> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
+
+/// Raises this process's open-files limit (soft, and hard when allowed: root) to `wanted`,
+/// never lowering it; children started afterwards inherit it. Returns the soft limit now.
+pub fn raise_open_files(wanted: u64) -> u64 {
+    let nofile = rlimit::Resource::NOFILE;
+    let Ok((soft, hard)) = nofile.get() else {
+        return 0;
+    };
+    if wanted > hard {
+        // Only a privileged process may raise its hard limit; otherwise the soft one goes to hard.
+        let _ = nofile.set(wanted, wanted);
+    }
+    let _ = rlimit::increase_nofile_limit(wanted);
+    nofile.get().map_or(soft, |(soft, _)| soft)
+}

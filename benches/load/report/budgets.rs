@@ -6,9 +6,13 @@
 use std::fmt::Write as _;
 
 use super::{
-    budget_line, find, pct_ms, CensusRecord, Record, DIRECT, GATEWAY, GW_METERED_EMBEDDED, GW_METERED_REDIS, GW_REDIS,
-    GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS, NGINX,
+    budget_line, find, pct_ms, CensusRecord, OpenStreamsFacts, Record, DIRECT, GATEWAY, GW_METERED_EMBEDDED,
+    GW_METERED_REDIS, GW_OPEN_STREAMS, GW_REDIS, GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS, NGINX,
 };
+
+/// Budget 5: streams held open at once, and the memory they may take.
+const OPEN_STREAMS: usize = 10_000;
+const OPEN_STREAMS_RSS_MB: f64 = 150.0;
 
 /// A ratio of two rows' figures, or why it cannot be made.
 fn ratio(a: Option<f64>, b: Option<f64>) -> Result<f64, &'static str> {
@@ -43,7 +47,12 @@ fn judge(out: &mut String, what: &str, value: Result<f64, &'static str>, limit: 
     }
 }
 
-pub(super) fn render_feature_budgets(out: &mut String, records: &[Record], censuses: &[CensusRecord]) {
+pub(super) fn render_feature_budgets(
+    out: &mut String,
+    records: &[Record],
+    censuses: &[CensusRecord],
+    open_streams: Option<OpenStreamsFacts>,
+) {
     let _ = writeln!(out, "### Full-path budgets (against this run's nginx row)\n");
     let row = |path: &str, stream: bool, c: usize| find(records, path, stream, c);
     let nginx = |stream: bool, c: usize| row(NGINX, stream, c);
@@ -126,8 +135,8 @@ pub(super) fn render_feature_budgets(out: &mut String, records: &[Record], censu
         _ => budget_line(out, None, "4. streams: TTFB added over nginx at c=1", "not measured"),
     }
 
-    // 5. Open streams at scale: no row in this bench yet.
-    budget_line(out, None, "5. 10,000 open streams in ≤ 150 MB RSS", "no such row yet");
+    // 5. Open streams at scale.
+    render_open_streams(out, records, open_streams);
 
     // 6. Webhook delivery keeps up.
     for path in [GW_WEBHOOKS_EMBEDDED, GW_WEBHOOKS_REDIS] {
@@ -155,4 +164,29 @@ pub(super) fn render_feature_budgets(out: &mut String, records: &[Record], censu
         "measured by `cargo bench --bench events`",
     );
     out.push('\n');
+}
+
+/// Budget 5: the open-streams row held [`OPEN_STREAMS`] streams without an error, and the
+/// gateway's peak RSS stayed within [`OPEN_STREAMS_RSS_MB`].
+fn render_open_streams(out: &mut String, records: &[Record], facts: Option<OpenStreamsFacts>) {
+    let what = format!("5. {OPEN_STREAMS} open streams in ≤ {OPEN_STREAMS_RSS_MB} MB RSS");
+    let row = records.iter().find(|r| r.path == GW_OPEN_STREAMS);
+    let (Some(r), Some(facts), Some(usage)) = (row, facts, row.and_then(|r| r.usage)) else {
+        return budget_line(out, None, &what, "not measured (BENCH_PATHS without gw-open-streams?)");
+    };
+    let added_kb = (usage.peak_rss_mb - facts.at_rest_mb) * 1024.0 / r.concurrency.max(1) as f64;
+    let mut detail = format!(
+        "{:.1} MB peak with {} streams open ({:.1} MB at rest, {added_kb:.1} KB per stream), {} streams completed \
+         in the window, {} errors",
+        usage.peak_rss_mb, r.concurrency, facts.at_rest_mb, r.load.completed, r.load.errors
+    );
+    if r.concurrency < facts.wanted {
+        let _ = write!(
+            detail,
+            "; only {} of the {} streams asked for fit under the open-files limit",
+            r.concurrency, facts.wanted
+        );
+    }
+    let ok = r.concurrency >= OPEN_STREAMS && r.load.errors == 0 && r.load.completed > 0;
+    budget_line(out, Some(ok && usage.peak_rss_mb <= OPEN_STREAMS_RSS_MB), &what, &detail);
 }
