@@ -160,6 +160,9 @@ pub struct RelayBody {
     scratch: Vec<Bytes>,
     /// Scheduler turns given to the upstream connection since its last frame.
     yielded: u8,
+    /// Whether the first frame went out: it never waits for company, so the
+    /// time to first token is the upstream's, not the burst's.
+    sent_first: bool,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
     accounting: Accounting,
@@ -174,6 +177,7 @@ impl RelayBody {
             ready: Batch::default(),
             scratch: Vec::new(),
             yielded: 0,
+            sent_first: false,
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             accounting,
@@ -228,9 +232,10 @@ impl http_body::Body for RelayBody {
                     }
                 }
                 Poll::Pending if !this.ready.is_empty() => {
-                    if this.yielded >= batch::HANDOVER_TURNS {
-                        // The turns brought nothing more: send what is ready now.
+                    if !this.sent_first || this.yielded >= batch::HANDOVER_TURNS {
+                        // The first frame, or the turns brought nothing more: send what is ready now.
                         this.yielded = 0;
+                        this.sent_first = true;
                         return Poll::Ready(this.ready.take().map(|bytes| Ok(Frame::data(bytes))));
                     }
                     // The upstream connection may hold more already read: a

@@ -8,7 +8,9 @@
 //! upstream connection [`HANDOVER_TURNS`] scheduler turns to hand over the
 //! rest of what it has already read, and sends the batch as soon as they
 //! bring nothing — no timer, so a lone token is never held back for a next
-//! one, only for two passes of its worker's run queue.
+//! one, only for two passes of its worker's run queue. The first frame of a
+//! stream goes out alone, at once: time to first token is what a user
+//! watches, and it should be the upstream's, not the whole burst's.
 
 use bytes::{Bytes, BytesMut};
 
