@@ -2,7 +2,7 @@
 //! benchmark only needs to know that it is up (`PING`), which commands it has served
 //! (`INFO commandstats`, around each measured window) and, in a separate untimed census, which
 //! of those were round trips from the gateway and which ran inside its scripts, and which were
-//! the gateway's background work (event log, webhook delivery worker, credit watcher) rather
+//! the gateway's background work (event log, webhook delivery worker, credit watcher, schedule runner) rather
 //! than its request path or settles (`MONITOR`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -100,6 +100,9 @@ pub enum Background {
     /// The credit watcher: the balances script (one key, the credits hash `...:credits:{W}`),
     /// once a second for each workspace whose balance changed.
     CreditWatcher,
+    /// The schedule runner: `ZRANGEBYSCORE` over `...:timeline:{sched}:*` for what is due,
+    /// on its tick, whether or not anything is scheduled.
+    Scheduler,
 }
 
 impl Background {
@@ -108,6 +111,7 @@ impl Background {
             Background::EventLog => "event log",
             Background::DeliveryWorker => "delivery worker",
             Background::CreditWatcher => "credit watcher",
+            Background::Scheduler => "schedule runner",
         }
     }
 
@@ -153,6 +157,8 @@ fn classify(prefix: &str, command: &str, keys: &[String], script: bool) -> Sourc
         Source::Background(Background::DeliveryWorker)
     } else if workspace_log {
         Source::Background(Background::EventLog)
+    } else if name.starts_with("timeline:") {
+        Source::Background(Background::Scheduler)
     } else if script && keys.len() == 1 && name.starts_with("credits:") {
         // admit, settle and reap pass the credits hash among 4–7 keys; only balances alone.
         Source::Background(Background::CreditWatcher)
