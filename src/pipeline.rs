@@ -138,8 +138,9 @@ pub async fn run(app: &App, ctx: &RequestContext, call: ModelCall) -> Result<Ans
             rewriter = rewriter.with_transcript();
         }
         accounting.counted_as(app.metrics.stream_opened());
-        let body = RelayBody::new(upstream.body, rewriter, upstream.idle_timeout, accounting);
-        return Ok(Answer::Stream { body: Box::new(body), rate });
+        let mut body = Box::new(RelayBody::new(upstream.body, rewriter, upstream.idle_timeout, accounting));
+        body.prime().await;
+        return Ok(Answer::Stream { body, rate });
     }
 
     let answer = collect(upstream.body, app.server.max_upstream_body_bytes, upstream.idle_timeout).await;

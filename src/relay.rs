@@ -199,6 +199,58 @@ impl RelayBody {
     }
 }
 
+impl RelayBody {
+    /// Gives the upstream connection up to [`batch::HANDOVER_TURNS`]
+    /// scheduler turns to hand over the stream's first frame, before the
+    /// response goes back to hyper: when the upstream has it already, hyper
+    /// writes the response head and that frame in one `writev`; a model still
+    /// thinking gets its head sent at once, as before.
+    pub async fn prime(&mut self) {
+        let mut turns = 0u8;
+        std::future::poll_fn(|cx| loop {
+            if self.ended || !self.ready.is_empty() {
+                return Poll::Ready(());
+            }
+            match Pin::new(&mut self.upstream).poll_frame(cx) {
+                Poll::Ready(item) => self.absorb(item),
+                Poll::Pending if turns >= batch::HANDOVER_TURNS => return Poll::Ready(()),
+                Poll::Pending => {
+                    turns += 1;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await
+    }
+
+    /// What the upstream body yielded: data rewritten into the batch, an
+    /// error or a premature end turned into the stream's error event, the end
+    /// settled.
+    fn absorb(&mut self, item: Option<Result<Frame<Bytes>, UpstreamError>>) {
+        match item {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { return };
+                self.yielded = 0;
+                let deadline = tokio::time::Instant::now() + self.idle_timeout;
+                self.idle.as_mut().reset(deadline);
+                match self.rewriter.push(data, &mut self.scratch) {
+                    Ok(()) => self.ready.extend(self.scratch.drain(..)),
+                    Err(e) => self.fail(UpstreamError::Invalid { detail: e.to_string() }),
+                }
+            }
+            Some(Err(e)) => self.fail(e),
+            None if self.rewriter.is_done() && !self.rewriter.has_partial_event() => {
+                self.ended = true;
+                let usage = self.usage();
+                self.accounting.set_transcript(self.rewriter.take_transcript());
+                self.accounting.finish(200, Outcome::Completed, usage);
+            }
+            None => self.fail(UpstreamError::Body { detail: "stream ended before [DONE]".into() }),
+        }
+    }
+}
+
 impl http_body::Body for RelayBody {
     type Data = Bytes;
     type Error = Infallible;
@@ -210,27 +262,7 @@ impl http_body::Body for RelayBody {
                 return Poll::Ready(this.ready.take().map(|bytes| Ok(Frame::data(bytes))));
             }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
-                    this.yielded = 0;
-                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
-                    this.idle.as_mut().reset(deadline);
-                    match this.rewriter.push(data, &mut this.scratch) {
-                        Ok(()) => this.ready.extend(this.scratch.drain(..)),
-                        Err(e) => this.fail(UpstreamError::Invalid { detail: e.to_string() }),
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => this.fail(e),
-                Poll::Ready(None) => {
-                    if this.rewriter.is_done() && !this.rewriter.has_partial_event() {
-                        this.ended = true;
-                        let usage = this.usage();
-                        this.accounting.set_transcript(this.rewriter.take_transcript());
-                        this.accounting.finish(200, Outcome::Completed, usage);
-                    } else {
-                        this.fail(UpstreamError::Body { detail: "stream ended before [DONE]".into() });
-                    }
-                }
+                Poll::Ready(item) => this.absorb(item),
                 Poll::Pending if !this.ready.is_empty() => {
                     if !this.sent_first || this.yielded >= batch::HANDOVER_TURNS {
                         // The first frame, or the turns brought nothing more: send what is ready now.
