@@ -197,31 +197,36 @@ impl RelayBody {
         self.accounting.set_transcript(self.rewriter.take_transcript());
         self.accounting.finish(200, Outcome::UpstreamFailed, usage);
     }
-}
 
-impl RelayBody {
     /// Gives the upstream connection up to [`batch::HANDOVER_TURNS`]
     /// scheduler turns to hand over the stream's first frame, before the
     /// response goes back to hyper: when the upstream has it already, hyper
     /// writes the response head and that frame in one `writev`; a model still
     /// thinking gets its head sent at once, as before.
     pub async fn prime(&mut self) {
-        let mut turns = 0u8;
         std::future::poll_fn(|cx| loop {
             if self.ended || !self.ready.is_empty() {
                 return Poll::Ready(());
             }
             match Pin::new(&mut self.upstream).poll_frame(cx) {
                 Poll::Ready(item) => self.absorb(item),
-                Poll::Pending if turns >= batch::HANDOVER_TURNS => return Poll::Ready(()),
-                Poll::Pending => {
-                    turns += 1;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
+                Poll::Pending => return self.hand_over(cx),
             }
         })
         .await
+    }
+
+    /// One more scheduler turn for the upstream connection to hand over
+    /// what it has already read (see `batch`): `Pending` (woken at once)
+    /// until [`batch::HANDOVER_TURNS`] turns brought nothing, then `Ready`.
+    fn hand_over(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded >= batch::HANDOVER_TURNS {
+            self.yielded = 0;
+            return Poll::Ready(());
+        }
+        self.yielded += 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// What the upstream body yielded: data rewritten into the batch, an
@@ -264,17 +269,13 @@ impl http_body::Body for RelayBody {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(item) => this.absorb(item),
                 Poll::Pending if !this.ready.is_empty() => {
-                    if !this.sent_first || this.yielded >= batch::HANDOVER_TURNS {
-                        // The first frame, or the turns brought nothing more: send what is ready now.
-                        this.yielded = 0;
-                        this.sent_first = true;
-                        return Poll::Ready(this.ready.take().map(|bytes| Ok(Frame::data(bytes))));
+                    // The first frame goes at once; later ones once the
+                    // turns brought nothing more.
+                    if this.sent_first && this.hand_over(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                    // The upstream connection may hold more already read: a
-                    // scheduler turn or two lets it hand that over (see `batch`).
-                    this.yielded += 1;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
+                    this.sent_first = true;
+                    return Poll::Ready(this.ready.take().map(|bytes| Ok(Frame::data(bytes))));
                 }
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 /// A request that never completes must not stall the run; it is counted as an error.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many distinct error messages to keep for the report.
 const ERROR_SAMPLES: usize = 3;
 const STREAM_END: &[u8] = b"data: [DONE]\n\n";
