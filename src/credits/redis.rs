@@ -4,12 +4,14 @@
 //! - **admit**: the four GCRA limits and the reservation in one call — the
 //!   request path's only round trip. Either everything passes and is written,
 //!   or nothing is.
-//! - **settle**: queued in memory and applied by a background task, so the
-//!   response never waits for it; retried with backoff until Redis answers and
-//!   idempotent by reservation id (the reservation record is deleted by the
-//!   settle that applies it), so a retry after a timeout never charges twice. A clean shutdown drains
-//!   the queue. The queue is bounded by the calls in flight: a settle follows
-//!   an admit, and admits fail while Redis is unreachable.
+//! - **settle**: queued in memory and applied by a background task (`queue`),
+//!   so the response never waits for it; settles that gathered meanwhile go
+//!   in one script call per workspace. Retried with backoff until Redis
+//!   answers and idempotent by reservation id (the reservation record is
+//!   deleted by the settle that applies it), so a retry after a timeout never
+//!   charges twice. A clean shutdown drains the queue. The queue is bounded by
+//!   the calls in flight: a settle follows an admit, and admits fail while
+//!   Redis is unreachable.
 //! - **cancel**: when the admit call fails or times out (the caller is
 //!   answered 503), the admission may still run later — a Redis that hung
 //!   and resumes runs what was sent to it. So the gateway queues a cancel for
@@ -28,14 +30,14 @@
 //! that cannot be checked cannot be spent), bounded by the command timeout.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::Script;
 use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use super::{Admit, Balance, Balances, Kind, Ledger, MeterError, Settlement, Terms, Ticket, UsageRow, MAX_BALANCE};
 use crate::credits::Period;
@@ -43,11 +45,15 @@ use crate::limits::{Dimension, LimitError, RateHeaders, Window};
 use crate::store::redis::RedisStore;
 use crate::store::WorkspaceStore;
 
+mod queue;
+
+use queue::{Job, Pending};
+
 const PRELUDE: &str = include_str!("redis/refresh.lua");
 /// Versions: each script's header comment. v2: one HGETALL and one HSET of
 /// the credits hash per call instead of a command per field; v3 (admit,
 /// settle, reap): the expiry lives in the reservation record, no sorted-set
-/// index to add to and remove from on every call.
+/// index to add to and remove from on every call; settle v5: a batch per call.
 const ADMIT: &str = include_str!("redis/admit.lua");
 const SETTLE: &str = include_str!("redis/settle.lua");
 const REAP: &str = include_str!("redis/reap.lua");
@@ -57,8 +63,6 @@ const CANCEL: &str = include_str!("redis/cancel.lua");
 
 /// Daily usage totals are kept this long.
 const USAGE_TTL_S: u64 = 400 * 86_400;
-/// Settles applied at once by the background task.
-const SETTLE_CONCURRENCY: usize = 256;
 /// Reservations released per workspace per reaper call.
 const REAP_BATCH: u64 = 1000;
 
@@ -68,28 +72,6 @@ struct Scripts {
     reap: Script,
     balances: Script,
     cancel: Script,
-}
-
-/// What the background task applies, each retried until Redis takes it.
-enum Job {
-    Settle(Settlement),
-    /// An admission the gateway gave up on (see the module doc).
-    Cancel(Admit),
-}
-
-/// Settles queued or being applied; `flush` waits for zero.
-#[derive(Default)]
-struct Pending {
-    count: AtomicU64,
-    idle: Notify,
-}
-
-impl Pending {
-    fn done(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
 }
 
 pub struct RedisLedger {
@@ -113,7 +95,7 @@ impl RedisLedger {
         let (queue, settles) = mpsc::unbounded_channel();
         let pending = Arc::new(Pending::default());
         tasks
-            .spawn_loop("credit settle queue", settle_worker(store.clone(), scripts.clone(), settles, pending.clone()));
+            .spawn_loop("credit settle queue", queue::worker(store.clone(), scripts.clone(), settles, pending.clone()));
         RedisLedger { store, scripts, queue, pending }
     }
 
@@ -121,7 +103,7 @@ impl RedisLedger {
         self.pending.count.fetch_add(1, Ordering::AcqRel);
         if self.queue.send(job).is_err() {
             // Only after the worker stopped, i.e. the runtime is going away.
-            self.pending.done();
+            self.pending.done(1);
             tracing::error!("a settle or cancel arrived after the ledger stopped; it was not applied");
         }
     }
@@ -350,100 +332,5 @@ impl RedisLedger {
             message: balance(Kind::Message),
             integration: balance(Kind::Integration),
         })
-    }
-}
-
-/// Applies queued settles and cancels, each retried until Redis takes it.
-async fn settle_worker(
-    store: Arc<RedisStore>,
-    scripts: Arc<Scripts>,
-    mut settles: mpsc::UnboundedReceiver<Job>,
-    pending: Arc<Pending>,
-) {
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            next = settles.recv() => {
-                let Some(s) = next else { break };
-                while running.len() >= SETTLE_CONCURRENCY {
-                    running.join_next().await;
-                }
-                let (store, scripts, pending) = (store.clone(), scripts.clone(), pending.clone());
-                running.spawn(async move {
-                    let (script, keys, args) = match &s {
-                        Job::Settle(s) => (&scripts.settle, settle_keys(&store, s), settle_args(s)),
-                        Job::Cancel(a) => (&scripts.cancel, cancel_keys(&store, a), cancel_args(a)),
-                    };
-                    let id = match &s {
-                        Job::Settle(s) => &s.ticket_id,
-                        Job::Cancel(a) => &a.id,
-                    };
-                    until_applied(&store, script, &keys, &args, id).await;
-                    pending.done();
-                });
-            }
-            Some(_) = running.join_next(), if !running.is_empty() => {}
-        }
-    }
-    while running.join_next().await.is_some() {}
-}
-
-fn settle_keys(store: &RedisStore, s: &Settlement) -> Vec<String> {
-    let [credits, resv, exp, reaped] = names(store, &s.workspace);
-    let p = store.prefix();
-    let ws = &s.workspace;
-    let [_, _, key_tpm, ws_tpm] = limiter_names(store, ws, &s.key);
-    vec![credits, resv, exp, reaped, format!("{p}:usage:{{{ws}}}:{}", s.day), key_tpm, ws_tpm]
-}
-
-fn settle_args(s: &Settlement) -> Vec<String> {
-    let delta = s.tokens_used as i64 - s.tokens_charged as i64;
-    vec![
-        s.ticket_id.to_string(),
-        s.kind.as_str().to_owned(),
-        s.cost.to_string(),
-        delta.to_string(),
-        s.limits.key_tpm.unwrap_or(0).to_string(),
-        s.limits.workspace_tpm.unwrap_or(0).to_string(),
-        format!("{}\x1f{}", s.key, s.agent),
-        s.input_tokens.to_string(),
-        s.output_tokens.to_string(),
-        if s.recorded { "1" } else { "0" }.to_owned(),
-        USAGE_TTL_S.to_string(),
-    ]
-}
-
-fn cancel_keys(store: &RedisStore, a: &Admit) -> Vec<String> {
-    let [credits, resv, _, _] = names(store, &a.workspace);
-    let mut keys = vec![credits, resv];
-    keys.extend(limiter_names(store, &a.workspace, &a.key));
-    keys
-}
-
-fn cancel_args(a: &Admit) -> Vec<String> {
-    let l = &a.limits;
-    let mut args = vec![a.id.to_string(), a.expires_at_ms.to_string()];
-    args.extend([l.key_rpm, l.workspace_rpm, l.key_tpm, l.workspace_tpm].iter().map(|l| l.unwrap_or(0).to_string()));
-    args.push(a.tokens.to_string());
-    args
-}
-
-/// Runs a settle or cancel script until Redis takes it (both are idempotent
-/// by reservation id, so a retry after a timeout that did apply is harmless).
-async fn until_applied(store: &RedisStore, script: &Script, keys: &[String], args: &[String], id: &str) {
-    let mut backoff = Duration::from_millis(50);
-    let mut attempt = 0u32;
-    loop {
-        match store.eval::<i64>(script, keys, args).await {
-            Ok(_) => return,
-            Err(e) => {
-                attempt += 1;
-                if attempt == 1 || attempt.is_power_of_two() {
-                    tracing::warn!(ticket = %id, attempt, error = %e, "settle or cancel failed; retrying");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
     }
 }

@@ -1,75 +1,111 @@
--- tollgate settle, version 4 (after the refresh.lua prelude, version 3).
+-- tollgate settle, version 5 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
--- Charges a finished call and releases the rest of its reservation, at most
--- once per reservation id: the reservation record is the proof the call is
--- unsettled, and it is deleted here, so a settle retried after a timeout
--- finds nothing and does nothing. If the reaper released the reservation
--- first, it left the id in the reaped hash: the cost is then charged from the
--- balance directly. Never takes a balance below zero: what cannot be
--- collected is added to K:uncollected.
+-- Charges a batch of finished calls of one workspace and releases the rest
+-- of their reservations, each at most once per reservation id: the
+-- reservation record is the proof a call is unsettled, and it is deleted
+-- here, so a batch retried after a timeout finds nothing and does nothing.
+-- If the reaper released a reservation first, it left the id in the reaped
+-- hash: that call's cost is then charged from the balance directly. Never
+-- takes a balance below zero: what cannot be collected is added to
+-- K:uncollected.
+--
+-- v5: a batch per call. Redis's time per script call is mostly fixed cost,
+-- so the settle queue hands over what has gathered while the previous batch
+-- ran; the credits hash is read and written once per batch, each usage
+-- field and each limiter once.
 --
 -- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] unused (v2's expiry index),
--- KEYS[4] reaped ids hash, KEYS[5] usage hash of the day,
--- KEYS[6] key tpm limiter, KEYS[7] workspace tpm limiter.
--- ARGV[1] reservation id, ARGV[2] kind, ARGV[3] cost (micro-credits),
--- ARGV[4] tokens used minus tokens charged at admission,
--- ARGV[5] key tpm limit, ARGV[6] workspace tpm limit (0: none),
--- ARGV[7] usage field (key id, 0x1f, agent), ARGV[8] input tokens,
--- ARGV[9] output tokens, ARGV[10] 1 if admit recorded the call (0: it was
--- neither limited nor metered, so only the usage totals change),
--- ARGV[11] usage TTL s.
+-- KEYS[4] reaped ids hash; then for settle i (from 0): KEYS[5 + 3i] the usage
+-- hash of its day, KEYS[6 + 3i] its key's tpm limiter, KEYS[7 + 3i] the
+-- workspace tpm limiter.
+-- ARGV[1] usage TTL s; then for settle i, ARGV[2 + 10i ..] ten values:
+-- reservation id, kind, cost (micro-credits), tokens used minus tokens
+-- charged at admission, key tpm limit, workspace tpm limit (0: none), usage
+-- field (key id, 0x1f, agent), input tokens, output tokens, and 1 if admit
+-- recorded the call (0: it was neither limited nor metered, so only the
+-- usage totals change).
 -- The usage field's value is "requests,input_tokens,output_tokens,credits".
--- Returns 1 when this call settled, 0 when the id was already settled.
-local function add_usage()
-  local old = redis.call('HGET', KEYS[5], ARGV[7])
-  local totals = { 0, 0, 0, 0 }
-  if old then
-    local i = 1
-    for n in string.gmatch(old, '%d+') do
-      totals[i] = tonumber(n)
-      i = i + 1
+-- Returns how many of the batch's calls this call settled (the others were
+-- settled before).
+local N = 10
+local count = (#ARGV - 1) / N
+local c = nil
+local usage = {}
+local tats = {}
+local now = nil
+local settled = 0
+
+local function credits()
+  if not c then
+    c = load_credits(KEYS[1])
+  end
+  return c
+end
+
+local function add_usage(key, field, input, output, cost)
+  local of_key = usage[key]
+  if not of_key then
+    of_key = {}
+    usage[key] = of_key
+  end
+  local t = of_key[field]
+  if not t then
+    t = { 0, 0, 0, 0 }
+    of_key[field] = t
+  end
+  t[1] = t[1] + 1
+  t[2] = t[2] + input
+  t[3] = t[3] + output
+  t[4] = t[4] + cost
+end
+
+-- Token limits: move the arrival time by the difference between the tokens
+-- used and those charged at admission.
+local function correct_tokens(name, limit, delta)
+  if not now then
+    local time = redis.call('TIME')
+    now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  end
+  local tat = tats[name]
+  if not tat then
+    tat = tonumber(redis.call('GET', name) or '0')
+  end
+  local next_tat = tat + delta * 60000000 / limit
+  if delta > 0 then
+    next_tat = math.max(tat, now) + delta * 60000000 / limit
+  end
+  -- A wild overrun blocks the limiter for a day at most (and keeps the
+  -- numbers far from what %d and PX can hold).
+  tats[name] = math.min(next_tat, now + 86400000000)
+end
+
+-- One call's charge; false when it was settled before.
+local function settle(kind, id, cost)
+  local record = redis.call('HGET', KEYS[2], id)
+  if not record then
+    if redis.call('HDEL', KEYS[4], id) == 0 then
+      return false
     end
   end
-  local new = int(totals[1] + 1) .. ',' .. int(totals[2] + tonumber(ARGV[8])) .. ','
-    .. int(totals[3] + tonumber(ARGV[9])) .. ',' .. int(totals[4] + tonumber(ARGV[3]))
-  redis.call('HSET', KEYS[5], ARGV[7], new)
-  redis.call('EXPIRE', KEYS[5], ARGV[11])
-end
-
-if ARGV[10] == '0' then
-  add_usage()
-  return 1
-end
-
-local kind = ARGV[2]
-local cost = tonumber(ARGV[3])
-local record = redis.call('HGET', KEYS[2], ARGV[1])
-if not record then
-  if redis.call('HDEL', KEYS[4], ARGV[1]) == 0 then
-    return 0
+  local c = credits()
+  local from_plan_part, from_top_up_part, same_period = 0, 0, false
+  if record then
+    -- "kind|plan part|top-up part|period" then "|expires at" (v3)
+    local _, _, _, p, t, period = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)')
+    from_plan_part, from_top_up_part = tonumber(p), tonumber(t)
+    same_period = (period == c.period)
+    redis.call('HDEL', KEYS[2], id)
+    if same_period then
+      add(c, kind .. ':held_plan', -from_plan_part)
+    end
+    add(c, kind .. ':held_top_up', -from_top_up_part)
   end
-end
-local c = load_credits(KEYS[1])
-local from_plan_part, from_top_up_part, same_period = 0, 0, false
-if record then
-  -- "kind|plan part|top-up part|period" then "|expires at" (v3)
-  local _, _, _, p, t, period = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)')
-  from_plan_part, from_top_up_part = tonumber(p), tonumber(t)
-  same_period = (period == c.period)
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  if same_period then
-    add(c, kind .. ':held_plan', -from_plan_part)
+  -- What was held goes back whatever happens; only charging depends on the
+  -- kind being metered (a plan may have stopped metering meanwhile).
+  if get(c, kind .. ':metered') ~= 1 then
+    cost = 0
   end
-  add(c, kind .. ':held_top_up', -from_top_up_part)
-end
-
--- What was held goes back whatever happens; only charging depends on the
--- kind being metered (a plan may have stopped metering meanwhile).
-if get(c, kind .. ':metered') ~= 1 then
-  cost = 0
-end
-do
   local use_plan = math.min(cost, from_plan_part)
   local use_top_up = math.min(cost - use_plan, from_top_up_part)
   if same_period then
@@ -81,33 +117,50 @@ do
     local p, t = take(c, kind, extra)
     add(c, kind .. ':uncollected', extra - p - t)
   end
+  return true
 end
-save(KEYS[1], c)
-add_usage()
 
--- Token limits: move the arrival time by the difference between the tokens
--- used and those charged at admission.
-local delta = tonumber(ARGV[4])
-if delta ~= 0 then
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-  for i = 0, 1 do
-    local limit = tonumber(ARGV[5 + i])
-    if limit > 0 then
-      local tat = tonumber(redis.call('GET', KEYS[6 + i]) or '0')
-      local next_tat = tat + delta * 60000000 / limit
-      if delta > 0 then
-        next_tat = math.max(tat, now) + delta * 60000000 / limit
-      end
-      -- A wild overrun blocks the limiter for a day at most (and keeps the
-      -- numbers far from what %d and PX can hold).
-      next_tat = math.min(next_tat, now + 86400000000)
-      if next_tat > now then
-        redis.call('SET', KEYS[6 + i], int(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
-      else
-        redis.call('DEL', KEYS[6 + i])
+for i = 0, count - 1 do
+  local a = 1 + i * N
+  local id, kind, cost = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local applies = ARGV[a + 10] == '0' or settle(kind, id, cost)
+  if applies then
+    settled = settled + 1
+    add_usage(KEYS[5 + 3 * i], ARGV[a + 7], tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), cost)
+    local delta = tonumber(ARGV[a + 4])
+    if ARGV[a + 10] ~= '0' and delta ~= 0 then
+      for j = 0, 1 do
+        local limit = tonumber(ARGV[a + 5 + j])
+        if limit > 0 then
+          correct_tokens(KEYS[6 + 3 * i + j], limit, delta)
+        end
       end
     end
   end
 end
-return 1
+
+if c then
+  save(KEYS[1], c)
+end
+for key, fields in pairs(usage) do
+  for field, t in pairs(fields) do
+    local old = redis.call('HGET', key, field)
+    if old then
+      local i = 1
+      for n in string.gmatch(old, '%d+') do
+        t[i] = t[i] + tonumber(n)
+        i = i + 1
+      end
+    end
+    redis.call('HSET', key, field, int(t[1]) .. ',' .. int(t[2]) .. ',' .. int(t[3]) .. ',' .. int(t[4]))
+  end
+  redis.call('EXPIRE', key, ARGV[1])
+end
+for name, tat in pairs(tats) do
+  if tat > now then
+    redis.call('SET', name, int(tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  else
+    redis.call('DEL', name)
+  end
+end
+return settled

@@ -1,0 +1,202 @@
+//! The Redis ledger's settle batches (issue 15): settles that gather while
+//! the queue is busy go to Redis in one `settle.lua` call per workspace, and
+//! a batch charges, releases, counts usage and corrects the token limiters
+//! exactly as the same settles one by one would, at most once per
+//! reservation id.
+//!
+//! The ledger is driven directly on a current-thread runtime, so every settle
+//! is queued before the queue's task runs: what would gather under load is
+//! here one deterministic batch. Each test starts its own `redis-server` on a
+//! free port (skipped loudly when none is installed, mandatory under
+//! `CI=true`).
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[path = "support/tools.rs"]
+mod tools;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis_server::RedisServer;
+use tollgate::credits::redis::RedisLedger;
+use tollgate::credits::{Admit, Kind, Ledger, Period, Settlement, Terms, Ticket, MICRO};
+use tollgate::limits::LimitSet;
+use tollgate::store::redis::{RedisStore, Timeouts};
+use tollgate::tasks::Tasks;
+
+const PREFIX: &str = "tg";
+/// The key tpm limit: 60 µs of the limiter per token.
+const KEY_TPM: u32 = 1_000_000;
+const TOKENS_AT_ADMISSION: u64 = 1000;
+const TOKENS_USED: u64 = 1500;
+
+struct Ledgers {
+    server: RedisServer,
+    ledger: RedisLedger,
+    _tasks: Tasks,
+}
+
+async fn start(test: &str) -> Option<Ledgers> {
+    let Some(server) = RedisServer::start() else {
+        tools::skip(test, "redis-server is not installed");
+        return None;
+    };
+    let timeouts = Timeouts { connect: Duration::from_secs(2), response: Duration::from_secs(2) };
+    let store = RedisStore::connect(&[server.url()], false, PREFIX, timeouts).await.expect("connect to redis-server");
+    let tasks = Tasks::on_current_runtime();
+    let ledger = RedisLedger::new(Arc::new(store), &tasks);
+    // The first call of a script is an EVALSHA that Redis refuses (NOSCRIPT),
+    // then a load and the call again: done here, so the tests count only
+    // the calls that carry settles.
+    let warm = admit(&ledger, "warm-up", "w0", 1).await;
+    ledger.settle(settlement(&warm, "warm-up", 1));
+    ledger.flush().await.unwrap();
+    Some(Ledgers { server, ledger, _tasks: tasks })
+}
+
+fn terms(workspace: &str) -> Terms {
+    Terms {
+        workspace: workspace.into(),
+        allowance: [Some(100 * MICRO), None],
+        rpm: None,
+        tpm: None,
+        key_rpm: None,
+        key_tpm: Some(KEY_TPM),
+        time_zone: chrono_tz::UTC,
+        low_credits_threshold: None,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+async fn admit(ledger: &RedisLedger, workspace: &str, id: &str, amount: u64) -> Ticket {
+    let t = terms(workspace);
+    let now_ms = now_ms();
+    let admit = Admit {
+        id: id.into(),
+        workspace: workspace.into(),
+        key: "k".into(),
+        limits: LimitSet { key_tpm: Some(KEY_TPM), ..LimitSet::default() },
+        tokens: TOKENS_AT_ADMISSION,
+        kind: Kind::Message,
+        amount,
+        period: Period::at(now_ms, t.time_zone),
+        allowance: t.allowance,
+        now_ms,
+        expires_at_ms: now_ms + 600_000,
+    };
+    ledger.admit(admit).await.expect("admitted").0
+}
+
+fn settlement(ticket: &Ticket, agent: &str, cost: u64) -> Settlement {
+    let a = &ticket.admit;
+    Settlement {
+        ticket_id: a.id.clone(),
+        workspace: a.workspace.clone(),
+        key: a.key.clone(),
+        agent: agent.into(),
+        kind: a.kind,
+        period: ticket.period.clone(),
+        parts: ticket.parts,
+        limits: a.limits,
+        tokens_charged: a.tokens,
+        tokens_used: TOKENS_USED,
+        cost,
+        input_tokens: 1000,
+        output_tokens: 500,
+        day: Period::utc_day(now_ms()),
+        expires_at_ms: a.expires_at_ms,
+        recorded: ticket.recorded,
+    }
+}
+
+/// Calls of `command` the server has run (`INFO commandstats`).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let info = server.command(&["INFO", "commandstats"]);
+    let line = info.lines().find(|l| l.starts_with(&format!("cmdstat_{command}:")));
+    line.and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse().ok()).unwrap_or(0)
+}
+
+/// The key tpm limiter's theoretical arrival time, µs.
+fn tat(server: &RedisServer, workspace: &str) -> i64 {
+    server.command(&["GET", &format!("{PREFIX}:rl:{{{workspace}}}:k:k:t")]).trim().parse().expect("a limiter TAT")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn settles_that_gather_go_in_one_call_per_workspace_and_apply_exactly() {
+    let Some(env) = start("settles_that_gather_go_in_one_call_per_workspace_and_apply_exactly").await else {
+        return;
+    };
+    let (ledger, server) = (&env.ledger, &env.server);
+    // 100 calls in "a", 20 in "b", each holding half a credit.
+    let mut tickets = Vec::new();
+    for i in 0..100 {
+        tickets.push(admit(ledger, "a", &format!("a{i}"), MICRO / 2).await);
+    }
+    for i in 0..20 {
+        tickets.push(admit(ledger, "b", &format!("b{i}"), MICRO / 2).await);
+    }
+    let held = ledger.balances(&terms("a"), now_ms()).await.unwrap();
+    assert_eq!(held.message.reserved, 50 * MICRO as i64, "{held:?}");
+    let tat_before = tat(server, "a");
+
+    let (scripts, expires) = (calls(server, "evalsha"), calls(server, "expire"));
+    // Costs of 0.3 credit, some above what was held (0.7 > 0.5), over two
+    // agents; then every settle once more, as a retry would send it.
+    for (i, t) in tickets.iter().enumerate() {
+        let cost = if i % 10 == 0 { 7 * MICRO / 10 } else { 3 * MICRO / 10 };
+        ledger.settle(settlement(t, if i % 2 == 0 { "even" } else { "odd" }, cost));
+    }
+    ledger.flush().await.unwrap();
+    assert_eq!(calls(server, "evalsha") - scripts, 2, "one settle call per workspace");
+    assert_eq!(calls(server, "expire") - expires, 2, "one usage write per workspace and day");
+    for (i, t) in tickets.iter().enumerate() {
+        ledger.settle(settlement(t, "retry", if i % 10 == 0 { 7 * MICRO / 10 } else { 3 * MICRO / 10 }));
+    }
+    ledger.flush().await.unwrap();
+
+    // a: 10 calls at 0.7 + 90 at 0.3 = 34 credits; b: 2 × 0.7 + 18 × 0.3 = 6.8.
+    for (ws, spent) in [("a", 34 * MICRO), ("b", 6_800_000)] {
+        let b = ledger.balances(&terms(ws), now_ms()).await.unwrap().message;
+        assert_eq!((b.reserved, b.uncollected), (0, 0), "{ws}: {b:?}");
+        assert_eq!(b.plan_remaining, (100 * MICRO - spent) as i64, "{ws}: charged exactly once: {b:?}");
+    }
+    let day = Period::utc_day(now_ms());
+    let mut rows = ledger.usage("a", &day, &day).await.unwrap();
+    rows.sort_by(|x, y| x.agent.cmp(&y.agent));
+    let totals: Vec<_> =
+        rows.iter().map(|r| (r.agent.as_str(), r.requests, r.input_tokens, r.output_tokens, r.credits)).collect();
+    // "even" holds i = 0, 10, 20, ... (all ten 0.7-credit calls) and 40 others.
+    assert_eq!(
+        totals,
+        [
+            ("even", 50, 50_000, 25_000, 10 * 7 * MICRO / 10 + 40 * 3 * MICRO / 10),
+            ("odd", 50, 50_000, 25_000, 15 * MICRO)
+        ]
+    );
+    // Each settle moved the limiter by the 500 tokens used beyond the
+    // admission's estimate: 100 × 500 tokens × 60 µs, applied once.
+    assert_eq!(tat(server, "a") - tat_before, 100 * 500 * 60, "token corrections, once each");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_larger_than_one_call_holds_is_split() {
+    let Some(env) = start("a_batch_larger_than_one_call_holds_is_split").await else { return };
+    let (ledger, server) = (&env.ledger, &env.server);
+    let mut tickets = Vec::new();
+    for i in 0..300 {
+        tickets.push(admit(ledger, "a", &format!("a{i}"), 1000).await);
+    }
+    let scripts = calls(server, "evalsha");
+    for t in &tickets {
+        ledger.settle(settlement(t, "agent", 1000));
+    }
+    ledger.flush().await.unwrap();
+    // 256 per call at most: the queue took 256, then the other 44.
+    assert_eq!(calls(server, "evalsha") - scripts, 2);
+    let b = ledger.balances(&terms("a"), now_ms()).await.unwrap().message;
+    assert_eq!((b.reserved, b.plan_remaining), (0, (100 * MICRO - 300 * 1000) as i64), "{b:?}");
+}
