@@ -944,6 +944,7 @@ async fn a_reservation_whose_settle_never_comes_is_released(backend: Backend) {
                 day: "2026-11-14".into(),
                 expires_at_ms: 0,
                 recorded: true,
+                lease: None,
             });
             within("the settle", meter.ledger.flush()).await.unwrap();
             let credits = env.credits("crash").await;

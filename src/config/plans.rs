@@ -23,6 +23,9 @@ pub struct CreditsConfig {
     /// Output tokens reserved when neither the request nor the agent bounds
     /// them (`max_tokens`); the settle charges what was really used.
     pub reserve_output_tokens: u64,
+    /// Redis: the most requests one lease grants a replica to admit without
+    /// a round trip (see `credits::redis::lease`); 1 turns leases off.
+    pub lease_requests: u64,
 }
 
 impl Default for CreditsConfig {
@@ -32,6 +35,7 @@ impl Default for CreditsConfig {
             reservation_ttl: Duration::from_secs(600),
             reaper_interval: Duration::from_secs(10),
             reserve_output_tokens: 4096,
+            lease_requests: 64,
         }
     }
 }
@@ -134,6 +138,7 @@ impl Validator<'_> {
                 c.reserve_output_tokens,
                 d.reserve_output_tokens,
             )?,
+            lease_requests: self.positive("credits.lease_requests", c.lease_requests, d.lease_requests)?,
         })
     }
 }

@@ -53,6 +53,7 @@ pub struct RawCredits {
     pub reservation_ttl_ms: Option<u64>,
     pub reaper_interval_ms: Option<u64>,
     pub reserve_output_tokens: Option<u64>,
+    pub lease_requests: Option<u64>,
 }
 
 /// Micro-credits; see `config::Price`.

@@ -193,7 +193,7 @@ impl Ledger for EmbeddedLedger {
         // The month the money was taken in is the ledger's, which may be
         // ahead of the caller's clock.
         let period = wallet.period.clone();
-        Ok((Ticket { admit: a, parts, local: Some(consumed), recorded: true, period }, headers))
+        Ok((Ticket { admit: a, parts, local: Some(consumed), recorded: true, period, lease: None }, headers))
     }
 
     fn settle(&self, s: Settlement) {
@@ -364,6 +364,7 @@ mod tests {
             day: "2026-12-01".into(),
             expires_at_ms: 0,
             recorded: true,
+            lease: None,
         }
     }
 

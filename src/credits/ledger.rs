@@ -46,6 +46,9 @@ pub struct Ticket {
     /// The ledger's month when it reserved (may be ahead of the caller's
     /// clock): the plan part is refunded only within that month.
     pub period: String,
+    /// The Redis ledger's lease this admission came from, if any: its
+    /// settle is then applied to the lease in memory.
+    pub lease: Option<super::redis::LeaseUse>,
 }
 
 /// How a call ended, for its settle.
@@ -70,6 +73,8 @@ pub struct Settlement {
     pub expires_at_ms: i64,
     /// See [`Ticket::recorded`].
     pub recorded: bool,
+    /// See [`Ticket::lease`].
+    pub lease: Option<super::redis::LeaseUse>,
 }
 
 /// One kind's balance.

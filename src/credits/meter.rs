@@ -53,7 +53,12 @@ impl Meter {
         use crate::store::Backend;
         let ledger: Arc<dyn Ledger> = match &stores.backend {
             Backend::Embedded(store) => Arc::new(embedded::EmbeddedLedger::new(store.clone())),
-            Backend::Redis(store) => Arc::new(redis::RedisLedger::new(store.clone(), tasks)),
+            Backend::Redis(store) => redis::RedisLedger::with_leases(
+                store.clone(),
+                tasks,
+                config.credits.lease_requests,
+                config.credits.flush_interval,
+            ),
         };
         let terms = TermsCache::new(stores.workspaces.clone(), config.plans.clone(), terms::TERMS_TTL);
         Meter::new(ledger, terms, clock, config.credits.clone())
@@ -90,7 +95,10 @@ impl Meter {
         if admit.amount == 0 && admit.limits.is_unlimited() {
             // Nothing to check or hold: no ledger call on the request path.
             let period = admit.period.id.clone();
-            return Ok((Ticket { admit, parts: (0, 0), local: None, recorded: false, period }, RateHeaders::default()));
+            return Ok((
+                Ticket { admit, parts: (0, 0), local: None, recorded: false, period, lease: None },
+                RateHeaders::default(),
+            ));
         }
         let workspace = admit.workspace.clone();
         let admitted = self.ledger.admit(admit).await;
@@ -129,6 +137,7 @@ impl Meter {
             day,
             expires_at_ms: a.expires_at_ms,
             recorded: ticket.recorded,
+            lease: ticket.lease,
         });
         cost
     }
@@ -161,7 +170,7 @@ impl Meter {
         };
         if admit.amount == 0 {
             let period = admit.period.id.clone();
-            return Ok(Ticket { admit, parts: (0, 0), local: None, recorded: false, period });
+            return Ok(Ticket { admit, parts: (0, 0), local: None, recorded: false, period, lease: None });
         }
         let admitted = self.ledger.admit(admit).await;
         if let Err(MeterError::InsufficientQuota { .. }) = &admitted {
@@ -193,6 +202,7 @@ impl Meter {
             day: Period::utc_day(self.clock.now_ms()),
             expires_at_ms: a.expires_at_ms,
             recorded: ticket.recorded,
+            lease: ticket.lease,
         });
     }
 

@@ -45,8 +45,11 @@ use crate::limits::{Dimension, LimitError, RateHeaders, Window};
 use crate::store::redis::RedisStore;
 use crate::store::WorkspaceStore;
 
+mod lease;
 mod queue;
 
+pub use lease::LeaseUse;
+use lease::{Leases, Return};
 use queue::{Job, Pending};
 
 const PRELUDE: &str = include_str!("redis/refresh.lua");
@@ -79,11 +82,24 @@ pub struct RedisLedger {
     scripts: Arc<Scripts>,
     queue: mpsc::UnboundedSender<Job>,
     pending: Arc<Pending>,
+    leases: Arc<Leases>,
 }
 
 impl RedisLedger {
-    /// Creates the ledger; its settle queue's worker runs on `tasks`.
-    pub fn new(store: Arc<RedisStore>, tasks: &crate::tasks::Tasks) -> RedisLedger {
+    /// Creates the ledger without leases (every admission one round trip);
+    /// its settle queue's worker runs on `tasks`.
+    pub fn new(store: Arc<RedisStore>, tasks: &crate::tasks::Tasks) -> Arc<RedisLedger> {
+        RedisLedger::with_leases(store, tasks, 1, Duration::from_secs(1))
+    }
+
+    /// Creates the ledger with leases of up to `lease_requests` requests,
+    /// each admitting for at most `lease_ttl` (see `lease`).
+    pub fn with_leases(
+        store: Arc<RedisStore>,
+        tasks: &crate::tasks::Tasks,
+        lease_requests: u64,
+        lease_ttl: Duration,
+    ) -> Arc<RedisLedger> {
         let with_prelude = |s: &str| Script::new(&format!("{PRELUDE}\n{s}"));
         let scripts = Arc::new(Scripts {
             admit: with_prelude(ADMIT),
@@ -96,7 +112,31 @@ impl RedisLedger {
         let pending = Arc::new(Pending::default());
         tasks
             .spawn_loop("credit settle queue", queue::worker(store.clone(), scripts.clone(), settles, pending.clone()));
-        RedisLedger { store, scripts, queue, pending }
+        let leases = Arc::new(Leases::new(lease_requests, lease_ttl));
+        let ledger = Arc::new(RedisLedger { store, scripts, queue, pending, leases });
+        if ledger.leases.size > 1 {
+            // Leases past their time retire even when no request comes to
+            // retire them (the ledger owns no task handle: the loop holds a
+            // weak reference and ends with the ledger).
+            let weak = Arc::downgrade(&ledger);
+            tasks.spawn_loop("credit lease sweeper", async move {
+                let every = ledger_ttl_tick(lease_ttl);
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(ledger) = weak.upgrade() else { return };
+                    let mut returns = Vec::new();
+                    ledger.leases.retire_expired(&mut returns);
+                    ledger.send_returns(returns);
+                }
+            });
+        }
+        ledger
+    }
+
+    fn send_returns(&self, returns: Vec<Return>) {
+        for r in returns {
+            self.enqueue(Job::Return(r));
+        }
     }
 
     fn enqueue(&self, job: Job) {
@@ -111,6 +151,12 @@ impl RedisLedger {
     fn name(&self, what: &str, workspace: &str) -> String {
         format!("{}:{what}:{{{workspace}}}", self.store.prefix())
     }
+}
+
+/// How often the sweeper looks for leases past `ttl`: a lease admits for at
+/// most `ttl` and is returned at most half of it later.
+fn ledger_ttl_tick(ttl: Duration) -> Duration {
+    (ttl / 2).max(Duration::from_millis(10))
 }
 
 /// Names of one workspace's ledger keys.
@@ -162,6 +208,74 @@ fn headers(answer: &[i64]) -> RateHeaders {
 #[async_trait]
 impl Ledger for RedisLedger {
     async fn admit(&self, a: Admit) -> Result<(Ticket, RateHeaders), MeterError> {
+        let mut returns = Vec::new();
+        let local = self.leases.admit_local(a, &mut returns);
+        self.send_returns(returns);
+        match local {
+            lease::Local::Admitted(ticket, headers) => Ok((ticket, headers)),
+            lease::Local::Redis(a) => self.admit_in_redis(a).await,
+        }
+    }
+
+    fn settle(&self, s: Settlement) {
+        let Some(used) = s.lease.clone() else {
+            self.enqueue(Job::Settle(s));
+            return;
+        };
+        let returned = self.leases.settle(&used, &s);
+        // The call's usage line; its credits and tokens go with the lease's return.
+        self.enqueue(Job::Settle(Settlement { recorded: false, lease: None, ..s }));
+        self.send_returns(returned.into_iter().collect());
+    }
+
+    async fn balances(&self, terms: &Terms, now_ms: i64) -> Result<Balances, MeterError> {
+        self.return_leases_of(&terms.workspace).await;
+        self.balances_with_top_up(terms, Kind::Message, 0, now_ms).await
+    }
+
+    async fn top_up(&self, terms: &Terms, kind: Kind, amount: u64, now_ms: i64) -> Result<Balances, MeterError> {
+        self.return_leases_of(&terms.workspace).await;
+        self.balances_with_top_up(terms, kind, amount, now_ms).await
+    }
+
+    async fn usage(&self, workspace: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, MeterError> {
+        self.usage_rows(workspace, from, to).await
+    }
+
+    async fn flush(&self) -> Result<(), MeterError> {
+        let mut returns = Vec::new();
+        self.leases.retire(|_| true, &mut returns);
+        self.send_returns(returns);
+        loop {
+            let idle = self.pending.idle.notified();
+            if self.pending.count.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            idle.await;
+        }
+    }
+
+    async fn reap(&self, now_ms: i64) -> Result<u64, MeterError> {
+        self.reap_all(now_ms).await
+    }
+}
+
+impl RedisLedger {
+    /// Retires a workspace's leases and waits (within the lease time) until
+    /// the idle ones are back in Redis, so a balance read on this replica
+    /// shows what its calls spent. Leases with calls in flight return when
+    /// their last call settles.
+    async fn return_leases_of(&self, workspace: &str) {
+        let mut returns = Vec::new();
+        let returning = self.leases.retire_workspace(workspace, &mut returns);
+        if returning.is_empty() {
+            return;
+        }
+        self.send_returns(returns);
+        let _ = tokio::time::timeout(self.leases.ttl(), lease::returned(returning)).await;
+    }
+
+    async fn admit_in_redis(&self, a: Admit) -> Result<(Ticket, RateHeaders), MeterError> {
         let [credits, resv, exp, _] = names(&self.store, &a.workspace);
         let mut keys = vec![credits, resv, exp];
         keys.extend(limiter_names(&self.store, &a.workspace, &a.key));
@@ -178,6 +292,7 @@ impl Ledger for RedisLedger {
         ];
         args.extend(limits.iter().map(|l| l.unwrap_or(0).to_string()));
         args.push(a.tokens.to_string());
+        args.push(self.leases.wanted(&a).to_string());
         let answer: Vec<i64> = match self.store.eval(&self.scripts.admit, &keys, &args).await {
             Ok(answer) => answer,
             Err(e) => {
@@ -189,11 +304,17 @@ impl Ledger for RedisLedger {
         let field = |i: usize| answer.get(i).copied().unwrap_or(0);
         let limiter = (field(1).clamp(1, 4) - 1) as usize;
         match field(0) {
-            0 if answer.len() == 15 => {
+            0 if answer.len() == 16 => {
                 let parts = (field(1) as u64, field(2) as u64);
                 // Redis keeps the month it reserved in in the record itself.
                 let period = a.period.id.clone();
-                Ok((Ticket { admit: a, parts, local: None, recorded: true, period }, headers(&answer)))
+                let headers = headers(&answer);
+                let mut returns = Vec::new();
+                let lease = self.leases.hold(&a, parts, &period, field(15).max(1) as u64, headers, &mut returns);
+                self.send_returns(returns);
+                // A lease's first call holds its own share; the lease holds the reservation.
+                let (parts, recorded) = if lease.is_some() { ((0, 0), false) } else { (parts, true) };
+                Ok((Ticket { admit: a, parts, local: None, recorded, period, lease }, headers))
             }
             1 if answer.len() == 15 => Err(LimitError::Exceeded {
                 dimension: DIMENSIONS[limiter],
@@ -219,19 +340,7 @@ impl Ledger for RedisLedger {
         }
     }
 
-    fn settle(&self, s: Settlement) {
-        self.enqueue(Job::Settle(s));
-    }
-
-    async fn balances(&self, terms: &Terms, now_ms: i64) -> Result<Balances, MeterError> {
-        self.balances_with_top_up(terms, Kind::Message, 0, now_ms).await
-    }
-
-    async fn top_up(&self, terms: &Terms, kind: Kind, amount: u64, now_ms: i64) -> Result<Balances, MeterError> {
-        self.balances_with_top_up(terms, kind, amount, now_ms).await
-    }
-
-    async fn usage(&self, workspace: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, MeterError> {
+    async fn usage_rows(&self, workspace: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, MeterError> {
         let days = super::days(from, to);
         let answers = futures_util::future::try_join_all(days.iter().map(|day| {
             let name = format!("{}:{day}", self.name("usage", workspace));
@@ -259,17 +368,7 @@ impl Ledger for RedisLedger {
         Ok(rows)
     }
 
-    async fn flush(&self) -> Result<(), MeterError> {
-        loop {
-            let idle = self.pending.idle.notified();
-            if self.pending.count.load(Ordering::Acquire) == 0 {
-                return Ok(());
-            }
-            idle.await;
-        }
-    }
-
-    async fn reap(&self, now_ms: i64) -> Result<u64, MeterError> {
+    async fn reap_all(&self, now_ms: i64) -> Result<u64, MeterError> {
         let workspaces = self.store.list_workspaces().await?;
         let released = stream::iter(workspaces)
             .map(|ws| {

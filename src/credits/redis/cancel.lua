@@ -1,4 +1,4 @@
--- tollgate cancel, version 1 (after the refresh.lua prelude, version 3).
+-- tollgate cancel, version 2 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Undoes an admission the gateway gave up on (admit.lua timed out or failed,
@@ -17,12 +17,15 @@
 -- ARGV[3..6] the four limits (0: none), ARGV[7] tokens charged at admission.
 -- Returns 1 when an admission was undone, 2 when a tombstone was written,
 -- 0 when one was already there.
+-- v2: an admission that granted a lease (admit v6) is refunded every
+-- request it granted.
 local record = redis.call('HGET', KEYS[2], ARGV[1])
 if not record then
   redis.call('HSET', KEYS[2], ARGV[1], 'cancelled|0|0|-|' .. ARGV[2])
   return 2
 end
 local _, _, kind, p, t, at = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)')
+local granted = tonumber(string.match(record, '^[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|(%d+)') or '1')
 if kind == 'cancelled' then
   return 0
 end
@@ -31,11 +34,11 @@ release(c, kind, tonumber(p), tonumber(t), at)
 save(KEYS[1], c)
 redis.call('HDEL', KEYS[2], ARGV[1])
 
--- The limiters: take back the one request and the tokens it was charged.
+-- The limiters: take back the requests and the tokens they were charged.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local tokens = tonumber(ARGV[7])
-local costs = { 1, 1, tokens, tokens }
+local costs = { granted, granted, granted * tokens, granted * tokens }
 for i = 1, 4 do
   local limit = tonumber(ARGV[2 + i])
   if limit > 0 and costs[i] > 0 then

@@ -17,6 +17,7 @@ use std::time::Duration;
 use ::redis::Script;
 use tokio::sync::{mpsc, Notify};
 
+use super::lease::{Lease, Return};
 use super::{limiter_names, names, Scripts, USAGE_TTL_S};
 use crate::credits::{Admit, Settlement};
 use crate::store::redis::RedisStore;
@@ -30,6 +31,8 @@ const CALLS_IN_FLIGHT: usize = 4;
 /// What the background task applies, each retried until Redis takes it.
 pub(super) enum Job {
     Settle(Settlement),
+    /// A lease's return (see `lease`).
+    Return(Return),
     /// An admission the gateway gave up on (see the parent module's doc).
     Cancel(Admit),
 }
@@ -52,8 +55,32 @@ impl Pending {
 /// One script call's worth of work.
 enum Call {
     /// Settles of one workspace.
-    Settles(Vec<Settlement>),
+    Settles(Vec<Entry>),
     Cancel(Admit),
+}
+
+/// One settle of a batch.
+struct Entry {
+    settlement: Settlement,
+    /// Requests its usage line counts: 1 for a call, 0 for a lease's return.
+    usage_requests: u64,
+    /// Requests a lease's return gives back to the rpm limiters.
+    requests_unused: u64,
+    /// The lease returned, told when the return is applied.
+    returned: Option<Arc<Lease>>,
+}
+
+/// Adds a settle to its workspace's call, or starts one.
+fn push(calls: &mut Vec<Call>, e: Entry) {
+    let ws = &e.settlement.workspace;
+    let same = calls.iter_mut().find_map(|c| match c {
+        Call::Settles(list) if list[0].settlement.workspace == *ws && list.len() < BATCH => Some(list),
+        _ => None,
+    });
+    match same {
+        Some(list) => list.push(e),
+        None => calls.push(Call::Settles(vec![e])),
+    }
 }
 
 /// Splits what was taken off the queue into script calls: one per
@@ -63,16 +90,18 @@ fn calls(jobs: Vec<Job>) -> Vec<Call> {
     for job in jobs {
         match job {
             Job::Cancel(a) => calls.push(Call::Cancel(a)),
-            Job::Settle(s) => {
-                let same = calls.iter_mut().find_map(|c| match c {
-                    Call::Settles(list) if list[0].workspace == s.workspace && list.len() < BATCH => Some(list),
-                    _ => None,
-                });
-                match same {
-                    Some(list) => list.push(s),
-                    None => calls.push(Call::Settles(vec![s])),
-                }
+            Job::Settle(settlement) => {
+                push(&mut calls, Entry { settlement, usage_requests: 1, requests_unused: 0, returned: None })
             }
+            Job::Return(r) => push(
+                &mut calls,
+                Entry {
+                    settlement: r.settlement,
+                    usage_requests: 0,
+                    requests_unused: r.requests_unused,
+                    returned: Some(r.lease),
+                },
+            ),
         }
     }
     calls
@@ -109,12 +138,19 @@ pub(super) async fn worker(
             let (store, scripts, pending) = (store.clone(), scripts.clone(), pending.clone());
             running.spawn(async move {
                 let (script, keys, args, jobs, first_id) = match &call {
-                    Call::Settles(list) => {
-                        (&scripts.settle, settle_keys(&store, list), settle_args(list), list.len(), &list[0].ticket_id)
-                    }
+                    Call::Settles(list) => (
+                        &scripts.settle,
+                        settle_keys(&store, list),
+                        settle_args(list),
+                        list.len(),
+                        &list[0].settlement.ticket_id,
+                    ),
                     Call::Cancel(a) => (&scripts.cancel, cancel_keys(&store, a), cancel_args(a), 1, &a.id),
                 };
                 until_applied(&store, script, &keys, &args, first_id).await;
+                if let Call::Settles(list) = &call {
+                    list.iter().filter_map(|e| e.returned.as_ref()).for_each(|lease| lease.applied());
+                }
                 pending.done(jobs as u64);
             });
         }
@@ -122,24 +158,26 @@ pub(super) async fn worker(
     while running.join_next().await.is_some() {}
 }
 
-/// `settle.lua`'s keys: the workspace's four, then three per settle.
-fn settle_keys(store: &RedisStore, list: &[Settlement]) -> Vec<String> {
-    let ws = &list[0].workspace;
+/// `settle.lua`'s keys: the workspace's four, then five per settle.
+fn settle_keys(store: &RedisStore, list: &[Entry]) -> Vec<String> {
+    let ws = &list[0].settlement.workspace;
     let p = store.prefix();
-    let mut keys = Vec::with_capacity(4 + 3 * list.len());
+    let mut keys = Vec::with_capacity(4 + 5 * list.len());
     keys.extend(names(store, ws));
-    for s in list {
-        let [_, _, key_tpm, ws_tpm] = limiter_names(store, ws, &s.key);
-        keys.extend([format!("{p}:usage:{{{ws}}}:{}", s.day), key_tpm, ws_tpm]);
+    for e in list {
+        let s = &e.settlement;
+        let [key_rpm, ws_rpm, key_tpm, ws_tpm] = limiter_names(store, ws, &s.key);
+        keys.extend([format!("{p}:usage:{{{ws}}}:{}", s.day), key_tpm, ws_tpm, key_rpm, ws_rpm]);
     }
     keys
 }
 
-/// `settle.lua`'s arguments: the usage TTL, then ten per settle.
-fn settle_args(list: &[Settlement]) -> Vec<String> {
-    let mut args = Vec::with_capacity(1 + 10 * list.len());
+/// `settle.lua`'s arguments: the usage TTL, then fourteen per settle.
+fn settle_args(list: &[Entry]) -> Vec<String> {
+    let mut args = Vec::with_capacity(1 + 14 * list.len());
     args.push(USAGE_TTL_S.to_string());
-    for s in list {
+    for e in list {
+        let s = &e.settlement;
         let delta = s.tokens_used as i64 - s.tokens_charged as i64;
         args.extend([
             s.ticket_id.to_string(),
@@ -152,6 +190,10 @@ fn settle_args(list: &[Settlement]) -> Vec<String> {
             s.input_tokens.to_string(),
             s.output_tokens.to_string(),
             if s.recorded { "1" } else { "0" }.to_owned(),
+            e.usage_requests.to_string(),
+            e.requests_unused.to_string(),
+            s.limits.key_rpm.unwrap_or(0).to_string(),
+            s.limits.workspace_rpm.unwrap_or(0).to_string(),
         ]);
     }
     args
@@ -216,6 +258,7 @@ mod tests {
             day: Period::utc_day(0),
             expires_at_ms: 0,
             recorded: true,
+            lease: None,
         }
     }
 
@@ -223,7 +266,7 @@ mod tests {
         calls
             .iter()
             .map(|c| match c {
-                Call::Settles(list) => (list[0].workspace.to_string(), list.len()),
+                Call::Settles(list) => (list[0].settlement.workspace.to_string(), list.len()),
                 Call::Cancel(a) => (format!("cancel {}", a.id), 1),
             })
             .collect()

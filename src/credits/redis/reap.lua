@@ -1,4 +1,4 @@
--- tollgate reap, version 4 (after the refresh.lua prelude, version 3).
+-- tollgate reap, version 5 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Releases a workspace's reservations that expired without a settle (their
@@ -10,6 +10,7 @@
 -- calls in flight); a record without one (written by admit v2) counts as
 -- expired, so an upgrade leaves nothing held forever. v4: a cancel's
 -- tombstone (kind `cancelled`, see cancel.lua) is only deleted once expired.
+-- v5: fields after the expiry (admit v6's granted count) are ignored.
 --
 -- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] v2's expiry index
 -- (deleted), KEYS[4] reaped ids hash.
@@ -25,7 +26,7 @@ for i = 1, #flat, 2 do
     break
   end
   local id, record = flat[i], flat[i + 1]
-  local _, _, kind, p, t, at, expires = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
+  local _, _, kind, p, t, at, expires = string.find(record, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)')
   if kind == 'cancelled' then
     if (tonumber(expires) or 0) <= now then
       redis.call('HDEL', KEYS[2], id)

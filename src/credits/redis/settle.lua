@@ -1,4 +1,4 @@
--- tollgate settle, version 5 (after the refresh.lua prelude, version 3).
+-- tollgate settle, version 6 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Charges a batch of finished calls of one workspace and releases the rest
@@ -14,21 +14,27 @@
 -- so the settle queue hands over what has gathered while the previous batch
 -- ran; the credits hash is read and written once per batch, each usage
 -- field and each limiter once.
+-- v6: leases (admit v6). A lease's return is one settle that adds no usage
+-- line (its requests were counted one by one, as usage-only settles) and
+-- gives the limiters back the requests it did not use.
 --
 -- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] unused (v2's expiry index),
--- KEYS[4] reaped ids hash; then for settle i (from 0): KEYS[5 + 3i] the usage
--- hash of its day, KEYS[6 + 3i] its key's tpm limiter, KEYS[7 + 3i] the
--- workspace tpm limiter.
--- ARGV[1] usage TTL s; then for settle i, ARGV[2 + 10i ..] ten values:
+-- KEYS[4] reaped ids hash; then for settle i (from 0): KEYS[5 + 5i] the usage
+-- hash of its day, KEYS[6 + 5i] its key's tpm limiter, KEYS[7 + 5i] the
+-- workspace tpm limiter, KEYS[8 + 5i] its key's rpm limiter, KEYS[9 + 5i]
+-- the workspace rpm limiter.
+-- ARGV[1] usage TTL s; then for settle i, ARGV[2 + 14i ..] fourteen values:
 -- reservation id, kind, cost (micro-credits), tokens used minus tokens
 -- charged at admission, key tpm limit, workspace tpm limit (0: none), usage
--- field (key id, 0x1f, agent), input tokens, output tokens, and 1 if admit
--- recorded the call (0: it was neither limited nor metered, so only the
--- usage totals change).
+-- field (key id, 0x1f, agent), input tokens, output tokens, 1 if admit
+-- recorded the call (0: it was neither limited nor metered, or it was
+-- admitted from a lease, so only the usage totals change), the requests the
+-- usage line counts (0: none, a lease's return), the requests given back to
+-- the rpm limiters, key rpm limit, workspace rpm limit.
 -- The usage field's value is "requests,input_tokens,output_tokens,credits".
 -- Returns how many of the batch's calls this call settled (the others were
 -- settled before).
-local N = 10
+local N = 14
 local count = (#ARGV - 1) / N
 local c = nil
 local usage = {}
@@ -43,7 +49,7 @@ local function credits()
   return c
 end
 
-local function add_usage(key, field, input, output, cost)
+local function add_usage(key, field, requests, input, output, cost)
   local of_key = usage[key]
   if not of_key then
     of_key = {}
@@ -54,15 +60,15 @@ local function add_usage(key, field, input, output, cost)
     t = { 0, 0, 0, 0 }
     of_key[field] = t
   end
-  t[1] = t[1] + 1
+  t[1] = t[1] + requests
   t[2] = t[2] + input
   t[3] = t[3] + output
   t[4] = t[4] + cost
 end
 
--- Token limits: move the arrival time by the difference between the tokens
--- used and those charged at admission.
-local function correct_tokens(name, limit, delta)
+-- Moves a limiter's arrival time by `delta` units: the tokens used minus
+-- those charged at admission, or minus the requests a lease gives back.
+local function move_limiter(name, limit, delta)
   if not now then
     local time = redis.call('TIME')
     now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -126,13 +132,22 @@ for i = 0, count - 1 do
   local applies = ARGV[a + 10] == '0' or settle(kind, id, cost)
   if applies then
     settled = settled + 1
-    add_usage(KEYS[5 + 3 * i], ARGV[a + 7], tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), cost)
-    local delta = tonumber(ARGV[a + 4])
-    if ARGV[a + 10] ~= '0' and delta ~= 0 then
-      for j = 0, 1 do
-        local limit = tonumber(ARGV[a + 5 + j])
-        if limit > 0 then
-          correct_tokens(KEYS[6 + 3 * i + j], limit, delta)
+    local k = 5 + 5 * i
+    local requests = tonumber(ARGV[a + 11])
+    if requests > 0 then
+      add_usage(KEYS[k], ARGV[a + 7], requests, tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), cost)
+    end
+    if ARGV[a + 10] ~= '0' then
+      local moves = { tonumber(ARGV[a + 4]), -tonumber(ARGV[a + 12]) }
+      local limits = { { ARGV[a + 5], ARGV[a + 6] }, { ARGV[a + 13], ARGV[a + 14] } }
+      for m = 1, 2 do
+        if moves[m] ~= 0 then
+          for j = 1, 2 do
+            local limit = tonumber(limits[m][j])
+            if limit > 0 then
+              move_limiter(KEYS[k + 2 * m - 2 + j], limit, moves[m])
+            end
+          end
         end
       end
     end

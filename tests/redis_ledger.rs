@@ -33,7 +33,7 @@ const TOKENS_USED: u64 = 1500;
 
 struct Ledgers {
     server: RedisServer,
-    ledger: RedisLedger,
+    ledger: Arc<RedisLedger>,
     _tasks: Tasks,
 }
 
@@ -110,6 +110,7 @@ fn settlement(ticket: &Ticket, agent: &str, cost: u64) -> Settlement {
         day: Period::utc_day(now_ms()),
         expires_at_ms: a.expires_at_ms,
         recorded: ticket.recorded,
+        lease: ticket.lease.clone(),
     }
 }
 
@@ -199,4 +200,148 @@ async fn a_batch_larger_than_one_call_holds_is_split() {
     assert_eq!(calls(server, "evalsha") - scripts, 2);
     let b = ledger.balances(&terms("a"), now_ms()).await.unwrap().message;
     assert_eq!((b.reserved, b.plan_remaining), (0, (100 * MICRO - 300 * 1000) as i64), "{b:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------
+
+/// Requests one lease grants in these tests: a key asks for one after more
+/// than 4 admissions within the lease time.
+const LEASE: u64 = 8;
+/// The key rpm limit: 10 ms of the limiter per request, so its arrival time
+/// stays ahead of Redis's clock for the whole test (and moves exactly).
+const KEY_RPM: u32 = 6000;
+
+async fn start_leased(test: &str) -> Option<Ledgers> {
+    let mut env = start(test).await?;
+    let timeouts = Timeouts { connect: Duration::from_secs(2), response: Duration::from_millis(500) };
+    let store = RedisStore::connect(&[env.server.url()], false, PREFIX, timeouts).await.expect("connect");
+    // Lease time long enough that only the test retires them.
+    env.ledger = RedisLedger::with_leases(Arc::new(store), &env._tasks, LEASE, Duration::from_secs(60));
+    Some(env)
+}
+
+async fn admit_limited(ledger: &RedisLedger, id: &str, amount: u64, key_rpm: u32) -> Ticket {
+    let now_ms = now_ms();
+    let t = terms("a");
+    let admit = Admit {
+        id: id.into(),
+        workspace: "a".into(),
+        key: "k".into(),
+        limits: LimitSet { key_tpm: Some(KEY_TPM), key_rpm: Some(key_rpm), ..LimitSet::default() },
+        tokens: TOKENS_AT_ADMISSION,
+        kind: Kind::Message,
+        amount,
+        period: Period::at(now_ms, t.time_zone),
+        allowance: t.allowance,
+        now_ms,
+        expires_at_ms: now_ms + 600_000,
+    };
+    ledger.admit(admit).await.expect("admitted").0
+}
+
+fn limiter(server: &RedisServer, which: &str) -> i64 {
+    let tat = server.command(&["GET", &format!("{PREFIX}:rl:{{a}}:k:k:{which}")]);
+    tat.trim().parse().unwrap_or_else(|_| panic!("a limiter TAT, not {tat:?}"))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_key_is_admitted_from_leases_and_what_they_did_not_use_goes_back() {
+    let test = "a_busy_key_is_admitted_from_leases_and_what_they_did_not_use_goes_back";
+    let Some(env) = start_leased(test).await else { return };
+    let (ledger, server) = (&env.ledger, &env.server);
+    let amount = MICRO / 100;
+    let scripts = calls(server, "evalsha");
+    let first = admit_limited(ledger, "r0", amount, KEY_RPM).await;
+    let (rpm_first, tpm_first) = (limiter(server, "r"), limiter(server, "t"));
+    let mut tickets = vec![first];
+    for i in 1..15 {
+        tickets.push(admit_limited(ledger, &format!("r{i}"), amount, KEY_RPM).await);
+    }
+    // 4 one by one; the 5th takes a lease of 8 (calls 5–12); the 13th another
+    // (13–15, 5 left unused).
+    assert_eq!(calls(server, "evalsha") - scripts, 6, "15 admissions, 6 round trips");
+    // Read in Redis itself: a balance read through the ledger would retire the leases.
+    let held = server.command(&["HGET", &format!("{PREFIX}:credits:{{a}}"), "message:held_plan"]);
+    assert_eq!(held.trim(), (20 * amount).to_string(), "the leases hold their whole slices");
+
+    let costs: Vec<u64> = (0..15).map(|i| if i % 3 == 0 { 2 * amount } else { amount / 2 }).collect();
+    for (t, cost) in tickets.iter().zip(&costs) {
+        ledger.settle(settlement(t, "agent", *cost));
+    }
+    // A balance read on this replica returns its idle leases first.
+    let b = ledger_balance(ledger).await;
+    let spent: u64 = costs.iter().sum();
+    assert_eq!((b.reserved, b.uncollected), (0, 0), "{b:?}");
+    assert_eq!(b.plan_remaining, (100 * MICRO - spent) as i64, "each call charged its cost once: {b:?}");
+    ledger.flush().await.unwrap();
+    let day = Period::utc_day(now_ms());
+    let rows = ledger.usage("a", &day, &day).await.unwrap();
+    let totals: Vec<_> = rows.iter().map(|r| (r.requests, r.input_tokens, r.credits)).collect();
+    assert_eq!(totals, [(15, 15_000, spent)], "one usage line per call, none for the leases");
+    // The limiters: 15 requests and their 1500 tokens each, the unused 5
+    // requests and the estimates' differences given back.
+    assert_eq!(limiter(server, "r") - rpm_first, 14 * 10_000, "rpm: 15 requests used");
+    assert_eq!(limiter(server, "t") - tpm_first, (15 * TOKENS_USED as i64 - 1000) * 60, "tpm: the tokens used");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_near_its_limit_is_admitted_one_request_at_a_time() {
+    let Some(env) = start_leased("a_key_near_its_limit_is_admitted_one_request_at_a_time").await else {
+        return;
+    };
+    let (ledger, server) = (&env.ledger, &env.server);
+    let scripts = calls(server, "evalsha");
+    // An rpm of 100 cannot grant 16 leases of 8: every admission goes to Redis.
+    for i in 0..20 {
+        admit_limited(ledger, &format!("r{i}"), MICRO / 100, 100).await;
+    }
+    assert_eq!(calls(server, "evalsha") - scripts, 20);
+    assert_eq!(ledger_balance(ledger).await.reserved, (20 * MICRO / 100) as i64);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_taken_while_the_gateway_gave_up_is_undone_whole() {
+    let Some(env) = start_leased("a_lease_taken_while_the_gateway_gave_up_is_undone_whole").await else {
+        return;
+    };
+    let (ledger, server) = (&env.ledger, &env.server);
+    let amount = MICRO / 100;
+    // 0.4 s of the limiter per request: still ahead of the clock after the
+    // hang, so the arrival time's return is seen exactly.
+    let rpm = 150;
+    let mut tickets = Vec::new();
+    for i in 0..4 {
+        tickets.push(admit_limited(ledger, &format!("r{i}"), amount, rpm).await);
+    }
+    let before = (limiter(server, "r"), ledger_balance(ledger).await);
+    // The 5th asks for a lease; Redis hangs past the response timeout, then
+    // runs it, then the gateway's cancel.
+    server.pause();
+    let now_ms = now_ms();
+    let t = terms("a");
+    let late = Admit {
+        id: "late".into(),
+        workspace: "a".into(),
+        key: "k".into(),
+        limits: LimitSet { key_tpm: Some(KEY_TPM), key_rpm: Some(rpm), ..LimitSet::default() },
+        tokens: TOKENS_AT_ADMISSION,
+        kind: Kind::Message,
+        amount,
+        period: Period::at(now_ms, t.time_zone),
+        allowance: t.allowance,
+        now_ms,
+        expires_at_ms: now_ms + 600_000,
+    };
+    assert!(ledger.admit(late).await.is_err(), "Redis did not answer in time");
+    server.resume();
+    ledger.flush().await.unwrap();
+    let after = (limiter(server, "r"), ledger_balance(ledger).await);
+    assert_eq!(after, before, "the lease's 8 requests and its credits all given back");
+    drop(tickets);
+}
+
+async fn ledger_balance(ledger: &RedisLedger) -> tollgate::credits::Balance {
+    ledger.balances(&terms("a"), now_ms()).await.expect("balances").message
 }

@@ -1,0 +1,374 @@
+//! Leases: a replica admits most requests without a Redis round trip.
+//!
+//! When admit.lua (v6) finds every limiter and the balance far from their
+//! edges, it grants up to `credits.lease_requests` requests of the asking
+//! request's size at once: each rate limiter is charged for all of them and
+//! the balance reserves all of them, under one reservation record. The
+//! replica then admits further requests of the same key, kind and limits
+//! from that slice, in memory, until a request needs more than is left,
+//! the lease is `credits.flush_interval_ms` old, or the workspace's balance
+//! is read on this replica. Then the lease retires: once its last call has
+//! settled, one settle gives back what it did not use (the credits not
+//! charged, the requests and tokens not used, moving the limiters' arrival
+//! times back) and charges what its calls cost.
+//!
+//! Only a busy key asks for a lease: one that made more than half a lease's
+//! worth of admissions on this replica within the lease time. A key that
+//! calls now and then is admitted one request at a time, as without leases,
+//! so its balance shows what each call holds and no slice sits idle.
+//!
+//! Why this is exact where it matters:
+//! - nothing is overspent: every request admitted locally was charged to the
+//!   limiters and the balance in Redis before it was admitted;
+//! - a slice is taken only when each limiter and the balance could grant 16
+//!   times the lease again, so near an edge (a small limit, a low balance)
+//!   every request goes to Redis one by one, exactly as without leases, and
+//!   capacity is not stranded on another replica when it matters;
+//! - each call's usage line is queued at its settle (batched by the queue),
+//!   and the lease's return adds none, so usage totals count every call once.
+//!
+//! The bound on staleness: a lease admits for at most the flush interval, so
+//! a limit lowered or a plan changed reaches a replica's leases within it
+//! (plus the terms cache's TTL, as without leases). A top-up is seen at once
+//! (it only adds to the balance). A replica killed holding a lease loses its
+//! calls' charges like any reservation whose settle never came: the reaper
+//! gives the slice back after `credits.reservation_ttl_ms`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::credits::{Admit, Kind, Settlement, Ticket};
+use crate::limits::{LimitSet, RateHeaders};
+
+/// A slice of a key's limits and its workspace's balance, held by this replica.
+#[derive(Debug)]
+pub struct Lease {
+    /// The acquiring admission: its reservation id, and the size of each of
+    /// the lease's requests (`tokens`, `amount`).
+    admit: Admit,
+    /// Where the reservation came from: (plan part, top-up part).
+    parts: (u64, u64),
+    /// The ledger's month when it reserved.
+    period: String,
+    granted: u64,
+    taken_at: Instant,
+    /// The limiters' windows right after the acquiring request.
+    headers: RateHeaders,
+    state: Mutex<State>,
+    /// Signalled when the lease's return has been applied in Redis.
+    returned: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Requests of the slice not yet admitted.
+    requests_left: u64,
+    /// Tokens of the slice not yet charged to a request (estimates, then
+    /// corrected at each settle).
+    tokens_left: i64,
+    /// Micro-credits of the slice not held by a call or charged.
+    credits_free: i64,
+    /// Admitted so far, the acquiring request included.
+    admitted: u64,
+    tokens_admitted: u64,
+    in_flight: u64,
+    /// Totals of the settled calls, for the return.
+    charged: u64,
+    tokens_used: u64,
+    retired: bool,
+    return_queued: bool,
+    applied: bool,
+}
+
+/// A request admitted from a lease: its ticket holds this.
+#[derive(Debug, Clone)]
+pub struct LeaseUse {
+    pub(super) lease: Arc<Lease>,
+    /// What this request holds of the slice (micro-credits).
+    pub(super) amount: u64,
+}
+
+/// A lease's return, for the settle queue: one settle of the lease's
+/// reservation, and the requests it gives back to the rpm limiters.
+pub(super) struct Return {
+    pub(super) settlement: Settlement,
+    pub(super) requests_unused: u64,
+    pub(super) lease: Arc<Lease>,
+}
+
+impl Lease {
+    /// A lease from an admission admit.lua granted `granted` requests; the
+    /// acquiring request is its first call.
+    fn new(admit: Admit, parts: (u64, u64), period: String, granted: u64, headers: RateHeaders) -> Arc<Lease> {
+        let more = granted.saturating_sub(1);
+        let state = State {
+            requests_left: more,
+            tokens_left: (more * admit.tokens) as i64,
+            credits_free: (more * admit.amount) as i64,
+            admitted: 1,
+            tokens_admitted: admit.tokens,
+            in_flight: 1,
+            ..State::default()
+        };
+        Arc::new(Lease {
+            admit,
+            parts,
+            period,
+            granted,
+            taken_at: Instant::now(),
+            headers,
+            state: Mutex::new(state),
+            returned: Notify::new(),
+        })
+    }
+
+    fn fits(&self, a: &Admit, s: &State, ttl: Duration) -> bool {
+        let l = &self.admit;
+        !s.retired
+            && s.requests_left > 0
+            && self.taken_at.elapsed() < ttl
+            && a.limits == l.limits
+            && a.period.id == l.period.id
+            && a.allowance == l.allowance
+            && (a.tokens as i64 <= s.tokens_left || !has_token_limit(&a.limits))
+            && (a.amount as i64 <= s.credits_free || a.amount == 0)
+    }
+
+    /// The windows as a client should see them after `s`'s admissions.
+    fn headers(&self, s: &State) -> RateHeaders {
+        let mut h = self.headers;
+        let later = s.admitted - 1;
+        if let Some(w) = h.requests.as_mut() {
+            w.remaining = w.remaining.saturating_sub(later);
+        }
+        if let Some(w) = h.tokens.as_mut() {
+            w.remaining = w.remaining.saturating_sub(s.tokens_admitted - self.admit.tokens);
+        }
+        h
+    }
+
+    /// The return once retired and idle (at most once).
+    fn take_return(self: &Arc<Lease>, s: &mut State) -> Option<Return> {
+        if !s.retired || s.in_flight > 0 || s.return_queued {
+            return None;
+        }
+        s.return_queued = true;
+        let a = &self.admit;
+        let settlement = Settlement {
+            ticket_id: a.id.clone(),
+            workspace: a.workspace.clone(),
+            key: a.key.clone(),
+            agent: "".into(),
+            kind: a.kind,
+            period: self.period.clone(),
+            parts: self.parts,
+            limits: a.limits,
+            tokens_charged: self.granted * a.tokens,
+            tokens_used: s.tokens_used,
+            cost: s.charged,
+            input_tokens: 0,
+            output_tokens: 0,
+            day: crate::credits::Period::utc_day(a.now_ms),
+            expires_at_ms: a.expires_at_ms,
+            recorded: true,
+            lease: None,
+        };
+        Some(Return { settlement, requests_unused: s.requests_left, lease: self.clone() })
+    }
+
+    /// Called by the settle queue once the return is in Redis.
+    pub(super) fn applied(&self) {
+        self.state.lock().expect("lease lock").applied = true;
+        self.returned.notify_waiters();
+    }
+
+    async fn wait_returned(&self) {
+        loop {
+            let returned = self.returned.notified();
+            if self.state.lock().expect("lease lock").applied {
+                return;
+            }
+            returned.await;
+        }
+    }
+}
+
+fn has_token_limit(l: &LimitSet) -> bool {
+    l.key_tpm.is_some() || l.workspace_tpm.is_some()
+}
+
+/// This replica's live leases, one per workspace, key and kind.
+pub(super) struct Leases {
+    /// The most requests one lease asks for; 1 turns leases off.
+    pub(super) size: u64,
+    /// How long a lease admits.
+    ttl: Duration,
+    live: Mutex<HashMap<LeaseKey, Arc<Lease>>>,
+    /// Admissions sent to Redis per key within the current lease time.
+    busy: Mutex<HashMap<LeaseKey, Busy>>,
+}
+
+struct Busy {
+    since: Instant,
+    admissions: u64,
+}
+
+/// What a lease is for: workspace, key (or payer), kind.
+type LeaseKey = (Arc<str>, Arc<str>, Kind);
+
+/// What [`Leases::admit_local`] did with an admission.
+pub(super) enum Local {
+    Admitted(Ticket, RateHeaders),
+    /// No lease fits: the admission goes to Redis.
+    Redis(Admit),
+}
+
+impl Leases {
+    pub(super) fn new(size: u64, ttl: Duration) -> Leases {
+        Leases { size: size.max(1), ttl, live: Mutex::default(), busy: Mutex::default() }
+    }
+
+    /// How many requests an admission going to Redis asks for: a lease's
+    /// worth when its key is busy (see the module doc), else 1.
+    pub(super) fn wanted(&self, a: &Admit) -> u64 {
+        if self.size <= 1 {
+            return 1;
+        }
+        let mut busy = self.busy.lock().expect("leases lock");
+        let b = busy
+            .entry((a.workspace.clone(), a.key.clone(), a.kind))
+            .or_insert_with(|| Busy { since: Instant::now(), admissions: 0 });
+        if b.since.elapsed() >= self.ttl {
+            *b = Busy { since: Instant::now(), admissions: 0 };
+        }
+        b.admissions += 1;
+        if b.admissions > self.size / 2 {
+            self.size
+        } else {
+            1
+        }
+    }
+
+    /// Admits `a` from a live lease when it fits. A lease it does not fit
+    /// retires; its return (if idle) goes to `returns`.
+    pub(super) fn admit_local(&self, a: Admit, returns: &mut Vec<Return>) -> Local {
+        if self.size <= 1 {
+            return Local::Redis(a);
+        }
+        let id = (a.workspace.clone(), a.key.clone(), a.kind);
+        let mut live = self.live.lock().expect("leases lock");
+        let Some(lease) = live.get(&id).cloned() else { return Local::Redis(a) };
+        let mut s = lease.state.lock().expect("lease lock");
+        if !lease.fits(&a, &s, self.ttl) {
+            live.remove(&id);
+            s.retired = true;
+            returns.extend(lease.take_return(&mut s));
+            return Local::Redis(a);
+        }
+        s.requests_left -= 1;
+        s.tokens_left -= a.tokens as i64;
+        s.credits_free -= a.amount as i64;
+        s.admitted += 1;
+        s.tokens_admitted += a.tokens;
+        s.in_flight += 1;
+        let headers = lease.headers(&s);
+        drop(s);
+        drop(live);
+        let period = lease.period.clone();
+        let amount = a.amount;
+        let ticket = Ticket {
+            admit: a,
+            parts: (0, 0),
+            local: None,
+            recorded: false,
+            period,
+            lease: Some(LeaseUse { lease, amount }),
+        };
+        Local::Admitted(ticket, headers)
+    }
+
+    /// Holds the slice admit.lua granted; `admit` is its first call. Returns
+    /// the first call's lease use (none when only it was granted).
+    pub(super) fn hold(
+        &self,
+        admit: &Admit,
+        parts: (u64, u64),
+        period: &str,
+        granted: u64,
+        headers: RateHeaders,
+        returns: &mut Vec<Return>,
+    ) -> Option<LeaseUse> {
+        if granted <= 1 {
+            return None;
+        }
+        let lease = Lease::new(admit.clone(), parts, period.to_owned(), granted, headers);
+        let id = (admit.workspace.clone(), admit.key.clone(), admit.kind);
+        if let Some(old) = self.live.lock().expect("leases lock").insert(id, lease.clone()) {
+            // Another request of the same key took a lease at the same time.
+            let mut s = old.state.lock().expect("lease lock");
+            s.retired = true;
+            returns.extend(old.take_return(&mut s));
+        }
+        Some(LeaseUse { lease, amount: admit.amount })
+    }
+
+    /// Settles one call of a lease in memory; the lease's return when that
+    /// was the last call of a retired lease.
+    pub(super) fn settle(&self, used: &LeaseUse, s: &Settlement) -> Option<Return> {
+        let mut state = used.lease.state.lock().expect("lease lock");
+        state.in_flight -= 1;
+        state.charged = state.charged.saturating_add(s.cost);
+        state.credits_free += used.amount as i64 - s.cost.min(i64::MAX as u64) as i64;
+        state.tokens_left += s.tokens_charged as i64 - s.tokens_used as i64;
+        state.tokens_used = state.tokens_used.saturating_add(s.tokens_used);
+        used.lease.take_return(&mut state)
+    }
+
+    /// Retires the leases that `which` picks (all of a workspace, or those
+    /// past their time); their returns (those idle) go to `returns`, and
+    /// the leases returning are handed back to wait on.
+    pub(super) fn retire(&self, which: impl Fn(&Lease) -> bool, returns: &mut Vec<Return>) -> Vec<Arc<Lease>> {
+        let mut live = self.live.lock().expect("leases lock");
+        let mut retired = Vec::new();
+        live.retain(|_, lease| {
+            if !which(lease) {
+                return true;
+            }
+            let mut s = lease.state.lock().expect("lease lock");
+            s.retired = true;
+            if let Some(r) = lease.take_return(&mut s) {
+                returns.push(r);
+                retired.push(lease.clone());
+            }
+            false
+        });
+        retired
+    }
+
+    /// Retires a workspace's leases (a read of its balance on this replica
+    /// then sees what its calls spent).
+    pub(super) fn retire_workspace(&self, workspace: &str, returns: &mut Vec<Return>) -> Vec<Arc<Lease>> {
+        self.retire(|l| &*l.admit.workspace == workspace, returns)
+    }
+
+    /// Retires the leases past their time, and forgets keys not busy lately.
+    pub(super) fn retire_expired(&self, returns: &mut Vec<Return>) {
+        let ttl = self.ttl;
+        self.retire(|l| l.taken_at.elapsed() >= ttl, returns);
+        self.busy.lock().expect("leases lock").retain(|_, b| b.since.elapsed() < ttl);
+    }
+
+    pub(super) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+/// Waits until each lease's return is in Redis.
+pub(super) async fn returned(leases: Vec<Arc<Lease>>) {
+    for lease in leases {
+        lease.wait_returned().await;
+    }
+}
