@@ -72,14 +72,15 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-async fn admit(ledger: &RedisLedger, workspace: &str, id: &str, amount: u64) -> Ticket {
+/// One request of key `k` in `workspace`, holding `amount`, under `limits`.
+fn request(workspace: &str, id: &str, amount: u64, limits: LimitSet) -> Admit {
     let t = terms(workspace);
     let now_ms = now_ms();
-    let admit = Admit {
+    Admit {
         id: id.into(),
         workspace: workspace.into(),
         key: "k".into(),
-        limits: LimitSet { key_tpm: Some(KEY_TPM), ..LimitSet::default() },
+        limits,
         tokens: TOKENS_AT_ADMISSION,
         kind: Kind::Message,
         amount,
@@ -87,8 +88,12 @@ async fn admit(ledger: &RedisLedger, workspace: &str, id: &str, amount: u64) -> 
         allowance: t.allowance,
         now_ms,
         expires_at_ms: now_ms + 600_000,
-    };
-    ledger.admit(admit).await.expect("admitted").0
+    }
+}
+
+async fn admit(ledger: &RedisLedger, workspace: &str, id: &str, amount: u64) -> Ticket {
+    let limits = LimitSet { key_tpm: Some(KEY_TPM), ..LimitSet::default() };
+    ledger.admit(request(workspace, id, amount, limits)).await.expect("admitted").0
 }
 
 fn settlement(ticket: &Ticket, agent: &str, cost: u64) -> Settlement {
@@ -222,23 +227,12 @@ async fn start_leased(test: &str) -> Option<Ledgers> {
     Some(env)
 }
 
+fn rpm_and_tpm(key_rpm: u32) -> LimitSet {
+    LimitSet { key_tpm: Some(KEY_TPM), key_rpm: Some(key_rpm), ..LimitSet::default() }
+}
+
 async fn admit_limited(ledger: &RedisLedger, id: &str, amount: u64, key_rpm: u32) -> Ticket {
-    let now_ms = now_ms();
-    let t = terms("a");
-    let admit = Admit {
-        id: id.into(),
-        workspace: "a".into(),
-        key: "k".into(),
-        limits: LimitSet { key_tpm: Some(KEY_TPM), key_rpm: Some(key_rpm), ..LimitSet::default() },
-        tokens: TOKENS_AT_ADMISSION,
-        kind: Kind::Message,
-        amount,
-        period: Period::at(now_ms, t.time_zone),
-        allowance: t.allowance,
-        now_ms,
-        expires_at_ms: now_ms + 600_000,
-    };
-    ledger.admit(admit).await.expect("admitted").0
+    ledger.admit(request("a", id, amount, rpm_and_tpm(key_rpm))).await.expect("admitted").0
 }
 
 fn limiter(server: &RedisServer, which: &str) -> i64 {
@@ -319,22 +313,10 @@ async fn a_lease_taken_while_the_gateway_gave_up_is_undone_whole() {
     // The 5th asks for a lease; Redis hangs past the response timeout, then
     // runs it, then the gateway's cancel.
     server.pause();
-    let now_ms = now_ms();
-    let t = terms("a");
-    let late = Admit {
-        id: "late".into(),
-        workspace: "a".into(),
-        key: "k".into(),
-        limits: LimitSet { key_tpm: Some(KEY_TPM), key_rpm: Some(rpm), ..LimitSet::default() },
-        tokens: TOKENS_AT_ADMISSION,
-        kind: Kind::Message,
-        amount,
-        period: Period::at(now_ms, t.time_zone),
-        allowance: t.allowance,
-        now_ms,
-        expires_at_ms: now_ms + 600_000,
-    };
-    assert!(ledger.admit(late).await.is_err(), "Redis did not answer in time");
+    assert!(
+        ledger.admit(request("a", "late", amount, rpm_and_tpm(rpm))).await.is_err(),
+        "Redis did not answer in time"
+    );
     server.resume();
     ledger.flush().await.unwrap();
     let after = (limiter(server, "r"), ledger_balance(ledger).await);
@@ -344,4 +326,29 @@ async fn a_lease_taken_while_the_gateway_gave_up_is_undone_whole() {
 
 async fn ledger_balance(ledger: &RedisLedger) -> tollgate::credits::Balance {
     ledger.balances(&terms("a"), now_ms()).await.expect("balances").message
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn requests_of_a_busy_key_wait_for_the_lease_being_taken() {
+    let Some(env) = start_leased("requests_of_a_busy_key_wait_for_the_lease_being_taken").await else { return };
+    let (ledger, server) = (&env.ledger, &env.server);
+    let amount = MICRO / 100;
+    // Busy: 4 one by one, then a lease of 8, used up.
+    let mut tickets = Vec::new();
+    for i in 0..12 {
+        tickets.push(admit_limited(ledger, &format!("w{i}"), amount, KEY_RPM).await);
+    }
+    let scripts = calls(server, "evalsha");
+    // 24 at once: one takes a lease while the others wait, 8 at a time.
+    let ids: Vec<String> = (0..24).map(|i| format!("c{i}")).collect();
+    let at_once = ids.iter().map(|id| admit_limited(ledger, id, amount, KEY_RPM));
+    tickets.extend(futures_util::future::join_all(at_once).await);
+    let taken = calls(server, "evalsha") - scripts;
+    assert!(taken <= 4, "24 concurrent requests took {taken} round trips (3 leases of 8 cover them)");
+    for t in &tickets {
+        ledger.settle(settlement(t, "agent", amount));
+    }
+    ledger.flush().await.unwrap();
+    let b = ledger_balance(ledger).await;
+    assert_eq!((b.reserved, b.plan_remaining), (0, (100 * MICRO - 36 * amount) as i64), "{b:?}");
 }

@@ -66,6 +66,9 @@ const CANCEL: &str = include_str!("redis/cancel.lua");
 
 /// Daily usage totals are kept this long.
 const USAGE_TTL_S: u64 = 400 * 86_400;
+/// How many leases of its key a request waits for before it goes to Redis
+/// on its own: each serves up to `credits.lease_requests` of the waiters.
+const LEASE_WAITS: u32 = 3;
 /// Reservations released per workspace per reaper call.
 const REAP_BATCH: u64 = 1000;
 
@@ -208,12 +211,24 @@ fn headers(answer: &[i64]) -> RateHeaders {
 #[async_trait]
 impl Ledger for RedisLedger {
     async fn admit(&self, a: Admit) -> Result<(Ticket, RateHeaders), MeterError> {
-        let mut returns = Vec::new();
-        let local = self.leases.admit_local(a, &mut returns);
-        self.send_returns(returns);
-        match local {
-            lease::Local::Admitted(ticket, headers) => Ok((ticket, headers)),
-            lease::Local::Redis(a) => self.admit_in_redis(a).await,
+        let mut a = a;
+        let mut waits = 0;
+        loop {
+            let mut returns = Vec::new();
+            let local = self.leases.admit_local(a, &mut returns);
+            self.send_returns(returns);
+            a = match local {
+                lease::Local::Admitted(ticket, headers) => return Ok((ticket, headers)),
+                lease::Local::Redis(a) => a,
+            };
+            match self.leases.next(&a, waits < LEASE_WAITS) {
+                lease::Next::Redis(wanted, _acquiring) => return self.admit_in_redis(a, wanted).await,
+                lease::Next::Wait(taken) => {
+                    // Bounded like a Redis call: the taker's own call is.
+                    let _ = tokio::time::timeout(self.store.timeout(), taken).await;
+                    waits += 1;
+                }
+            }
         }
     }
 
@@ -275,7 +290,8 @@ impl RedisLedger {
         let _ = tokio::time::timeout(self.leases.ttl(), lease::returned(returning)).await;
     }
 
-    async fn admit_in_redis(&self, a: Admit) -> Result<(Ticket, RateHeaders), MeterError> {
+    /// One admission in Redis, asking for `wanted` requests (a lease when more than one).
+    async fn admit_in_redis(&self, a: Admit, wanted: u64) -> Result<(Ticket, RateHeaders), MeterError> {
         let [credits, resv, exp, _] = names(&self.store, &a.workspace);
         let mut keys = vec![credits, resv, exp];
         keys.extend(limiter_names(&self.store, &a.workspace, &a.key));
@@ -292,7 +308,7 @@ impl RedisLedger {
         ];
         args.extend(limits.iter().map(|l| l.unwrap_or(0).to_string()));
         args.push(a.tokens.to_string());
-        args.push(self.leases.wanted(&a).to_string());
+        args.push(wanted.to_string());
         let answer: Vec<i64> = match self.store.eval(&self.scripts.admit, &keys, &args).await {
             Ok(answer) => answer,
             Err(e) => {

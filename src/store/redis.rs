@@ -250,6 +250,11 @@ impl RedisStore {
         self.bounded(async move { script.key(key).arg(arg).invoke_async(&mut conn).await }).await
     }
 
+    /// How long one call may take: the response timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The key-name prefix, for other subsystems' names on this Redis.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix

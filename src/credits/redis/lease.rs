@@ -7,13 +7,14 @@
 //! replica then admits further requests of the same key, kind and limits
 //! from that slice, in memory, until a request needs more than is left,
 //! the lease is `credits.flush_interval_ms` old, or the workspace's balance
-//! is read on this replica. Then the lease retires: once its last call has
+//! is read on this replica. While one request of a key takes a lease, the
+//! key's other requests wait for it rather than each taking one. Then the lease retires: once its last call has
 //! settled, one settle gives back what it did not use (the credits not
 //! charged, the requests and tokens not used, moving the limiters' arrival
 //! times back) and charges what its calls cost.
 //!
 //! Only a busy key asks for a lease: one that made more than half a lease's
-//! worth of admissions on this replica within the lease time. A key that
+//! worth of requests on this replica within the last one or two lease times. A key that
 //! calls now and then is admitted one request at a time, as without leases,
 //! so its balance shows what each call holds and no slice sits idle.
 //!
@@ -207,13 +208,42 @@ pub(super) struct Leases {
     /// How long a lease admits.
     ttl: Duration,
     live: Mutex<HashMap<LeaseKey, Arc<Lease>>>,
-    /// Admissions sent to Redis per key within the current lease time.
+    /// Requests per key in the current and the previous lease time.
     busy: Mutex<HashMap<LeaseKey, Busy>>,
+    /// Keys whose lease is being taken: their other requests wait for it.
+    acquiring: Mutex<HashMap<LeaseKey, Arc<Notify>>>,
 }
 
 struct Busy {
     since: Instant,
-    admissions: u64,
+    /// Requests in the window since `since`: each sent to Redis counts 1, a
+    /// lease the requests it grants.
+    current: u64,
+    previous: u64,
+}
+
+/// A key's lease being taken by this request; dropping it lets the key's
+/// waiting requests try again.
+pub(super) struct Acquiring<'a> {
+    leases: &'a Leases,
+    key: LeaseKey,
+}
+
+impl Drop for Acquiring<'_> {
+    fn drop(&mut self) {
+        if let Some(done) = self.leases.acquiring.lock().expect("leases lock").remove(&self.key) {
+            done.notify_waiters();
+        }
+    }
+}
+
+/// What a request that found no lease to admit it does next.
+pub(super) enum Next<'a> {
+    /// Go to Redis, asking for this many requests (holding the key's
+    /// acquisition while it does when that is more than one).
+    Redis(u64, Option<Acquiring<'a>>),
+    /// Wait: another request of the key is taking a lease.
+    Wait(tokio::sync::futures::OwnedNotified),
 }
 
 /// What a lease is for: workspace, key (or payer), kind.
@@ -228,27 +258,41 @@ pub(super) enum Local {
 
 impl Leases {
     pub(super) fn new(size: u64, ttl: Duration) -> Leases {
-        Leases { size: size.max(1), ttl, live: Mutex::default(), busy: Mutex::default() }
+        Leases { size: size.max(1), ttl, live: Mutex::default(), busy: Mutex::default(), acquiring: Mutex::default() }
     }
 
-    /// How many requests an admission going to Redis asks for: a lease's
-    /// worth when its key is busy (see the module doc), else 1.
-    pub(super) fn wanted(&self, a: &Admit) -> u64 {
+    /// For an admission no lease admitted: how many requests to ask Redis
+    /// for — a lease's worth when its key is busy (see the module doc), else
+    /// 1 — or, when `may_wait` and another request of the key is taking a
+    /// lease, wait for that one.
+    pub(super) fn next(&self, a: &Admit, may_wait: bool) -> Next<'_> {
         if self.size <= 1 {
-            return 1;
+            return Next::Redis(1, None);
         }
-        let mut busy = self.busy.lock().expect("leases lock");
-        let b = busy
-            .entry((a.workspace.clone(), a.key.clone(), a.kind))
-            .or_insert_with(|| Busy { since: Instant::now(), admissions: 0 });
-        if b.since.elapsed() >= self.ttl {
-            *b = Busy { since: Instant::now(), admissions: 0 };
+        let key = (a.workspace.clone(), a.key.clone(), a.kind);
+        let busy = {
+            let mut busy = self.busy.lock().expect("leases lock");
+            let b = busy.entry(key.clone()).or_insert_with(|| Busy { since: Instant::now(), current: 0, previous: 0 });
+            let age = b.since.elapsed();
+            if age >= self.ttl {
+                b.previous = if age < 2 * self.ttl { b.current } else { 0 };
+                b.current = 0;
+                b.since = Instant::now();
+            }
+            b.current += 1;
+            b.previous + b.current > self.size / 2
+        };
+        if !busy {
+            return Next::Redis(1, None);
         }
-        b.admissions += 1;
-        if b.admissions > self.size / 2 {
-            self.size
-        } else {
-            1
+        let mut acquiring = self.acquiring.lock().expect("leases lock");
+        match acquiring.get(&key) {
+            Some(done) if may_wait => Next::Wait(done.clone().notified_owned()),
+            Some(_) => Next::Redis(1, None),
+            None => {
+                acquiring.insert(key.clone(), Arc::new(Notify::new()));
+                Next::Redis(self.size, Some(Acquiring { leases: self, key }))
+            }
         }
     }
 
@@ -306,6 +350,9 @@ impl Leases {
         }
         let lease = Lease::new(admit.clone(), parts, period.to_owned(), granted, headers);
         let id = (admit.workspace.clone(), admit.key.clone(), admit.kind);
+        if let Some(b) = self.busy.lock().expect("leases lock").get_mut(&id) {
+            b.current += granted - 1;
+        }
         if let Some(old) = self.live.lock().expect("leases lock").insert(id, lease.clone()) {
             // Another request of the same key took a lease at the same time.
             let mut s = old.state.lock().expect("lease lock");
@@ -358,7 +405,7 @@ impl Leases {
     pub(super) fn retire_expired(&self, returns: &mut Vec<Return>) {
         let ttl = self.ttl;
         self.retire(|l| l.taken_at.elapsed() >= ttl, returns);
-        self.busy.lock().expect("leases lock").retain(|_, b| b.since.elapsed() < ttl);
+        self.busy.lock().expect("leases lock").retain(|_, b| b.since.elapsed() < 2 * ttl);
     }
 
     pub(super) fn ttl(&self) -> Duration {
