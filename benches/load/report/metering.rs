@@ -17,8 +17,8 @@ const METERED_PAIRS: [(&str, &str); 2] = [(GW_METERED_EMBEDDED, GW_EMBEDDED), (G
 const BUDGET_METERED_P99_RATIO: f64 = 1.05;
 /// ...and the Redis ledger exactly one round trip on the request path (the admission), give or
 /// take a rare key-cache or terms-cache refresh.
-const BUDGET_METERED_REDIS_ROUND_TRIPS: f64 = 1.0;
-const ROUND_TRIP_TOLERANCE: f64 = 0.01;
+/// Admissions that went to Redis; a busy key's leases admit the rest in memory.
+const BUDGET_METERED_REDIS_ROUND_TRIPS: f64 = 0.05;
 
 /// Limits and credits: each metered path against the plain store-key path of its backend (and
 /// the static-key `gateway`, which is never metered), one table per concurrency, and the budgets.
@@ -120,10 +120,10 @@ fn render_metering_budget(out: &mut String, records: &[Record], censuses: &[Cens
         budget_line(out, Some(ok), &what, &detail);
     }
 
-    // Redis: exactly one round trip on the request path per request, from the census.
+    // Redis: at most one round trip in 20 on the request path, from the census.
     let what = format!(
-        "redis metered: Redis round trips per request on the request path = {BUDGET_METERED_REDIS_ROUND_TRIPS} \
-         (the admission; the settle runs after the response)"
+        "redis metered: Redis round trips per request on the request path ≤ {BUDGET_METERED_REDIS_ROUND_TRIPS} \
+         (admissions taking a lease or near an edge; the settles run after the response, batched)"
     );
     let census = |path: &str| censuses.iter().find(|c| c.path == path);
     match census(GW_METERED_REDIS) {
@@ -131,9 +131,9 @@ fn render_metering_budget(out: &mut String, records: &[Record], censuses: &[Cens
         Some(metered) => {
             let plain = census(GW_REDIS);
             let on_path = metered.per_request(request_path(metered, plain));
-            let ok = plain.is_some() && (on_path - BUDGET_METERED_REDIS_ROUND_TRIPS).abs() < ROUND_TRIP_TOLERANCE;
+            let ok = plain.is_some() && on_path <= BUDGET_METERED_REDIS_ROUND_TRIPS;
             let detail = format!(
-                "{on_path:.4} (census: {}{}; = 1 means within ±{ROUND_TRIP_TOLERANCE})",
+                "{on_path:.4} (census: {}{})",
                 census_summary(metered, plain),
                 if plain.is_none() { "; no gw-redis census to tell the settle from the admission" } else { "" }
             );
