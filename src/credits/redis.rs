@@ -123,7 +123,7 @@ impl RedisLedger {
             // weak reference and ends with the ledger).
             let weak = Arc::downgrade(&ledger);
             tasks.spawn_loop("credit lease sweeper", async move {
-                let every = ledger_ttl_tick(lease_ttl);
+                let every = sweep_every(lease_ttl);
                 loop {
                     tokio::time::sleep(every).await;
                     let Some(ledger) = weak.upgrade() else { return };
@@ -158,7 +158,7 @@ impl RedisLedger {
 
 /// How often the sweeper looks for leases past `ttl`: a lease admits for at
 /// most `ttl` and is returned at most half of it later.
-fn ledger_ttl_tick(ttl: Duration) -> Duration {
+fn sweep_every(ttl: Duration) -> Duration {
     (ttl / 2).max(Duration::from_millis(10))
 }
 
@@ -232,14 +232,14 @@ impl Ledger for RedisLedger {
         }
     }
 
-    fn settle(&self, s: Settlement) {
-        let Some(used) = s.lease.clone() else {
+    fn settle(&self, mut s: Settlement) {
+        let Some(used) = s.lease.take() else {
             self.enqueue(Job::Settle(s));
             return;
         };
         let returned = self.leases.settle(&used, &s);
         // The call's usage line; its credits and tokens go with the lease's return.
-        self.enqueue(Job::Settle(Settlement { recorded: false, lease: None, ..s }));
+        self.enqueue(Job::Settle(Settlement { recorded: false, ..s }));
         self.send_returns(returned.into_iter().collect());
     }
 

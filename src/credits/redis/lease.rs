@@ -5,18 +5,19 @@
 //! request's size at once: each rate limiter is charged for all of them and
 //! the balance reserves all of them, under one reservation record. The
 //! replica then admits further requests of the same key, kind and limits
-//! from that slice, in memory, until a request needs more than is left,
-//! the lease is `credits.flush_interval_ms` old, or the workspace's balance
-//! is read on this replica. While one request of a key takes a lease, the
-//! key's other requests wait for it rather than each taking one. Then the lease retires: once its last call has
-//! settled, one settle gives back what it did not use (the credits not
-//! charged, the requests and tokens not used, moving the limiters' arrival
-//! times back) and charges what its calls cost.
+//! from that slice, in memory, until a request needs more than is left, the
+//! lease is `credits.flush_interval_ms` old, or the workspace's balance is
+//! read on this replica. While one request of a key takes a lease, the key's
+//! other requests wait for it rather than each taking one. Then the lease
+//! retires: once its last call has settled, one settle gives back what it
+//! did not use (the credits not charged, the requests and tokens not used,
+//! moving the limiters' arrival times back) and charges what its calls cost.
 //!
 //! Only a busy key asks for a lease: one that made more than half a lease's
-//! worth of requests on this replica within the last one or two lease times. A key that
-//! calls now and then is admitted one request at a time, as without leases,
-//! so its balance shows what each call holds and no slice sits idle.
+//! worth of requests on this replica within the last one or two lease times.
+//! A key that calls now and then is admitted one request at a time, as
+//! without leases, so its balance shows what each call holds and no slice
+//! sits idle.
 //!
 //! Why this is exact where it matters:
 //! - nothing is overspent: every request admitted locally was charged to the
@@ -180,6 +181,17 @@ impl Lease {
         Some(Return { settlement, requests_unused: s.requests_left, lease: self.clone() })
     }
 
+    /// Stops the lease admitting; its return (once its calls have settled)
+    /// goes to `returns` when it is idle now. Whether it is.
+    fn retire(self: &Arc<Lease>, returns: &mut Vec<Return>) -> bool {
+        let mut s = self.state.lock().expect("lease lock");
+        s.retired = true;
+        let idle = self.take_return(&mut s);
+        let returning = idle.is_some();
+        returns.extend(idle);
+        returning
+    }
+
     /// Called by the settle queue once the return is in Redis.
     pub(super) fn applied(&self) {
         self.state.lock().expect("lease lock").applied = true;
@@ -201,25 +213,49 @@ fn has_token_limit(l: &LimitSet) -> bool {
     l.key_tpm.is_some() || l.workspace_tpm.is_some()
 }
 
-/// This replica's live leases, one per workspace, key and kind.
+/// This replica's leases and what decides them, per workspace, key and kind.
 pub(super) struct Leases {
     /// The most requests one lease asks for; 1 turns leases off.
     pub(super) size: u64,
     /// How long a lease admits.
     ttl: Duration,
-    live: Mutex<HashMap<LeaseKey, Arc<Lease>>>,
-    /// Requests per key in the current and the previous lease time.
-    busy: Mutex<HashMap<LeaseKey, Busy>>,
-    /// Keys whose lease is being taken: their other requests wait for it.
-    acquiring: Mutex<HashMap<LeaseKey, Arc<Notify>>>,
+    keys: Mutex<HashMap<LeaseKey, KeyState>>,
 }
 
+/// One key's live lease, how busy it is, and whether a lease is being taken.
+#[derive(Default)]
+struct KeyState {
+    lease: Option<Arc<Lease>>,
+    busy: Busy,
+    /// Set while one of the key's requests takes a lease: the others wait for it.
+    acquiring: Option<Arc<Notify>>,
+}
+
+/// Requests of a key in the current and the previous lease time: each sent
+/// to Redis counts 1, a lease the requests it grants.
+#[derive(Default)]
 struct Busy {
-    since: Instant,
-    /// Requests in the window since `since`: each sent to Redis counts 1, a
-    /// lease the requests it grants.
+    since: Option<Instant>,
     current: u64,
     previous: u64,
+}
+
+impl Busy {
+    /// Counts one request sent to Redis; whether the key is busy.
+    fn count(&mut self, ttl: Duration, size: u64) -> bool {
+        let age = self.since.map_or(Duration::MAX, |t| t.elapsed());
+        if age >= ttl {
+            self.previous = if age < 2 * ttl { self.current } else { 0 };
+            self.current = 0;
+            self.since = Some(Instant::now());
+        }
+        self.current += 1;
+        self.previous + self.current > size / 2
+    }
+
+    fn recent(&self, ttl: Duration) -> bool {
+        self.since.is_some_and(|t| t.elapsed() < 2 * ttl)
+    }
 }
 
 /// A key's lease being taken by this request; dropping it lets the key's
@@ -231,7 +267,8 @@ pub(super) struct Acquiring<'a> {
 
 impl Drop for Acquiring<'_> {
     fn drop(&mut self) {
-        if let Some(done) = self.leases.acquiring.lock().expect("leases lock").remove(&self.key) {
+        let mut keys = self.leases.keys.lock().expect("leases lock");
+        if let Some(done) = keys.get_mut(&self.key).and_then(|k| k.acquiring.take()) {
             done.notify_waiters();
         }
     }
@@ -249,6 +286,10 @@ pub(super) enum Next<'a> {
 /// What a lease is for: workspace, key (or payer), kind.
 type LeaseKey = (Arc<str>, Arc<str>, Kind);
 
+fn key_of(a: &Admit) -> LeaseKey {
+    (a.workspace.clone(), a.key.clone(), a.kind)
+}
+
 /// What [`Leases::admit_local`] did with an admission.
 pub(super) enum Local {
     Admitted(Ticket, RateHeaders),
@@ -258,7 +299,7 @@ pub(super) enum Local {
 
 impl Leases {
     pub(super) fn new(size: u64, ttl: Duration) -> Leases {
-        Leases { size: size.max(1), ttl, live: Mutex::default(), busy: Mutex::default(), acquiring: Mutex::default() }
+        Leases { size: size.max(1), ttl, keys: Mutex::default() }
     }
 
     /// For an admission no lease admitted: how many requests to ask Redis
@@ -269,47 +310,36 @@ impl Leases {
         if self.size <= 1 {
             return Next::Redis(1, None);
         }
-        let key = (a.workspace.clone(), a.key.clone(), a.kind);
-        let busy = {
-            let mut busy = self.busy.lock().expect("leases lock");
-            let b = busy.entry(key.clone()).or_insert_with(|| Busy { since: Instant::now(), current: 0, previous: 0 });
-            let age = b.since.elapsed();
-            if age >= self.ttl {
-                b.previous = if age < 2 * self.ttl { b.current } else { 0 };
-                b.current = 0;
-                b.since = Instant::now();
-            }
-            b.current += 1;
-            b.previous + b.current > self.size / 2
-        };
-        if !busy {
+        let key = key_of(a);
+        let mut keys = self.keys.lock().expect("leases lock");
+        let k = keys.entry(key.clone()).or_default();
+        if !k.busy.count(self.ttl, self.size) {
             return Next::Redis(1, None);
         }
-        let mut acquiring = self.acquiring.lock().expect("leases lock");
-        match acquiring.get(&key) {
+        match &k.acquiring {
             Some(done) if may_wait => Next::Wait(done.clone().notified_owned()),
             Some(_) => Next::Redis(1, None),
             None => {
-                acquiring.insert(key.clone(), Arc::new(Notify::new()));
+                k.acquiring = Some(Arc::new(Notify::new()));
                 Next::Redis(self.size, Some(Acquiring { leases: self, key }))
             }
         }
     }
 
-    /// Admits `a` from a live lease when it fits. A lease it does not fit
+    /// Admits `a` from its key's lease when it fits. A lease it does not fit
     /// retires; its return (if idle) goes to `returns`.
     pub(super) fn admit_local(&self, a: Admit, returns: &mut Vec<Return>) -> Local {
         if self.size <= 1 {
             return Local::Redis(a);
         }
-        let id = (a.workspace.clone(), a.key.clone(), a.kind);
-        let mut live = self.live.lock().expect("leases lock");
-        let Some(lease) = live.get(&id).cloned() else { return Local::Redis(a) };
+        let mut keys = self.keys.lock().expect("leases lock");
+        let Some(k) = keys.get_mut(&key_of(&a)) else { return Local::Redis(a) };
+        let Some(lease) = k.lease.clone() else { return Local::Redis(a) };
         let mut s = lease.state.lock().expect("lease lock");
         if !lease.fits(&a, &s, self.ttl) {
-            live.remove(&id);
-            s.retired = true;
-            returns.extend(lease.take_return(&mut s));
+            drop(s);
+            k.lease = None;
+            lease.retire(returns);
             return Local::Redis(a);
         }
         s.requests_left -= 1;
@@ -320,7 +350,7 @@ impl Leases {
         s.in_flight += 1;
         let headers = lease.headers(&s);
         drop(s);
-        drop(live);
+        drop(keys);
         let period = lease.period.clone();
         let amount = a.amount;
         let ticket = Ticket {
@@ -349,15 +379,12 @@ impl Leases {
             return None;
         }
         let lease = Lease::new(admit.clone(), parts, period.to_owned(), granted, headers);
-        let id = (admit.workspace.clone(), admit.key.clone(), admit.kind);
-        if let Some(b) = self.busy.lock().expect("leases lock").get_mut(&id) {
-            b.current += granted - 1;
-        }
-        if let Some(old) = self.live.lock().expect("leases lock").insert(id, lease.clone()) {
+        let mut keys = self.keys.lock().expect("leases lock");
+        let k = keys.entry(key_of(admit)).or_default();
+        k.busy.current += granted - 1;
+        if let Some(old) = k.lease.replace(lease.clone()) {
             // Another request of the same key took a lease at the same time.
-            let mut s = old.state.lock().expect("lease lock");
-            s.retired = true;
-            returns.extend(old.take_return(&mut s));
+            old.retire(returns);
         }
         Some(LeaseUse { lease, amount: admit.amount })
     }
@@ -378,21 +405,16 @@ impl Leases {
     /// past their time); their returns (those idle) go to `returns`, and
     /// the leases returning are handed back to wait on.
     pub(super) fn retire(&self, which: impl Fn(&Lease) -> bool, returns: &mut Vec<Return>) -> Vec<Arc<Lease>> {
-        let mut live = self.live.lock().expect("leases lock");
-        let mut retired = Vec::new();
-        live.retain(|_, lease| {
-            if !which(lease) {
-                return true;
+        let mut keys = self.keys.lock().expect("leases lock");
+        let mut returning = Vec::new();
+        for k in keys.values_mut() {
+            if let Some(lease) = k.lease.take_if(|l| which(l)) {
+                if lease.retire(returns) {
+                    returning.push(lease);
+                }
             }
-            let mut s = lease.state.lock().expect("lease lock");
-            s.retired = true;
-            if let Some(r) = lease.take_return(&mut s) {
-                returns.push(r);
-                retired.push(lease.clone());
-            }
-            false
-        });
-        retired
+        }
+        returning
     }
 
     /// Retires a workspace's leases (a read of its balance on this replica
@@ -405,7 +427,8 @@ impl Leases {
     pub(super) fn retire_expired(&self, returns: &mut Vec<Return>) {
         let ttl = self.ttl;
         self.retire(|l| l.taken_at.elapsed() >= ttl, returns);
-        self.busy.lock().expect("leases lock").retain(|_, b| b.since.elapsed() < 2 * ttl);
+        let mut keys = self.keys.lock().expect("leases lock");
+        keys.retain(|_, k| k.lease.is_some() || k.acquiring.is_some() || k.busy.recent(ttl));
     }
 
     pub(super) fn ttl(&self) -> Duration {
