@@ -88,14 +88,15 @@ impl Traffic {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Background {
     /// The event bus's drain into the event log: per batch and workspace, the webhook-list
-    /// script (`...:ws:{W}:webhooks`) and a pipeline of one `XADD` per event to
-    /// `...:ws:{W}:events` and an `XTRIM`. It follows the requests.
+    /// script (`...:ws:{W}:webhooks`) and the append script (`...:ws:{W}:events`: one `XADD`
+    /// per event and two `XTRIM`s inside it). It follows the requests.
     EventLog,
     /// The webhook delivery worker: every `webhooks.poll_interval_ms` the promote script over
     /// `...:{deliveries}:retry`/`:queue`, `XAUTOCLAIM` and `XREADGROUP`, now and then
     /// `XINFO CONSUMERS`/`XGROUP DELCONSUMER`; for a delivery, the webhook read (`GET`
     /// `...:webhookid:`, `HGETALL` `...:webhook:`), `XACK`/`XDEL`, the retry script, the
-    /// attempts list (`LPUSH`/`LTRIM`). It polls whatever the load.
+    /// attempts list (`LPUSH`/`LTRIM`). It polls whatever the load. The event log's enqueue
+    /// script (the deliveries of a batch, on `...:{deliveries}:queue`) is counted here too.
     DeliveryWorker,
     /// The credit watcher: the balances script (one key, the credits hash `...:credits:{W}`),
     /// once a second for each workspace whose balance changed.

@@ -28,7 +28,7 @@ mod webhooks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ::redis::{Pipeline, Script, Value};
+use ::redis::{Script, ScriptInvocation, Value};
 
 use crate::config::{EventsConfig, WebhooksConfig};
 use crate::events::{Event, Webhook};
@@ -56,6 +56,12 @@ const PROMOTE: &str = include_str!("redis/promote.lua");
 /// still held it (KEYS: queue, retry set; ARGV: group, entry id, due, member);
 /// see `src/events/store/redis/retry.lua` (version 1).
 const RETRY: &str = include_str!("redis/retry.lua");
+/// Appends a batch of one workspace's events and trims its log (KEYS: the
+/// log); see `src/events/store/redis/append.lua` (version 1).
+const APPEND: &str = include_str!("redis/append.lua");
+/// Adds a batch of deliveries to the delivery stream (KEYS: the stream); see
+/// `src/events/store/redis/enqueue.lua` (version 1).
+const ENQUEUE: &str = include_str!("redis/enqueue.lua");
 
 pub struct RedisEvents {
     store: Arc<RedisStore>,
@@ -80,6 +86,8 @@ struct Scripts {
     disable: Script,
     promote: Script,
     retry: Script,
+    append: Script,
+    enqueue: Script,
 }
 
 impl RedisEvents {
@@ -101,6 +109,8 @@ impl RedisEvents {
                 disable: Script::new(DISABLE_WEBHOOK),
                 promote: Script::new(PROMOTE),
                 retry: Script::new(RETRY),
+                append: Script::new(APPEND),
+                enqueue: Script::new(ENQUEUE),
             },
             store,
         };
@@ -139,15 +149,23 @@ impl RedisEvents {
         format!("{}:{{deliveries}}:retry", self.p())
     }
 
-    fn xadd_delivery(&self, pipe: &mut Pipeline, hook: &Webhook, event: &Event, body: &str) {
-        pipe.cmd("XADD")
-            .arg(self.queue())
-            .arg("*")
-            .arg(&[("webhook", hook.id.as_str()), ("workspace", &hook.workspace), ("event_id", &event.id)])
-            .arg(&[("event_type", event.kind.as_str()), ("body", body), ("attempts", "0")])
-            .arg("queued_at")
-            .arg(event.timestamp_ms)
-            .ignore();
+    /// A call of the enqueue script for the delivery stream, deliveries to
+    /// be added with [`RedisEvents::add_delivery`].
+    fn deliveries(&self) -> ScriptInvocation<'_> {
+        let mut call = self.scripts.enqueue.prepare_invoke();
+        call.key(self.queue());
+        call
+    }
+
+    /// Adds one delivery of `event` (its JSON is `body`) to `hook` to an
+    /// enqueue call (see `enqueue.lua` for the order of the values).
+    fn add_delivery(call: &mut ScriptInvocation<'_>, hook: &Webhook, event: &Event, body: &str) {
+        call.arg(hook.id.as_str())
+            .arg(hook.workspace.as_str())
+            .arg(event.id.as_str())
+            .arg(event.kind.as_str())
+            .arg(body)
+            .arg(event.timestamp_ms);
     }
 }
 

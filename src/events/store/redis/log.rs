@@ -3,7 +3,7 @@
 //! Separate from the webhook records, which it reads to fan out, and from
 //! the delivery queue, which it fills; see the parent module for the names.
 
-use ::redis::{Pipeline, Value};
+use ::redis::Value;
 use async_trait::async_trait;
 
 use super::{entries, RedisEvents};
@@ -27,35 +27,31 @@ impl EventLog for RedisEvents {
         let mut queued = 0;
         for (ws, list) in by_workspace {
             let hooks = self.webhooks_of(ws).await?;
-            let mut log = Pipeline::new();
-            let mut deliveries = Pipeline::new();
-            let mut fanned_out = 0;
             // Stream ids are Redis's own clock (milliseconds), so the cut-off
             // is wall-clock time, not the events' (possibly injected) clock.
             let now_ms =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            let min_id = now_ms - self.max_age_ms;
+            let min_id = (now_ms - self.max_age_ms).max(0);
+            // One script call each for the log and the deliveries: a round
+            // trip per batch, not per event (see `append.lua`, `enqueue.lua`).
+            let mut log = self.scripts.append.prepare_invoke();
+            log.key(self.log_name(ws)).arg(self.max_events).arg(min_id);
+            let mut deliveries = self.deliveries();
+            let mut fanned_out = 0;
             for event in list {
                 let json = event.to_json();
                 for hook in hooks.iter().filter(|h| h.wants(event.kind.as_str())) {
-                    self.xadd_delivery(&mut deliveries, hook, event, &json);
+                    Self::add_delivery(&mut deliveries, hook, event, &json);
                     fanned_out += 1;
                 }
-                log.cmd("XADD")
-                    .arg(self.log_name(ws))
-                    .arg("MAXLEN")
-                    .arg(self.max_events)
-                    .arg("*")
-                    .arg(&[("id", event.id.as_str()), ("type", event.kind.as_str()), ("json", json.as_str())])
-                    .ignore();
+                log.arg(event.id.as_str()).arg(event.kind.as_str()).arg(json);
             }
-            log.cmd("XTRIM").arg(self.log_name(ws)).arg("MINID").arg(min_id.max(0)).ignore();
             // Deliveries first: a failure between the two writes may lose a log
             // line, never a delivery (the batch is retried whole on error).
             if fanned_out > 0 {
-                self.store.pipeline::<()>(deliveries).await?;
+                self.store.invoke::<i64>(&deliveries).await?;
             }
-            self.store.pipeline::<()>(log).await?;
+            self.store.invoke::<i64>(&log).await?;
             queued += fanned_out;
         }
         Ok(queued)

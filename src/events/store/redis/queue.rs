@@ -71,9 +71,9 @@ fn delivery(id: String, mut f: HashMap<String, String>) -> Option<Delivery> {
 #[async_trait]
 impl DeliveryQueue for RedisEvents {
     async fn enqueue(&self, webhook: &Webhook, event: &Event) -> Result<(), StoreError> {
-        let mut pipe = Pipeline::new();
-        self.xadd_delivery(&mut pipe, webhook, event, &event.to_json());
-        self.store.pipeline(pipe).await
+        let mut call = self.deliveries();
+        Self::add_delivery(&mut call, webhook, event, &event.to_json());
+        self.store.invoke::<i64>(&call).await.map(drop)
     }
 
     async fn claim(&self, max: usize, now_ms: i64) -> Result<Vec<Delivery>, StoreError> {
