@@ -352,3 +352,59 @@ async fn requests_of_a_busy_key_wait_for_the_lease_being_taken() {
     let b = ledger_balance(ledger).await;
     assert_eq!((b.reserved, b.plan_remaining), (0, (100 * MICRO - 36 * amount) as i64), "{b:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_leases_usage_lines_go_with_its_return_once_even_when_it_is_retried() {
+    let test = "a_leases_usage_lines_go_with_its_return_once_even_when_it_is_retried";
+    let Some(env) = start_leased(test).await else { return };
+    let (ledger, server) = (&env.ledger, &env.server);
+    let amount = MICRO / 100;
+    let mut tickets = Vec::new();
+    for i in 0..12 {
+        tickets.push(admit_limited(ledger, &format!("r{i}"), amount, KEY_RPM).await);
+    }
+    // 4 one by one (agent a0), applied now; then the lease's 8 (calls 5–12)
+    // for two agents, whose usage waits in the lease.
+    let cost = |i: usize| amount / 2 + i as u64;
+    for (i, t) in tickets.iter().enumerate().take(4) {
+        ledger.settle(settlement(t, "a0", cost(i)));
+    }
+    ledger.flush().await.unwrap();
+    for (i, t) in tickets.iter().enumerate().skip(4) {
+        ledger.settle(settlement(t, if i % 2 == 0 { "a1" } else { "a2" }, cost(i)));
+    }
+    let day = Period::utc_day(now_ms());
+    let in_redis = server.command(&["HGETALL", &format!("{PREFIX}:usage:{{a}}:{day}")]);
+    assert!(!in_redis.contains("a1"), "a leased call's usage is not written on its own: {in_redis}");
+    // The return and its lines go in one call; Redis stops past the response
+    // timeout, so the call is retried and Redis then runs it twice.
+    let scripts = calls(server, "evalsha");
+    server.pause();
+    let resume = async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        server.resume();
+    };
+    let (flushed, ()) = tokio::join!(ledger.flush(), resume);
+    flushed.unwrap();
+    assert!(calls(server, "evalsha") - scripts >= 2, "the return was retried");
+    let mut rows: Vec<_> = ledger
+        .usage("a", &day, &day)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.agent, r.requests, r.input_tokens, r.output_tokens, r.credits))
+        .collect();
+    rows.sort();
+    let sum = |range: &mut dyn Iterator<Item = usize>| range.map(cost).sum::<u64>();
+    assert_eq!(
+        rows,
+        [
+            ("a0".to_string(), 4, 4000, 2000, sum(&mut (0..4))),
+            ("a1".to_string(), 4, 4000, 2000, sum(&mut (4..12).filter(|i| i % 2 == 0))),
+            ("a2".to_string(), 4, 4000, 2000, sum(&mut (4..12).filter(|i| i % 2 == 1))),
+        ],
+        "each call's usage counted once, under its agent"
+    );
+    let b = ledger_balance(ledger).await;
+    assert_eq!((b.reserved, b.plan_remaining), (0, (100 * MICRO - sum(&mut (0..12))) as i64), "{b:?}");
+}

@@ -237,9 +237,8 @@ impl Ledger for RedisLedger {
             self.enqueue(Job::Settle(s));
             return;
         };
+        // The call's usage, credits and tokens go with the lease's return.
         let returned = self.leases.settle(&used, &s);
-        // The call's usage line; its credits and tokens go with the lease's return.
-        self.enqueue(Job::Settle(Settlement { recorded: false, ..s }));
         self.send_returns(returned.into_iter().collect());
     }
 
@@ -254,6 +253,8 @@ impl Ledger for RedisLedger {
     }
 
     async fn usage(&self, workspace: &str, from: &str, to: &str) -> Result<Vec<UsageRow>, MeterError> {
+        // Leased calls' usage reaches Redis with their lease's return.
+        self.return_leases_of(workspace).await;
         self.usage_rows(workspace, from, to).await
     }
 
@@ -277,8 +278,8 @@ impl Ledger for RedisLedger {
 
 impl RedisLedger {
     /// Retires a workspace's leases and waits (within the lease time) until
-    /// the idle ones are back in Redis, so a balance read on this replica
-    /// shows what its calls spent. Leases with calls in flight return when
+    /// the idle ones are back in Redis, so a balance or usage read on this
+    /// replica shows what its calls spent. Leases with calls in flight return when
     /// their last call settles.
     async fn return_leases_of(&self, workspace: &str) {
         let mut returns = Vec::new();

@@ -26,8 +26,11 @@
 //!   times the lease again, so near an edge (a small limit, a low balance)
 //!   every request goes to Redis one by one, exactly as without leases, and
 //!   capacity is not stranded on another replica when it matters;
-//! - each call's usage line is queued at its settle (batched by the queue),
-//!   and the lease's return adds none, so usage totals count every call once.
+//! - each call's usage is added up in the lease per day and agent, and the
+//!   totals ride with the lease's return, in the same script call and only
+//!   if the return applies, so usage totals count every call once, retries
+//!   included. A usage read on this replica retires the workspace's leases
+//!   first, as a balance read does.
 //!
 //! The bound on staleness: a lease admits for at most the flush interval, so
 //! a limit lowered or a plan changed reaches a replica's leases within it
@@ -80,6 +83,8 @@ struct State {
     /// Totals of the settled calls, for the return.
     charged: u64,
     tokens_used: u64,
+    /// The settled calls' usage, per day and agent (most leases: one line).
+    lines: Vec<UsageLine>,
     retired: bool,
     return_queued: bool,
     applied: bool,
@@ -94,11 +99,50 @@ pub struct LeaseUse {
 }
 
 /// A lease's return, for the settle queue: one settle of the lease's
-/// reservation, and the requests it gives back to the rpm limiters.
+/// reservation, the requests it gives back to the rpm limiters, and its
+/// calls' usage lines (applied only with the return).
 pub(super) struct Return {
     pub(super) settlement: Settlement,
     pub(super) requests_unused: u64,
+    pub(super) lines: Vec<UsageLine>,
     pub(super) lease: Arc<Lease>,
+}
+
+/// The usage of a lease's calls of one day and agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct UsageLine {
+    pub(super) day: String,
+    pub(super) agent: Arc<str>,
+    pub(super) requests: u64,
+    pub(super) input_tokens: u64,
+    pub(super) output_tokens: u64,
+    /// Micro-credits the calls cost.
+    pub(super) credits: u64,
+}
+
+impl UsageLine {
+    /// Adds a settled call to its line in `lines`, or starts one.
+    fn add(lines: &mut Vec<UsageLine>, s: &Settlement) {
+        let at = match lines.iter().position(|l| l.day == s.day && l.agent == s.agent) {
+            Some(at) => at,
+            None => {
+                lines.push(UsageLine {
+                    day: s.day.clone(),
+                    agent: s.agent.clone(),
+                    requests: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    credits: 0,
+                });
+                lines.len() - 1
+            }
+        };
+        let l = &mut lines[at];
+        l.requests += 1;
+        l.input_tokens = l.input_tokens.saturating_add(s.input_tokens);
+        l.output_tokens = l.output_tokens.saturating_add(s.output_tokens);
+        l.credits = l.credits.saturating_add(s.cost);
+    }
 }
 
 impl Lease {
@@ -178,7 +222,8 @@ impl Lease {
             recorded: true,
             lease: None,
         };
-        Some(Return { settlement, requests_unused: s.requests_left, lease: self.clone() })
+        let lines = std::mem::take(&mut s.lines);
+        Some(Return { settlement, requests_unused: s.requests_left, lines, lease: self.clone() })
     }
 
     /// Stops the lease admitting; its return (once its calls have settled)
@@ -190,6 +235,26 @@ impl Lease {
         let returning = idle.is_some();
         returns.extend(idle);
         returning
+    }
+
+    /// A lease of nothing, for the settle queue's tests.
+    #[cfg(test)]
+    pub(super) fn for_tests() -> Arc<Lease> {
+        let period = crate::credits::Period::at(0, chrono_tz::UTC);
+        let admit = Admit {
+            id: "lease".into(),
+            workspace: "a".into(),
+            key: "k".into(),
+            limits: LimitSet::default(),
+            tokens: 0,
+            kind: Kind::Message,
+            amount: 0,
+            period,
+            allowance: [None, None],
+            now_ms: 0,
+            expires_at_ms: 0,
+        };
+        Lease::new(admit, (0, 0), "2026-12".into(), 2, RateHeaders::default())
     }
 
     /// Called by the settle queue once the return is in Redis.
@@ -398,6 +463,7 @@ impl Leases {
         state.credits_free += used.amount as i64 - s.cost.min(i64::MAX as u64) as i64;
         state.tokens_left += s.tokens_charged as i64 - s.tokens_used as i64;
         state.tokens_used = state.tokens_used.saturating_add(s.tokens_used);
+        UsageLine::add(&mut state.lines, s);
         used.lease.take_return(&mut state)
     }
 

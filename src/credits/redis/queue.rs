@@ -62,25 +62,65 @@ enum Call {
 /// One settle of a batch.
 struct Entry {
     settlement: Settlement,
-    /// Requests its usage line counts: 1 for a call, 0 for a lease's return.
+    /// Requests its usage line counts: 1 for a call, 0 for a lease's return,
+    /// the line's for a lease's usage line.
     usage_requests: u64,
+    /// A lease's usage line: applies only if the entry before it (the
+    /// lease's return, or its previous line) did.
+    follows: bool,
     /// Requests a lease's return gives back to the rpm limiters.
     requests_unused: u64,
     /// The lease returned, told when the return is applied.
     returned: Option<Arc<Lease>>,
 }
 
-/// Adds a settle to its workspace's call, or starts one.
-fn push(calls: &mut Vec<Call>, e: Entry) {
-    let ws = &e.settlement.workspace;
+/// Adds settles that go together (a lease's return and its usage lines) to
+/// their workspace's call, or starts one.
+fn push(calls: &mut Vec<Call>, group: Vec<Entry>) {
+    let ws = &group[0].settlement.workspace;
     let same = calls.iter_mut().find_map(|c| match c {
-        Call::Settles(list) if list[0].settlement.workspace == *ws && list.len() < BATCH => Some(list),
+        Call::Settles(list) if list[0].settlement.workspace == *ws && list.len() + group.len() <= BATCH => Some(list),
         _ => None,
     });
     match same {
-        Some(list) => list.push(e),
-        None => calls.push(Call::Settles(vec![e])),
+        Some(list) => list.extend(group),
+        None => calls.push(Call::Settles(group)),
     }
+}
+
+/// A lease's return and, after it, its calls' usage lines.
+fn return_entries(r: Return) -> Vec<Entry> {
+    let mut group = Vec::with_capacity(1 + r.lines.len());
+    for line in r.lines {
+        let s = &r.settlement;
+        let settlement = Settlement {
+            agent: line.agent,
+            day: line.day,
+            cost: line.credits,
+            input_tokens: line.input_tokens,
+            output_tokens: line.output_tokens,
+            tokens_charged: 0,
+            tokens_used: 0,
+            recorded: false,
+            ..s.clone()
+        };
+        group.push(Entry {
+            settlement,
+            usage_requests: line.requests,
+            follows: true,
+            requests_unused: 0,
+            returned: None,
+        });
+    }
+    let returned = Entry {
+        settlement: r.settlement,
+        usage_requests: 0,
+        follows: false,
+        requests_unused: r.requests_unused,
+        returned: Some(r.lease),
+    };
+    group.insert(0, returned);
+    group
 }
 
 /// Splits what was taken off the queue into script calls: one per
@@ -90,18 +130,11 @@ fn calls(jobs: Vec<Job>) -> Vec<Call> {
     for job in jobs {
         match job {
             Job::Cancel(a) => calls.push(Call::Cancel(a)),
-            Job::Settle(settlement) => {
-                push(&mut calls, Entry { settlement, usage_requests: 1, requests_unused: 0, returned: None })
-            }
-            Job::Return(r) => push(
+            Job::Settle(settlement) => push(
                 &mut calls,
-                Entry {
-                    settlement: r.settlement,
-                    usage_requests: 0,
-                    requests_unused: r.requests_unused,
-                    returned: Some(r.lease),
-                },
+                vec![Entry { settlement, usage_requests: 1, follows: false, requests_unused: 0, returned: None }],
             ),
+            Job::Return(r) => push(&mut calls, return_entries(r)),
         }
     }
     calls
@@ -142,7 +175,8 @@ pub(super) async fn worker(
                         &scripts.settle,
                         settle_keys(&store, list),
                         settle_args(list),
-                        list.len(),
+                        // A job each, a lease's usage lines riding on its return.
+                        list.iter().filter(|e| !e.follows).count(),
                         &list[0].settlement.ticket_id,
                     ),
                     Call::Cancel(a) => (&scripts.cancel, cancel_keys(&store, a), cancel_args(a), 1, &a.id),
@@ -189,7 +223,14 @@ fn settle_args(list: &[Entry]) -> Vec<String> {
             format!("{}\x1f{}", s.key, s.agent),
             s.input_tokens.to_string(),
             s.output_tokens.to_string(),
-            if s.recorded { "1" } else { "0" }.to_owned(),
+            if e.follows {
+                "2"
+            } else if s.recorded {
+                "1"
+            } else {
+                "0"
+            }
+            .to_owned(),
             e.usage_requests.to_string(),
             e.requests_unused.to_string(),
             s.limits.key_rpm.unwrap_or(0).to_string(),
@@ -278,5 +319,33 @@ mod tests {
         jobs.insert(1, Job::Settle(settlement("b", "rb")));
         let got = shape(&calls(jobs));
         assert_eq!(got, [("a".into(), BATCH), ("b".into(), 1), ("a".into(), 3)]);
+    }
+
+    #[test]
+    fn a_leases_return_and_its_usage_lines_stay_in_one_call() {
+        use crate::credits::redis::lease::UsageLine;
+        let mut jobs: Vec<Job> = (0..BATCH - 1).map(|i| Job::Settle(settlement("a", &format!("r{i}")))).collect();
+        let line = |agent: &str| UsageLine {
+            day: "2026-12-04".into(),
+            agent: agent.into(),
+            requests: 3,
+            input_tokens: 30,
+            output_tokens: 9,
+            credits: 7,
+        };
+        let ret = Return {
+            settlement: settlement("a", "lease"),
+            requests_unused: 2,
+            lines: vec![line("x"), line("y")],
+            lease: Lease::for_tests(),
+        };
+        jobs.push(Job::Return(ret));
+        let got = calls(jobs);
+        assert_eq!(shape(&got), [("a".into(), BATCH - 1), ("a".into(), 3)], "the group does not fit beside 255");
+        let Call::Settles(list) = &got[1] else { panic!("settles") };
+        let follows: Vec<_> = list.iter().map(|e| (e.follows, e.usage_requests, e.settlement.cost)).collect();
+        assert_eq!(follows, [(false, 0, 1), (true, 3, 7), (true, 3, 7)]);
+        let args = settle_args(list);
+        assert_eq!((&args[10], &args[24], &args[38]), (&"1".to_string(), &"2".to_string(), &"2".to_string()));
     }
 }

@@ -1,4 +1,4 @@
--- tollgate settle, version 6 (after the refresh.lua prelude, version 3).
+-- tollgate settle, version 7 (after the refresh.lua prelude, version 3).
 -- Loaded by src/credits/redis.rs; change both together and bump the version.
 --
 -- Charges a batch of finished calls of one workspace and releases the rest
@@ -17,6 +17,10 @@
 -- v6: leases (admit v6). A lease's return is one settle that adds no usage
 -- line (its requests were counted one by one, as usage-only settles) and
 -- gives the limiters back the requests it did not use.
+-- v7: a lease's usage lines ride with its return. The calls of a lease add
+-- their usage to the lease in memory, per day and agent, and the return is
+-- followed in the same call by those lines, each marked 2: a line applies
+-- only if the settle before it did, so a retried return adds them once.
 --
 -- KEYS[1] credits hash, KEYS[2] reservations hash, KEYS[3] unused (v2's expiry index),
 -- KEYS[4] reaped ids hash; then for settle i (from 0): KEYS[5 + 5i] the usage
@@ -27,8 +31,9 @@
 -- reservation id, kind, cost (micro-credits), tokens used minus tokens
 -- charged at admission, key tpm limit, workspace tpm limit (0: none), usage
 -- field (key id, 0x1f, agent), input tokens, output tokens, 1 if admit
--- recorded the call (0: it was neither limited nor metered, or it was
--- admitted from a lease, so only the usage totals change), the requests the
+-- recorded the call (0: it was neither limited nor metered, so only the
+-- usage totals change; 2: the same, but only if the settle before it in this
+-- batch applied: a lease's usage line after its return), the requests the
 -- usage line counts (0: none, a lease's return), the requests given back to
 -- the rpm limiters, key rpm limit, workspace rpm limit.
 -- The usage field's value is "requests,input_tokens,output_tokens,credits".
@@ -41,6 +46,7 @@ local usage = {}
 local tats = {}
 local now = nil
 local settled = 0
+local previous_applied = false
 
 local function credits()
   if not c then
@@ -129,7 +135,14 @@ end
 for i = 0, count - 1 do
   local a = 1 + i * N
   local id, kind, cost = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local applies = ARGV[a + 10] == '0' or settle(kind, id, cost)
+  local recorded = ARGV[a + 10]
+  local applies
+  if recorded == '2' then
+    applies = previous_applied
+  else
+    applies = recorded == '0' or settle(kind, id, cost)
+  end
+  previous_applied = applies
   if applies then
     settled = settled + 1
     local k = 5 + 5 * i
@@ -137,7 +150,7 @@ for i = 0, count - 1 do
     if requests > 0 then
       add_usage(KEYS[k], ARGV[a + 7], requests, tonumber(ARGV[a + 8]), tonumber(ARGV[a + 9]), cost)
     end
-    if ARGV[a + 10] ~= '0' then
+    if recorded == '1' then
       local moves = { tonumber(ARGV[a + 4]), -tonumber(ARGV[a + 12]) }
       local limits = { { ARGV[a + 5], ARGV[a + 6] }, { ARGV[a + 13], ARGV[a + 14] } }
       for m = 1, 2 do
