@@ -69,9 +69,9 @@ pub(super) fn census_summary(census: &CensusRecord, other_path: Option<&CensusRe
 }
 
 /// The census's background traffic, which the round trips above leave out: `- Background Redis
-/// commands of gw-redis (census; off the request path, not counted above): 4.0352/req = event log
-/// 4.0325 (evalsha `4cbac236` 0.0162, xadd 4.0000, xtrim 0.0162) + delivery worker 0.0027
-/// (evalsha `2a0af46d` 0.0009, ...); 0.0 commands/req run inside background scripts`. Per
+/// commands of gw-redis (census; off the request path, not counted above): 0.0355/req = event log
+/// 0.0319 (evalsha `ae8bb03d` 0.0159, evalsha `fded100d` 0.0159) + delivery worker 0.0016
+/// (evalsha `8aac9162` 0.0005, ...); 4.0 commands/req run inside background scripts`. Per
 /// request, though the delivery worker and the credit watcher run on timers: their share is their
 /// polls over the census window.
 pub(super) fn background_line(out: &mut String, census: &CensusRecord) {
