@@ -17,7 +17,7 @@ use std::time::Duration;
 use ::redis::Script;
 use tokio::sync::{mpsc, Notify};
 
-use super::lease::{Lease, Return};
+use super::lease::{Lease, Return, UsageLine};
 use super::{limiter_names, names, Scripts, USAGE_TTL_S};
 use crate::credits::{Admit, Settlement};
 use crate::store::redis::RedisStore;
@@ -90,28 +90,28 @@ fn push(calls: &mut Vec<Call>, group: Vec<Entry>) {
 
 /// A lease's return and, after it, its calls' usage lines.
 fn return_entries(r: Return) -> Vec<Entry> {
-    let mut group = Vec::with_capacity(1 + r.lines.len());
-    for line in r.lines {
-        let s = &r.settlement;
-        let settlement = Settlement {
-            agent: line.agent,
-            day: line.day,
-            cost: line.credits,
-            input_tokens: line.input_tokens,
-            output_tokens: line.output_tokens,
-            tokens_charged: 0,
-            tokens_used: 0,
-            recorded: false,
-            ..s.clone()
-        };
-        group.push(Entry {
-            settlement,
+    let line_of = |line: UsageLine| Settlement {
+        agent: line.agent,
+        day: line.day,
+        cost: line.credits,
+        input_tokens: line.input_tokens,
+        output_tokens: line.output_tokens,
+        tokens_charged: 0,
+        tokens_used: 0,
+        recorded: false,
+        ..r.settlement.clone()
+    };
+    let lines: Vec<Entry> = r
+        .lines
+        .into_iter()
+        .map(|line| Entry {
             usage_requests: line.requests,
+            settlement: line_of(line),
             follows: true,
             requests_unused: 0,
             returned: None,
-        });
-    }
+        })
+        .collect();
     let returned = Entry {
         settlement: r.settlement,
         usage_requests: 0,
@@ -119,8 +119,7 @@ fn return_entries(r: Return) -> Vec<Entry> {
         requests_unused: r.requests_unused,
         returned: Some(r.lease),
     };
-    group.insert(0, returned);
-    group
+    std::iter::once(returned).chain(lines).collect()
 }
 
 /// Splits what was taken off the queue into script calls: one per
@@ -323,7 +322,6 @@ mod tests {
 
     #[test]
     fn a_leases_return_and_its_usage_lines_stay_in_one_call() {
-        use crate::credits::redis::lease::UsageLine;
         let mut jobs: Vec<Job> = (0..BATCH - 1).map(|i| Job::Settle(settlement("a", &format!("r{i}")))).collect();
         let line = |agent: &str| UsageLine {
             day: "2026-12-04".into(),

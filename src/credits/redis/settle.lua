@@ -143,8 +143,10 @@ for i = 0, count - 1 do
     applies = recorded == '0' or settle(kind, id, cost)
   end
   previous_applied = applies
-  if applies then
+  if applies and recorded ~= '2' then
     settled = settled + 1
+  end
+  if applies then
     local k = 5 + 5 * i
     local requests = tonumber(ARGV[a + 11])
     if requests > 0 then
