@@ -54,9 +54,13 @@ pub struct WebhooksConfig {
     pub jitter_percent: u64,
     /// Consecutive failed attempts after which an endpoint is disabled.
     pub disable_after_failures: u64,
-    /// Attempts in flight per endpoint: one slow receiver never takes more.
+    /// Attempts in flight per endpoint to start with, and after failures:
+    /// one slow or hanging receiver never takes more.
     pub per_endpoint_concurrency: usize,
-    /// Attempts in flight per replica.
+    /// Attempts in flight per endpoint that keeps up (its window widens by one
+    /// per success while deliveries wait, and halves on a failure).
+    pub max_per_endpoint_concurrency: usize,
+    /// Claimed deliveries per replica (in flight, or lined up behind them).
     pub max_in_flight: usize,
     /// Integration micro-credits each delivered event costs.
     pub price: u64,
@@ -88,7 +92,8 @@ impl Default for WebhooksConfig {
             jitter_percent: 20,
             disable_after_failures: 100,
             per_endpoint_concurrency: 4,
-            max_in_flight: 64,
+            max_per_endpoint_concurrency: 32,
+            max_in_flight: 256,
             price: 0,
             allow_private_targets: false,
             poll_interval: Duration::from_millis(500),
@@ -121,6 +126,7 @@ pub struct RawWebhooks {
     pub jitter_percent: Option<u64>,
     pub disable_after_failures: Option<u64>,
     pub per_endpoint_concurrency: Option<u64>,
+    pub max_per_endpoint_concurrency: Option<u64>,
     pub max_in_flight: Option<u64>,
     pub price: Option<u64>,
     pub allow_private_targets: Option<bool>,
@@ -192,6 +198,22 @@ impl Validator<'_> {
         if w.price.is_some_and(|p| p > crate::units::MAX_CHARGE) {
             return Err(self.err("webhooks.price", format!("must be at most {}", crate::units::MAX_CHARGE)));
         }
+        let per_endpoint_concurrency = self.positive(
+            "webhooks.per_endpoint_concurrency",
+            w.per_endpoint_concurrency,
+            d.per_endpoint_concurrency as u64,
+        )? as usize;
+        // Unset, the ceiling is the default or the floor, whichever is higher.
+        let max_per_endpoint_concurrency = self.positive(
+            "webhooks.max_per_endpoint_concurrency",
+            w.max_per_endpoint_concurrency,
+            (d.max_per_endpoint_concurrency as u64).max(per_endpoint_concurrency as u64),
+        )? as usize;
+        if max_per_endpoint_concurrency < per_endpoint_concurrency {
+            return Err(
+                self.err("webhooks.max_per_endpoint_concurrency", "must be at least webhooks.per_endpoint_concurrency")
+            );
+        }
         Ok(WebhooksConfig {
             timeout,
             retry_schedule,
@@ -201,11 +223,8 @@ impl Validator<'_> {
                 w.disable_after_failures,
                 d.disable_after_failures,
             )?,
-            per_endpoint_concurrency: self.positive(
-                "webhooks.per_endpoint_concurrency",
-                w.per_endpoint_concurrency,
-                d.per_endpoint_concurrency as u64,
-            )? as usize,
+            per_endpoint_concurrency,
+            max_per_endpoint_concurrency,
             max_in_flight: self.positive("webhooks.max_in_flight", w.max_in_flight, d.max_in_flight as u64)? as usize,
             price: w.price.unwrap_or(d.price),
             allow_private_targets: w.allow_private_targets.unwrap_or(d.allow_private_targets),

@@ -92,6 +92,17 @@ pub enum Next {
     Retry { at_ms: i64, attempts: u32 },
 }
 
+/// What the worker decided for one claimed delivery, waiting to be written
+/// (with the others decided meanwhile) by [`DeliveryQueue::finish`].
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub delivery: Delivery,
+    pub next: Next,
+    /// The attempt to record; `None` for a delivery put back or dropped
+    /// without one.
+    pub attempt: Option<Attempt>,
+}
+
 /// One delivery attempt, for `GET /v1/webhooks/{id}/deliveries`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Attempt {
@@ -118,8 +129,10 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     async fn enqueue(&self, webhook: &Webhook, event: &Event) -> Result<(), StoreError>;
     /// Claims up to `max` due deliveries for this replica.
     async fn claim(&self, max: usize, now_ms: i64) -> Result<Vec<Delivery>, StoreError>;
-    /// Removes or reschedules a claimed delivery, recording `attempt` if any.
-    async fn finish(&self, delivery: &Delivery, next: Next, attempt: Option<&Attempt>) -> Result<(), StoreError>;
+    /// Removes or reschedules claimed deliveries and records their attempts,
+    /// the whole batch in one store write (one transaction; on Redis one
+    /// script call and one pipeline).
+    async fn finish(&self, batch: &[Finished]) -> Result<(), StoreError>;
     /// A webhook's latest attempts, newest first.
     async fn attempts(&self, webhook: &Webhook, limit: usize) -> Result<Vec<Attempt>, StoreError>;
     /// Deliveries still queued (due or not); for tests, the benchmark and shutdown logs.

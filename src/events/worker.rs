@@ -12,13 +12,17 @@
 //!   `Retry-After` the receiver sent. Other 4xx answers are not retried.
 //!   410 Gone disables the endpoint at once, as does a run of
 //!   `disable_after_failures` failed attempts; either emits `webhook.disabled`.
-//! - **Isolation**: at most `per_endpoint_concurrency` attempts in flight per
-//!   endpoint. A replica holds at most `max_in_flight` claimed deliveries:
-//!   those in flight, and per endpoint a short local line (twice its
-//!   concurrency) that its running tasks take next, so a busy endpoint costs
-//!   no store write per waiting delivery. Beyond its line a delivery is put
-//!   back for a moment; so a receiver that hangs holds only its own few
-//!   slots and every other endpoint keeps its pace.
+//! - **Pace and isolation** (`worker/endpoints.rs`): each endpoint has a
+//!   window of attempts in flight, from `per_endpoint_concurrency` up to
+//!   `max_per_endpoint_concurrency` while it keeps up, halved when it fails.
+//!   A replica holds at most `max_in_flight` claimed deliveries: those in
+//!   flight, and per endpoint a short local line (twice its window) that its
+//!   running tasks take next, so a busy endpoint costs no store write per
+//!   waiting delivery. Claims are sized to the room in those lines; beyond
+//!   its line a delivery is put back for a moment. So a receiver that hangs
+//!   holds only its own slots and every other endpoint keeps its pace.
+//! - **Store writes** (`worker/finisher.rs`): what becomes of each delivery
+//!   is written in batches, one store write for all decided meanwhile.
 //! - **Credits**: each delivered event costs `webhooks.price` integration
 //!   micro-credits, reserved before the attempt and charged after a 2xx
 //!   (a failed attempt costs nothing). When the workspace cannot pay, the
@@ -40,8 +44,14 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+mod endpoints;
+mod finisher;
+
+use endpoints::{Bounds, Claimed, Endpoints, Placed, Signal};
+use finisher::Finisher;
+
 use super::ssrf::{self, CheckedResolver};
-use super::store::{Attempt, Delivery, Next};
+use super::store::{Attempt, Delivery, Finished, Next};
 use super::{sign, EventType, Events, Webhook};
 use crate::credits::{Kind, Meter, MeterError};
 
@@ -51,8 +61,6 @@ type HttpClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<By
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How long a delivery for a busy endpoint waits before it is claimed again.
 const BUSY_WAIT: Duration = Duration::from_millis(250);
-/// An endpoint's local line: this many times its concurrency.
-const LINE_FACTOR: usize = 2;
 
 pub struct Worker {
     events: Arc<Events>,
@@ -60,19 +68,11 @@ pub struct Worker {
     client: HttpClient,
     /// Claimed deliveries this replica may hold (in flight or in a line).
     budget: Arc<Semaphore>,
-    endpoints: Mutex<HashMap<String, Endpoint>>,
+    endpoints: Endpoints,
+    finisher: Finisher,
     /// Webhooks this replica saw fail since their record was read: their
     /// next success must reset the stored run of failures.
     failed: Mutex<std::collections::HashSet<String>>,
-}
-
-/// One endpoint's deliveries on this replica.
-#[derive(Default)]
-struct Endpoint {
-    running: usize,
-    /// This replica disabled it: what is still lined up is dropped, not sent.
-    disabled: bool,
-    line: std::collections::VecDeque<(Delivery, Option<Arc<Webhook>>)>,
 }
 
 /// How one attempt went.
@@ -97,12 +97,15 @@ impl Worker {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(config.per_endpoint_concurrency)
+            // A connection per slot of the widest window stays open, so a busy
+            // endpoint's deliveries never pay for a new connection each.
+            .pool_max_idle_per_host(config.max_per_endpoint_concurrency)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
         let budget = Arc::new(Semaphore::new(config.max_in_flight));
-        Worker { events, meter, client, budget, endpoints: Mutex::default(), failed: Mutex::default() }
+        let finisher = Finisher::start(events.queue.clone(), &events.tasks);
+        Worker { events, meter, client, budget, endpoints: Endpoints::default(), finisher, failed: Mutex::default() }
     }
 
     /// Claims and delivers, forever.
@@ -111,11 +114,11 @@ impl Worker {
         loop {
             // Per turn: a reload's poll interval applies from the next one.
             let config = this.events.webhook_config.load_full();
-            let free = this.budget.available_permits();
-            let claimed = if free == 0 {
+            let wanted = this.budget.available_permits().min(this.endpoints.room(bounds(&config)));
+            let claimed = if wanted == 0 {
                 Vec::new()
             } else {
-                match this.events.queue.claim(free, this.events.clock.now_ms()).await {
+                match this.events.queue.claim(wanted, this.events.clock.now_ms()).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim webhook deliveries; will retry");
@@ -139,13 +142,13 @@ impl Worker {
                     match read {
                         Some(w) => webhooks.insert(delivery.webhook.clone(), w),
                         None => {
-                            this.put_back(&delivery, config.poll_interval).await;
+                            this.put_back(delivery, config.poll_interval);
                             continue;
                         }
                     };
                 }
                 let webhook = webhooks[&delivery.webhook].clone();
-                progressed |= this.clone().start(delivery, webhook).await;
+                progressed |= this.start((delivery, webhook));
             }
             // Nothing started or lined up (idle, or every claimed delivery was
             // for a full endpoint and went back): wait, never spin.
@@ -162,36 +165,16 @@ impl Worker {
     /// Starts one delivery in a task of its own, lines it up behind its
     /// endpoint's running tasks, or puts it back when that line is full.
     /// Whether it was started or lined up.
-    async fn start(self: Arc<Self>, delivery: Delivery, webhook: Option<Arc<Webhook>>) -> bool {
-        let limit = self.events.webhook_config.load().per_endpoint_concurrency;
+    fn start(self: &Arc<Self>, claimed: Claimed) -> bool {
         let Ok(permit) = self.budget.try_acquire() else {
-            self.put_back(&delivery, BUSY_WAIT).await;
+            self.put_back(claimed.0, BUSY_WAIT);
             return false;
         };
-        enum Placed {
-            Run(Delivery, Option<Arc<Webhook>>),
-            Lined,
-            Full(Delivery),
-        }
-        let placed = {
-            let mut endpoints = self.endpoints.lock().expect("endpoints lock");
-            let e = endpoints.entry(delivery.webhook.clone()).or_default();
-            if e.running < limit {
-                e.running += 1;
-                Placed::Run(delivery, webhook)
-            } else if e.line.len() < limit * LINE_FACTOR {
-                e.line.push_back((delivery, webhook));
-                Placed::Lined
-            } else {
-                Placed::Full(delivery)
-            }
-        };
-        match placed {
-            Placed::Run(delivery, webhook) => {
+        match self.endpoints.place(claimed, bounds(&self.events.webhook_config.load())) {
+            Placed::Run(claimed) => {
                 // Released by hand as each delivery of the task ends.
                 permit.forget();
-                let tasks = self.events.tasks.clone();
-                tasks.spawn(self.run_endpoint(delivery, webhook));
+                self.spawn_endpoint(claimed);
                 true
             }
             Placed::Lined => {
@@ -200,36 +183,40 @@ impl Worker {
             }
             Placed::Full(delivery) => {
                 drop(permit);
-                self.put_back(&delivery, BUSY_WAIT).await;
+                self.put_back(delivery, BUSY_WAIT);
                 false
             }
         }
     }
 
-    /// Delivers, then takes the next delivery in the endpoint's line, until
-    /// the line is empty.
-    async fn run_endpoint(self: Arc<Self>, mut delivery: Delivery, mut webhook: Option<Arc<Webhook>>) {
+    /// A task for one of an endpoint's slots, starting with `claimed`.
+    fn spawn_endpoint(self: &Arc<Self>, claimed: Claimed) {
+        self.events.tasks.spawn(self.clone().run_endpoint(claimed));
+    }
+
+    /// Delivers, then takes the next delivery in the endpoint's line (and
+    /// starts more tasks when its window widened), until the line is empty.
+    async fn run_endpoint(self: Arc<Self>, (mut delivery, mut webhook): Claimed) {
         loop {
             let id = delivery.webhook.clone();
-            let disabled = self.deliver(delivery, webhook).await;
+            let (signal, disabled) = self.deliver(delivery, webhook).await;
             self.budget.add_permits(1);
-            let next = {
-                let mut endpoints = self.endpoints.lock().expect("endpoints lock");
-                let e = endpoints.get_mut(&id).expect("a running endpoint is listed");
-                e.disabled |= disabled;
-                // A webhook of `None` finishes the delivery without an attempt.
-                let next = e.line.pop_front().map(|(d, w)| (d, w.filter(|_| !e.disabled)));
-                if next.is_none() {
-                    e.running -= 1;
-                    if e.running == 0 {
-                        endpoints.remove(&id);
-                    }
+            let config = self.events.webhook_config.load();
+            let after = self.endpoints.after(&id, signal, disabled, bounds(&config));
+            for claimed in after.more {
+                self.spawn_endpoint(claimed);
+            }
+            if !after.evicted.is_empty() {
+                self.budget.add_permits(after.evicted.len());
+                for delivery in after.evicted {
+                    self.put_back(delivery, BUSY_WAIT);
                 }
-                next
-            };
-            // Room in the budget: look for more work at once.
-            self.events.bus.deliveries_queued.notify_one();
-            match next {
+            }
+            // Room in the line: look for more work at once.
+            if after.room {
+                self.events.bus.deliveries_queued.notify_one();
+            }
+            match after.next {
                 Some((d, w)) => (delivery, webhook) = (d, w),
                 None => return,
             }
@@ -238,28 +225,22 @@ impl Worker {
 
     /// Puts a claimed delivery back, to be claimed again after `wait`
     /// (no attempt counted).
-    async fn put_back(&self, delivery: &Delivery, wait: Duration) {
+    fn put_back(&self, delivery: Delivery, wait: Duration) {
         let at_ms = self.events.clock.now_ms() + wait.as_millis() as i64;
         let next = Next::Retry { at_ms, attempts: delivery.attempts };
-        if let Err(e) = self.events.queue.finish(delivery, next, None).await {
-            tracing::warn!(error = %e, "cannot put back a webhook delivery; it will be claimed again");
-        }
+        self.finisher.send(Finished { delivery, next, attempt: None });
     }
 
-    /// One attempt and what follows it; whether it disabled the webhook.
-    async fn deliver(&self, d: Delivery, webhook: Option<Arc<Webhook>>) -> bool {
-        let (queue, d) = (&self.events.queue, &d);
-        let finish = |next, attempt: Option<Attempt>| async move {
-            if let Err(e) = queue.finish(d, next, attempt.as_ref()).await {
-                tracing::warn!(error = %e, event = %d.event_id, "cannot record a webhook delivery; it will be retried");
-            }
-        };
+    /// One attempt and what follows it: what it says about the endpoint's
+    /// pace, and whether it disabled the webhook.
+    async fn deliver(&self, delivery: Delivery, webhook: Option<Arc<Webhook>>) -> (Signal, bool) {
+        let d = &delivery;
         let webhook = match webhook {
             Some(w) if w.disabled_at.is_none() => w,
             // Deleted or disabled meanwhile: nothing to deliver to.
             _ => {
-                finish(Next::Done, None).await;
-                return false;
+                self.finisher.send(Finished { delivery, next: Next::Done, attempt: None });
+                return (Signal::Neutral, false);
             }
         };
         let config = self.events.webhook_config.load_full();
@@ -274,8 +255,9 @@ impl Worker {
                         tracing::warn!(error = %e, "cannot reserve integration credits; the delivery waits");
                     }
                     let at_ms = self.events.clock.now_ms() + config.credit_wait.as_millis() as i64;
-                    finish(Next::Retry { at_ms, attempts: d.attempts }, None).await;
-                    return false;
+                    let next = Next::Retry { at_ms, attempts: d.attempts };
+                    self.finisher.send(Finished { delivery, next, attempt: None });
+                    return (Signal::Neutral, false);
                 }
             },
         };
@@ -347,11 +329,18 @@ impl Worker {
         };
         tracing::debug!(webhook = %webhook.id, event = %d.event_id, attempt = attempts, ?status, result, "webhook attempt");
         self.events.bus.stats.attempt(result);
-        finish(next, Some(attempt)).await;
+        self.finisher.send(Finished { delivery, next, attempt: Some(attempt) });
         if let Some(reason) = disable {
             self.disable(&webhook, reason, status).await;
         }
-        disable.is_some()
+        let signal = if success {
+            Signal::Success
+        } else if retryable {
+            Signal::Backoff
+        } else {
+            Signal::Neutral
+        };
+        (signal, disable.is_some())
     }
 
     /// One signed POST, bounded by `webhooks.timeout_ms` from connect to the
@@ -434,6 +423,11 @@ impl Worker {
             Err(e) => tracing::warn!(error = %e, webhook = %webhook.id, "cannot disable a webhook"),
         }
     }
+}
+
+/// The bounds of every endpoint's window.
+fn bounds(config: &crate::config::WebhooksConfig) -> Bounds {
+    Bounds { floor: config.per_endpoint_concurrency, ceiling: config.max_per_endpoint_concurrency }
 }
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110), from `now_ms`;

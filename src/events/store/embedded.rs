@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::{Attempt, Delivery, DeliveryQueue, EventLog, EventPage, EventQuery, Next, WebhookStore};
+use super::{Attempt, Delivery, DeliveryQueue, EventLog, EventPage, EventQuery, Finished, Next, WebhookStore};
 use crate::events::{Event, Webhook};
 use crate::secret::Secret;
 use crate::store::embedded::{insert_error, sql, EmbeddedStore};
@@ -343,28 +343,44 @@ impl DeliveryQueue for EmbeddedEvents {
             .await
     }
 
-    async fn finish(&self, d: &Delivery, next: Next, attempt: Option<&Attempt>) -> Result<(), StoreError> {
-        let seq: i64 = d.handle.parse().map_err(|_| StoreError::Corrupt(format!("delivery handle {}", d.handle)))?;
-        let webhook = d.webhook.clone();
-        let attempt = attempt.map(|a| serde_json::to_string(a).expect("an attempt serialises"));
+    async fn finish(&self, batch: &[Finished]) -> Result<(), StoreError> {
+        // What the store thread needs, owned: handle, next, the attempt as JSON.
+        let mut rows = Vec::with_capacity(batch.len());
+        for f in batch {
+            let d = &f.delivery;
+            let seq: i64 =
+                d.handle.parse().map_err(|_| StoreError::Corrupt(format!("delivery handle {}", d.handle)))?;
+            let attempt = f.attempt.as_ref().map(|a| serde_json::to_string(a).expect("an attempt serialises"));
+            rows.push((seq, f.next, d.webhook.clone(), attempt));
+        }
         let kept = self.attempts_kept as i64;
         self.store
             .call(move |conn| {
                 let tx = conn.transaction().map_err(sql)?;
-                match next {
-                    Next::Done => tx.execute("DELETE FROM deliveries WHERE seq = ?1", [seq]),
-                    Next::Retry { at_ms, attempts } => tx.execute(
-                        "UPDATE deliveries SET due_at = ?2, attempts = ?3, lease_until = 0 WHERE seq = ?1",
-                        params![seq, at_ms, attempts],
-                    ),
+                let mut attempted = std::collections::BTreeSet::new();
+                for (seq, next, webhook, attempt) in rows {
+                    match next {
+                        Next::Done => {
+                            tx.prepare_cached("DELETE FROM deliveries WHERE seq = ?1").map_err(sql)?.execute([seq])
+                        }
+                        Next::Retry { at_ms, attempts } => tx
+                            .prepare_cached(
+                                "UPDATE deliveries SET due_at = ?2, attempts = ?3, lease_until = 0 WHERE seq = ?1",
+                            )
+                            .map_err(sql)?
+                            .execute(params![seq, at_ms, attempts]),
+                    }
+                    .map_err(sql)?;
+                    if let Some(json) = attempt {
+                        tx.prepare_cached("INSERT INTO webhook_attempts (webhook, json) VALUES (?1, ?2)")
+                            .map_err(sql)?
+                            .execute(params![webhook, json])
+                            .map_err(sql)?;
+                        attempted.insert(webhook);
+                    }
                 }
-                .map_err(sql)?;
-                if let Some(json) = attempt {
-                    tx.prepare_cached("INSERT INTO webhook_attempts (webhook, json) VALUES (?1, ?2)")
-                        .map_err(sql)?
-                        .execute(params![webhook, json])
-                        .map_err(sql)?;
-                    // This webhook's attempts beyond its newest `kept`.
+                // Each webhook's attempts beyond its newest `kept`, once per batch.
+                for webhook in attempted {
                     tx.prepare_cached(
                         "DELETE FROM webhook_attempts WHERE webhook = ?1 AND seq < COALESCE((SELECT seq FROM \
                          webhook_attempts WHERE webhook = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2), 0)",

@@ -52,10 +52,11 @@ const DISABLE_WEBHOOK: &str = include_str!("redis/disable_webhook.lua");
 /// Moves due retries back into the stream (KEYS: retry set, queue); see
 /// `src/events/store/redis/promote.lua` (version 1).
 const PROMOTE: &str = include_str!("redis/promote.lua");
-/// Acknowledges an entry and schedules its retry, only if this replica
-/// still held it (KEYS: queue, retry set; ARGV: group, entry id, due, member);
-/// see `src/events/store/redis/retry.lua` (version 1).
-const RETRY: &str = include_str!("redis/retry.lua");
+/// Acknowledges a batch of entries, deleting the done ones and moving those to
+/// retry into the retry set if this replica still held them (KEYS: queue,
+/// retry set; ARGV: group, then entry id, due, member per delivery); see
+/// `src/events/store/redis/finish.lua` (version 1).
+const FINISH: &str = include_str!("redis/finish.lua");
 /// Appends a batch of one workspace's events and trims its log (KEYS: the
 /// log); see `src/events/store/redis/append.lua` (version 1).
 const APPEND: &str = include_str!("redis/append.lua");
@@ -85,7 +86,7 @@ struct Scripts {
     count: Script,
     disable: Script,
     promote: Script,
-    retry: Script,
+    finish: Script,
     append: Script,
     enqueue: Script,
 }
@@ -108,7 +109,7 @@ impl RedisEvents {
                 count: Script::new(COUNT_ATTEMPT),
                 disable: Script::new(DISABLE_WEBHOOK),
                 promote: Script::new(PROMOTE),
-                retry: Script::new(RETRY),
+                finish: Script::new(FINISH),
                 append: Script::new(APPEND),
                 enqueue: Script::new(ENQUEUE),
             },

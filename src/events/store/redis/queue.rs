@@ -4,13 +4,13 @@
 //! webhook records; see the parent module for the names and the
 //! at-least-once rules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ::redis::{Pipeline, Value};
 use async_trait::async_trait;
 
 use super::{entries, integer, pairs, string, RedisEvents, GROUP};
-use crate::events::store::{Attempt, Delivery, DeliveryQueue, Next};
+use crate::events::store::{Attempt, Delivery, DeliveryQueue, Finished, Next};
 use crate::events::{Event, Webhook};
 use crate::store::StoreError;
 
@@ -152,33 +152,44 @@ impl DeliveryQueue for RedisEvents {
         Ok(out)
     }
 
-    async fn finish(&self, d: &Delivery, next: Next, attempt: Option<&Attempt>) -> Result<(), StoreError> {
-        let queue = self.queue();
-        match next {
-            Next::Done => {
-                let mut pipe = Pipeline::new();
-                pipe.cmd("XACK").arg(&queue).arg(GROUP).arg(&d.handle).ignore();
-                pipe.cmd("XDEL").arg(&queue).arg(&d.handle).ignore();
-                self.store.pipeline::<()>(pipe).await?;
-            }
-            Next::Retry { at_ms, attempts } => {
-                let member = serde_json::json!({
-                    "webhook": d.webhook, "workspace": d.workspace, "event_id": d.event_id,
-                    "event_type": d.event_type, "body": d.body, "attempts": attempts.to_string(),
-                    "queued_at": d.queued_at_ms.to_string(),
-                    // Unique per attempt, so two waits of one delivery never merge.
-                    "entry": d.handle,
-                })
-                .to_string();
-                let args = [GROUP.to_owned(), d.handle.clone(), at_ms.to_string(), member];
-                let _: i64 = self.store.eval(&self.scripts.retry, &[queue, self.retry_set()], &args).await?;
+    async fn finish(&self, batch: &[Finished]) -> Result<(), StoreError> {
+        let mut call = self.scripts.finish.prepare_invoke();
+        call.key(self.queue()).key(self.retry_set()).arg(GROUP);
+        for f in batch {
+            let d = &f.delivery;
+            match f.next {
+                Next::Done => call.arg(&d.handle).arg("").arg(""),
+                Next::Retry { at_ms, attempts } => {
+                    let member = serde_json::json!({
+                        "webhook": d.webhook, "workspace": d.workspace, "event_id": d.event_id,
+                        "event_type": d.event_type, "body": d.body, "attempts": attempts.to_string(),
+                        "queued_at": d.queued_at_ms.to_string(),
+                        // Unique per attempt, so two waits of one delivery never merge.
+                        "entry": d.handle,
+                    })
+                    .to_string();
+                    call.arg(&d.handle).arg(at_ms).arg(member)
+                }
+            };
+        }
+        let _: i64 = self.store.invoke(&call).await?;
+        // Each webhook's attempts, newest first, in one LPUSH and one LTRIM;
+        // one pipeline per workspace (its lists share a Cluster slot).
+        let mut lists: BTreeMap<&str, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
+        for f in batch {
+            if let Some(a) = &f.attempt {
+                let json = serde_json::to_string(a).expect("an attempt serialises");
+                let d = &f.delivery;
+                lists.entry(&d.workspace).or_default().entry(&d.webhook).or_default().push(json);
             }
         }
-        if let Some(a) = attempt {
-            let name = self.attempts_name(&d.workspace, &d.webhook);
+        for (workspace, webhooks) in lists {
             let mut pipe = Pipeline::new();
-            pipe.cmd("LPUSH").arg(&name).arg(serde_json::to_string(a).expect("an attempt serialises")).ignore();
-            pipe.cmd("LTRIM").arg(&name).arg(0).arg(self.attempts_kept as i64 - 1).ignore();
+            for (webhook, attempts) in webhooks {
+                let name = self.attempts_name(workspace, webhook);
+                pipe.cmd("LPUSH").arg(&name).arg(attempts).ignore();
+                pipe.cmd("LTRIM").arg(&name).arg(0).arg(self.attempts_kept as i64 - 1).ignore();
+            }
             self.store.pipeline::<()>(pipe).await?;
         }
         Ok(())
