@@ -16,10 +16,11 @@
 //!   window of attempts in flight, from `per_endpoint_concurrency` up to
 //!   `max_per_endpoint_concurrency` while it keeps up, halved when it fails.
 //!   A replica holds at most `max_in_flight` claimed deliveries: those in
-//!   flight, and per endpoint a short local line (twice its window) that its
-//!   running tasks take next, so a busy endpoint costs no store write per
-//!   waiting delivery. Claims are sized to the room in those lines; beyond
-//!   its line a delivery is put back for a moment. So a receiver that hangs
+//!   flight, and per endpoint a local line (four times its window, twice
+//!   while it fails) that its running tasks take next, so a busy endpoint
+//!   costs no store write per waiting delivery. Claims are sized to the room
+//!   in those lines plus a new endpoint's worth; beyond its line a delivery
+//!   is put back for a moment. So a receiver that hangs
 //!   holds only its own slots and every other endpoint keeps its pace.
 //! - **Store writes** (`worker/finisher.rs`): what becomes of each delivery
 //!   is written in batches, one store write for all decided meanwhile.

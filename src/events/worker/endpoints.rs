@@ -1,6 +1,7 @@
 //! Each endpoint's deliveries on this replica: its window (how many attempts
-//! it may have in flight now), the attempts running, and a short local line
-//! of claimed deliveries its running tasks take next.
+//! it may have in flight now), the attempts running, and a local line of
+//! claimed deliveries its running tasks take next (four per slot of the
+//! window, two while it is failing).
 //!
 //! The window moves between `webhooks.per_endpoint_concurrency` (where every
 //! endpoint starts) and `webhooks.max_per_endpoint_concurrency`: a success
@@ -16,8 +17,13 @@ use std::sync::{Arc, Mutex};
 use crate::events::store::Delivery;
 use crate::events::Webhook;
 
-/// An endpoint's line holds this many deliveries per slot of its window.
-const LINE_FACTOR: usize = 2;
+/// An endpoint's line holds this many deliveries per slot of its window, so
+/// the next claim's answer arrives before the line runs dry...
+const LINE_FACTOR: usize = 4;
+/// ... and this many once it has failed (until its next success), so that a
+/// delivery lined up behind an endpoint that hangs waits at most for the
+/// attempts in flight and two more rounds: about three times `timeout_ms`.
+const FAILING_LINE_FACTOR: usize = 2;
 
 /// A claimed delivery and its webhook (`None`: deleted, or could not be read).
 pub(super) type Claimed = (Delivery, Option<Arc<Webhook>>);
@@ -78,12 +84,19 @@ struct Endpoint {
     running: usize,
     /// This replica disabled it: what is still lined up is dropped, not sent.
     disabled: bool,
+    /// Its last attempt worth a retry failed and no success came since.
+    failing: bool,
     line: VecDeque<Claimed>,
 }
 
 impl Endpoint {
+    /// How many deliveries its line may hold.
+    fn line_cap(&self) -> usize {
+        self.window * if self.failing { FAILING_LINE_FACTOR } else { LINE_FACTOR }
+    }
+
     fn capacity(&self) -> usize {
-        self.window * (1 + LINE_FACTOR)
+        self.window + self.line_cap()
     }
 
     /// The line's next delivery, without its webhook once disabled.
@@ -101,13 +114,14 @@ impl Endpoints {
             window: bounds.floor,
             running: 0,
             disabled: false,
+            failing: false,
             line: VecDeque::new(),
         });
         e.window = bounds.clamp(e.window);
         if e.running < e.window {
             e.running += 1;
             Placed::Run(claimed)
-        } else if e.line.len() < e.window * LINE_FACTOR {
+        } else if e.line.len() < e.line_cap() {
             e.line.push_back(claimed);
             Placed::Lined
         } else {
@@ -121,12 +135,17 @@ impl Endpoints {
         let mut endpoints = self.0.lock().expect("endpoints lock");
         let e = endpoints.get_mut(webhook).expect("a running endpoint is listed");
         e.disabled |= disabled;
+        match signal {
+            Signal::Success => e.failing = false,
+            Signal::Backoff => e.failing = true,
+            Signal::Neutral => {}
+        }
         e.window = bounds.clamp(match signal {
             Signal::Success if !e.line.is_empty() => e.window + 1,
             Signal::Backoff => e.window / 2,
             _ => e.window,
         });
-        let keep = e.window * LINE_FACTOR;
+        let keep = e.line_cap();
         let evicted: Vec<Delivery> =
             if e.line.len() > keep { e.line.drain(keep..).map(|(d, _)| d).collect() } else { Vec::new() };
         let next = e.take();
@@ -191,10 +210,10 @@ mod tests {
     }
 
     #[test]
-    fn an_endpoint_starts_at_the_floor_with_a_line_twice_its_window() {
+    fn an_endpoint_starts_at_the_floor_with_a_line_four_times_its_window() {
         let e = Endpoints::default();
-        assert_eq!(place(&e, "a", 10), (2, 4, 4));
-        assert_eq!(e.room(BOUNDS), 6, "a full endpoint leaves only a new endpoint's worth");
+        assert_eq!(place(&e, "a", 14), (2, 8, 4));
+        assert_eq!(e.room(BOUNDS), 10, "a full endpoint leaves only a new endpoint's worth");
         assert_eq!(place(&e, "b", 1), (1, 0, 0), "another endpoint has slots of its own");
     }
 
@@ -215,7 +234,7 @@ mod tests {
         let a = &endpoints["a"];
         assert_eq!(a.window, 8);
         assert_eq!(a.running, 8);
-        assert!(a.line.len() <= 16);
+        assert!(a.line.len() <= 32);
     }
 
     #[test]
@@ -227,12 +246,12 @@ mod tests {
             e.after("a", Signal::Success, false, BOUNDS);
         }
         assert_eq!(e.0.lock().unwrap()["a"].window, 8);
-        let (_, _, full) = place(&e, "a", 20);
+        let (_, _, full) = place(&e, "a", 40);
         assert!(full > 0);
-        assert_eq!(e.0.lock().unwrap()["a"].line.len(), 16);
+        assert_eq!(e.0.lock().unwrap()["a"].line.len(), 32);
         let after = e.after("a", Signal::Backoff, false, BOUNDS);
         assert_eq!(e.0.lock().unwrap()["a"].window, 4);
-        assert_eq!(after.evicted.len(), 8, "the line keeps twice the narrower window");
+        assert_eq!(after.evicted.len(), 24, "a failing endpoint's line keeps twice the narrower window");
         assert_eq!(e.0.lock().unwrap()["a"].line.len(), 7, "and hands the task its next");
         for _ in 0..3 {
             e.after("a", Signal::Backoff, false, BOUNDS);
@@ -240,6 +259,7 @@ mod tests {
         assert_eq!(e.0.lock().unwrap()["a"].window, 2);
         // Neutral answers and successes without a line leave it alone.
         e.after("a", Signal::Neutral, false, BOUNDS);
+        assert_eq!(e.0.lock().unwrap()["a"].line_cap(), 4, "failing: twice the window");
         assert_eq!(e.0.lock().unwrap()["a"].window, 2);
     }
 
