@@ -60,6 +60,7 @@ use tollgate::secret::Secret;
 on_both_backends!(
     every_event_type_arrives_signed_twice,
     failed_attempts_are_retried_under_one_event_id,
+    a_delivery_outlives_its_event_in_the_log,
     a_hung_receiver_does_not_delay_other_endpoints,
     gone_disables_the_endpoint,
     a_run_of_failures_disables_the_endpoint,
@@ -493,6 +494,36 @@ async fn failed_attempts_are_retried_under_one_event_id(backend: Backend) {
     assert!(s(&attempts[2]["error"]).contains("no answer within 2000 ms"), "{attempts:#?}");
     assert!(attempts[1]["error"].as_str().is_some_and(|e| !e.is_empty()), "{attempts:#?}");
     assert_eq!((mute.count(), mute.distinct_webhook_ids()), (3, flaky.distinct_webhook_ids()));
+}
+
+/// A delivery waiting for its retry when the log prunes its event (embedded:
+/// the delivery refers to the logged event rather than keeping a copy) still
+/// sends the event's exact bytes.
+async fn a_delivery_outlives_its_event_in_the_log(backend: Backend) {
+    let Some(env) = Env::start(backend, "outlives", Tune::default()).await else { return };
+    let (_, key) = acme(&env, "default").await;
+    let secret = new_secret();
+    let later = Receiver::start(&secret).await;
+    // Long enough a wait for the pruning below to come first.
+    later.script([Behaviour::retry_after(503, 2), Behaviour::Status(204)]);
+    let id = s(&env.register(&key, &later.url("/later"), &["request.completed"], &secret).await["id"]);
+
+    env.chat_ok(&key, ALIAS, "r-outlives").await;
+    let attempts = env.wait_attempts(&key, &id, 1).await;
+    assert_eq!(attempts[0]["result"], "retrying", "{attempts:#?}");
+    // Everything in the log is older than the end of time.
+    let deleted = env.events.log.prune(i64::MAX, 1).await.expect("prune");
+    if backend == Backend::Embedded {
+        assert!(deleted >= 1, "the event was pruned while its delivery waited");
+        assert!(env.all_events(&key, "").await.is_empty());
+    }
+    let seen = later.wait_until("the retry's 2xx", |d| d.iter().any(Delivery::succeeded)).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body, seen[1].body, "the retry sends the same bytes");
+    assert_eq!(seen[1].event_type.as_deref(), Some("request.completed"));
+    assert!(seen[1].json["data"].is_object(), "the whole event: {}", seen[1].json);
+    later.assert_all_valid();
+    env.wait_queue_empty().await;
 }
 
 /// Regression (found by this file): `Retry-After` has two forms, delay-seconds

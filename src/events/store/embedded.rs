@@ -64,13 +64,39 @@ fn webhooks_where(conn: &Connection, filter: &str, param: &str) -> Result<Vec<We
     rows.map(|r| r.map_err(sql)?).collect()
 }
 
-fn insert_delivery(conn: &Connection, webhook: &Webhook, event: &Event, body: &str) -> Result<(), StoreError> {
+/// Queues one delivery of `event` to `webhook`: referring to the event's
+/// row in the log (`logged`), or with its JSON (an event not logged).
+fn insert_delivery(conn: &Connection, webhook: &Webhook, event: &Event, body: Body<'_>) -> Result<(), StoreError> {
+    let (body, event_seq) = match body {
+        Body::Logged(seq) => ("", Some(seq)),
+        Body::Json(json) => (json, None),
+    };
     conn.prepare_cached(
-        "INSERT INTO deliveries (webhook, workspace, event_id, event_type, body, attempts, due_at, queued_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)",
+        "INSERT INTO deliveries (webhook, workspace, event_id, event_type, body, attempts, due_at, queued_at, \
+         event_seq) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?7)",
     )
     .map_err(sql)?
-    .execute(params![webhook.id, webhook.workspace, event.id, event.kind.as_str(), body, event.timestamp_ms])
+    .execute(params![webhook.id, webhook.workspace, event.id, event.kind.as_str(), body, event.timestamp_ms, event_seq])
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Where a delivery's body is.
+enum Body<'a> {
+    /// The `events` row with this `seq`.
+    Logged(i64),
+    Json(&'a str),
+}
+
+/// Before deleting the log's events with `seq < before` (of `workspace`, if
+/// given): the deliveries still waiting for one of them get its JSON.
+fn detach_deliveries(conn: &Connection, before: i64, workspace: Option<&str>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET body = (SELECT json FROM events WHERE events.seq = deliveries.event_seq), \
+         event_seq = NULL WHERE event_seq < ?1 AND (?2 IS NULL OR workspace = ?2)",
+    )
+    .map_err(sql)?
+    .execute(params![before, workspace])
     .map_err(sql)?;
     Ok(())
 }
@@ -90,6 +116,7 @@ impl EventLog for EmbeddedEvents {
                         .map_err(sql)?
                         .execute(params![event.id, &*event.workspace, event.kind.as_str(), event.timestamp_ms, json])
                         .map_err(sql)?;
+                    let seq = tx.last_insert_rowid();
                     // Batches are mostly one workspace: read its webhooks once per run.
                     if hooks.as_ref().is_none_or(|(ws, _)| **ws != *event.workspace) {
                         let list = webhooks_where(&tx, "workspace = ?1", &event.workspace)?;
@@ -97,7 +124,7 @@ impl EventLog for EmbeddedEvents {
                     }
                     let (_, list) = hooks.as_ref().expect("set above");
                     for hook in list.iter().filter(|h| h.wants(event.kind.as_str())) {
-                        insert_delivery(&tx, hook, event, &json)?;
+                        insert_delivery(&tx, hook, event, Body::Logged(seq))?;
                         queued += 1;
                     }
                 }
@@ -157,13 +184,16 @@ impl EventLog for EmbeddedEvents {
                 // Events are appended in time order, so everything before the
                 // first event young enough goes (a scan from the oldest that
                 // stops there; no index on time to maintain per insert).
-                let mut deleted = tx
-                    .execute(
-                        "DELETE FROM events WHERE seq < COALESCE((SELECT seq FROM events WHERE ts >= ?1 \
-                         ORDER BY seq LIMIT 1), (SELECT MAX(seq) + 1 FROM events), 0)",
+                let before: i64 = tx
+                    .query_row(
+                        "SELECT COALESCE((SELECT seq FROM events WHERE ts >= ?1 ORDER BY seq LIMIT 1), \
+                         (SELECT MAX(seq) + 1 FROM events), 0)",
                         [min_ms],
+                        |r| r.get(0),
                     )
-                    .map_err(sql)? as u64;
+                    .map_err(sql)?;
+                detach_deliveries(&tx, before, None)?;
+                let mut deleted = tx.execute("DELETE FROM events WHERE seq < ?1", [before]).map_err(sql)? as u64;
                 // Per workspace, everything older than its `max_count`th newest
                 // event: one index range per workspace, not a pass over the log.
                 let workspaces: Vec<String> = tx
@@ -173,14 +203,21 @@ impl EventLog for EmbeddedEvents {
                     .map_err(sql)?
                     .collect::<Result<_, _>>()
                     .map_err(sql)?;
+                let keep = max_count.saturating_sub(1).min(i64::MAX as u64) as i64;
                 for ws in workspaces {
-                    deleted += tx
+                    let before: i64 = tx
                         .prepare_cached(
-                            "DELETE FROM events WHERE workspace = ?1 AND seq < COALESCE((SELECT seq FROM events \
-                             WHERE workspace = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2), 0)",
+                            "SELECT COALESCE((SELECT seq FROM events WHERE workspace = ?1 ORDER BY seq DESC \
+                             LIMIT 1 OFFSET ?2), 0)",
                         )
                         .map_err(sql)?
-                        .execute(params![ws, max_count.saturating_sub(1).min(i64::MAX as u64) as i64])
+                        .query_row(params![ws, keep], |r| r.get(0))
+                        .map_err(sql)?;
+                    detach_deliveries(&tx, before, Some(&ws))?;
+                    deleted += tx
+                        .prepare_cached("DELETE FROM events WHERE workspace = ?1 AND seq < ?2")
+                        .map_err(sql)?
+                        .execute(params![ws, before])
                         .map_err(sql)? as u64;
                 }
                 tx.commit().map_err(sql)?;
@@ -307,7 +344,7 @@ impl WebhookStore for EmbeddedEvents {
 impl DeliveryQueue for EmbeddedEvents {
     async fn enqueue(&self, webhook: &Webhook, event: &Event) -> Result<(), StoreError> {
         let (webhook, event) = (webhook.clone(), event.clone());
-        self.store.call(move |conn| insert_delivery(conn, &webhook, &event, &event.to_json())).await
+        self.store.call(move |conn| insert_delivery(conn, &webhook, &event, Body::Json(&event.to_json()))).await
     }
 
     async fn claim(&self, max: usize, now_ms: i64) -> Result<Vec<Delivery>, StoreError> {
@@ -315,15 +352,15 @@ impl DeliveryQueue for EmbeddedEvents {
         self.store
             .call(move |conn| {
                 let tx = conn.transaction().map_err(sql)?;
-                let claimed = tx
+                let mut claimed = tx
                     .prepare_cached(
                         "UPDATE deliveries SET lease_until = ?3 WHERE seq IN (SELECT seq FROM deliveries \
                          WHERE due_at <= ?1 AND lease_until <= ?1 ORDER BY due_at, seq LIMIT ?2) \
-                         RETURNING seq, webhook, workspace, event_id, event_type, body, attempts, queued_at",
+                         RETURNING seq, webhook, workspace, event_id, event_type, body, attempts, queued_at, event_seq",
                     )
                     .map_err(sql)?
                     .query_map(params![now_ms, max as i64, lease], |r| {
-                        Ok(Delivery {
+                        let delivery = Delivery {
                             handle: r.get::<_, i64>(0)?.to_string(),
                             webhook: r.get(1)?,
                             workspace: r.get(2)?,
@@ -332,11 +369,21 @@ impl DeliveryQueue for EmbeddedEvents {
                             body: r.get(5)?,
                             attempts: r.get(6)?,
                             queued_at_ms: r.get(7)?,
-                        })
+                        };
+                        Ok((delivery, r.get::<_, Option<i64>>(8)?))
                     })
                     .map_err(sql)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(sql)?;
+                // The bodies of logged events, from the log.
+                let mut event = tx.prepare_cached("SELECT json FROM events WHERE seq = ?1").map_err(sql)?;
+                for (delivery, event_seq) in &mut claimed {
+                    if let Some(seq) = event_seq {
+                        delivery.body = event.query_row([*seq], |r| r.get(0)).map_err(sql)?;
+                    }
+                }
+                drop(event);
+                let claimed: Vec<Delivery> = claimed.into_iter().map(|(d, _)| d).collect();
                 tx.commit().map_err(sql)?;
                 Ok(claimed)
             })

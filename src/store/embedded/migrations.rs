@@ -178,4 +178,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX timeline_by_time ON timeline (line, at_ms);
 "#,
+    // A delivery of a logged event refers to its row in `events` instead of
+    // carrying a copy of its JSON (`body` is then empty), so queuing,
+    // claiming and finishing it write a small row. Pruning the log copies an
+    // event's JSON into the deliveries still waiting for it first.
+    "ALTER TABLE deliveries ADD COLUMN event_seq INTEGER;",
 ];
