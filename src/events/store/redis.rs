@@ -36,9 +36,6 @@ use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 
 const GROUP: &str = "workers";
-/// The longest a busy worker's claims go without promoting due retries and
-/// taking over a dead replica's deliveries.
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A workspace's webhook records; see `src/events/store/redis/list_webhooks.lua` (version 1).
 const LIST_WEBHOOKS: &str = include_str!("redis/list_webhooks.lua");
@@ -78,12 +75,6 @@ pub struct RedisEvents {
     autoclaim_cursor: Mutex<String>,
     /// Claims since the group's dead consumers were last removed.
     claims: std::sync::atomic::AtomicU64,
-    /// How often a claim also promotes due retries and takes over a dead
-    /// replica's deliveries (two round trips a busy worker need not pay on
-    /// every claim): the worker's poll interval, at most [`SWEEP_EVERY`].
-    sweep_every: std::time::Duration,
-    /// When a claim last did.
-    last_sweep: Mutex<Option<std::time::Instant>>,
     scripts: Scripts,
 }
 
@@ -110,8 +101,6 @@ impl RedisEvents {
             attempts_kept: w.attempts_kept,
             autoclaim_cursor: Mutex::new("0-0".into()),
             claims: Default::default(),
-            sweep_every: w.poll_interval.min(SWEEP_EVERY),
-            last_sweep: Mutex::new(None),
             scripts: Scripts {
                 list: Script::new(LIST_WEBHOOKS),
                 insert: Script::new(INSERT_WEBHOOK),

@@ -76,6 +76,11 @@ pub(super) struct After {
     pub room: bool,
 }
 
+/// A new endpoint's worth of deliveries: its first window and line.
+fn fresh(bounds: Bounds) -> usize {
+    bounds.floor * (1 + LINE_FACTOR)
+}
+
 #[derive(Default)]
 pub(super) struct Endpoints(Mutex<HashMap<String, Endpoint>>);
 
@@ -97,6 +102,18 @@ impl Endpoint {
 
     fn capacity(&self) -> usize {
         self.window + self.line_cap()
+    }
+
+    /// How far past its cap a healthy endpoint's line may take what a claim
+    /// brought: the new endpoint's worth each claim adds to the room (see
+    /// [`Endpoints::room`]), which would otherwise go back and come round
+    /// again behind the whole queue. A failing endpoint gets none.
+    fn slack(&self, bounds: Bounds) -> usize {
+        if self.failing {
+            0
+        } else {
+            fresh(bounds)
+        }
     }
 
     /// The line's next delivery, without its webhook once disabled.
@@ -121,7 +138,7 @@ impl Endpoints {
         if e.running < e.window {
             e.running += 1;
             Placed::Run(claimed)
-        } else if e.line.len() < e.line_cap() {
+        } else if e.line.len() < e.line_cap() + e.slack(bounds) {
             e.line.push_back(claimed);
             Placed::Lined
         } else {
@@ -145,7 +162,7 @@ impl Endpoints {
             Signal::Backoff => e.window / 2,
             _ => e.window,
         });
-        let keep = e.line_cap();
+        let keep = e.line_cap() + e.slack(bounds);
         let evicted: Vec<Delivery> =
             if e.line.len() > keep { e.line.drain(keep..).map(|(d, _)| d).collect() } else { Vec::new() };
         let next = e.take();
@@ -171,8 +188,7 @@ impl Endpoints {
     /// larger would mostly be put back when one busy endpoint is all there is.
     pub fn room(&self, bounds: Bounds) -> usize {
         let endpoints = self.0.lock().expect("endpoints lock");
-        let fresh = bounds.floor * (1 + LINE_FACTOR);
-        endpoints.values().map(|e| e.capacity().saturating_sub(e.running + e.line.len())).sum::<usize>() + fresh
+        endpoints.values().map(|e| e.capacity().saturating_sub(e.running + e.line.len())).sum::<usize>() + fresh(bounds)
     }
 }
 
@@ -212,7 +228,7 @@ mod tests {
     #[test]
     fn an_endpoint_starts_at_the_floor_with_a_line_four_times_its_window() {
         let e = Endpoints::default();
-        assert_eq!(place(&e, "a", 14), (2, 8, 4));
+        assert_eq!(place(&e, "a", 24), (2, 18, 4), "a line of 8, and a claim's new-endpoint worth (10) past it");
         assert_eq!(e.room(BOUNDS), 10, "a full endpoint leaves only a new endpoint's worth");
         assert_eq!(place(&e, "b", 1), (1, 0, 0), "another endpoint has slots of its own");
     }
@@ -234,7 +250,7 @@ mod tests {
         let a = &endpoints["a"];
         assert_eq!(a.window, 8);
         assert_eq!(a.running, 8);
-        assert!(a.line.len() <= 32);
+        assert!(a.line.len() <= 32 + 10);
     }
 
     #[test]
@@ -246,12 +262,12 @@ mod tests {
             e.after("a", Signal::Success, false, BOUNDS);
         }
         assert_eq!(e.0.lock().unwrap()["a"].window, 8);
-        let (_, _, full) = place(&e, "a", 40);
+        let (_, _, full) = place(&e, "a", 50);
         assert!(full > 0);
-        assert_eq!(e.0.lock().unwrap()["a"].line.len(), 32);
+        assert_eq!(e.0.lock().unwrap()["a"].line.len(), 42);
         let after = e.after("a", Signal::Backoff, false, BOUNDS);
         assert_eq!(e.0.lock().unwrap()["a"].window, 4);
-        assert_eq!(after.evicted.len(), 24, "a failing endpoint's line keeps twice the narrower window");
+        assert_eq!(after.evicted.len(), 34, "a failing endpoint's line keeps twice the narrower window, no slack");
         assert_eq!(e.0.lock().unwrap()["a"].line.len(), 7, "and hands the task its next");
         for _ in 0..3 {
             e.after("a", Signal::Backoff, false, BOUNDS);

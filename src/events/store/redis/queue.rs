@@ -20,17 +20,6 @@ const CONSUMER_SWEEP_EVERY: u64 = 1000;
 const DEAD_CONSUMER_IDLE_MS: u64 = 3_600_000;
 
 impl RedisEvents {
-    /// Whether this claim also sweeps (promotes due retries, takes over a
-    /// dead replica's deliveries): at most every `sweep_every`.
-    fn sweep_due(&self) -> bool {
-        let mut last = self.last_sweep.lock().expect("sweep lock");
-        let due = last.is_none_or(|at| at.elapsed() >= self.sweep_every);
-        if due {
-            *last = Some(std::time::Instant::now());
-        }
-        due
-    }
-
     /// Every process joins the group as a consumer of its own; one that is
     /// gone leaves its name behind. Names idle for [`DEAD_CONSUMER_IDLE_MS`]
     /// with nothing pending are removed (one with pending deliveries stays
@@ -92,35 +81,33 @@ impl DeliveryQueue for RedisEvents {
         if self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CONSUMER_SWEEP_EVERY == 0 {
             self.remove_dead_consumers(&queue).await?;
         }
+        let _: i64 = self
+            .store
+            .eval(&self.scripts.promote, &[retry, queue.clone()], &[now_ms.to_string(), "1000".into()])
+            .await?;
         let mut claimed = Vec::new();
-        if self.sweep_due() {
-            let _: i64 = self
-                .store
-                .eval(&self.scripts.promote, &[retry, queue.clone()], &[now_ms.to_string(), "1000".into()])
-                .await?;
-            // A dead replica's deliveries first: they have waited longest.
-            let start = self.autoclaim_cursor.lock().expect("cursor lock").clone();
-            let reply: Value = self
-                .store
-                .query(
-                    ::redis::cmd("XAUTOCLAIM")
-                        .arg(&queue)
-                        .arg(GROUP)
-                        .arg(&self.consumer)
-                        .arg(self.claim_idle_ms)
-                        .arg(start)
-                        .arg("COUNT")
-                        .arg(max)
-                        .to_owned(),
-                )
-                .await?;
-            if let Value::Array(parts) = &reply {
-                if let Some(next) = parts.first().and_then(string) {
-                    *self.autoclaim_cursor.lock().expect("cursor lock") = next;
-                }
-                if let Some(list) = parts.get(1) {
-                    claimed.extend(entries(list));
-                }
+        // A dead replica's deliveries first: they have waited longest.
+        let start = self.autoclaim_cursor.lock().expect("cursor lock").clone();
+        let reply: Value = self
+            .store
+            .query(
+                ::redis::cmd("XAUTOCLAIM")
+                    .arg(&queue)
+                    .arg(GROUP)
+                    .arg(&self.consumer)
+                    .arg(self.claim_idle_ms)
+                    .arg(start)
+                    .arg("COUNT")
+                    .arg(max)
+                    .to_owned(),
+            )
+            .await?;
+        if let Value::Array(parts) = &reply {
+            if let Some(next) = parts.first().and_then(string) {
+                *self.autoclaim_cursor.lock().expect("cursor lock") = next;
+            }
+            if let Some(list) = parts.get(1) {
+                claimed.extend(entries(list));
             }
         }
         if claimed.len() < max {
