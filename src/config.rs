@@ -293,10 +293,19 @@ mod tests {
         assert!(c.webhooks.allow_private_targets);
         let c = load(&format!("{BASE}\n[events]\nretention_days = 2")).unwrap();
         assert_eq!(c.events.max_age, std::time::Duration::from_secs(2 * 86_400));
+        // The window's ceiling: 32 by default, never below the floor.
+        let c = load(BASE).unwrap();
+        assert_eq!((c.webhooks.per_endpoint_concurrency, c.webhooks.max_per_endpoint_concurrency), (4, 32));
+        let c = load(&format!("{BASE}\n[webhooks]\nper_endpoint_concurrency = 48")).unwrap();
+        assert_eq!(c.webhooks.max_per_endpoint_concurrency, 48, "unset, it follows a higher floor");
         for (toml, path) in [
             ("[webhooks]\ntimeout_ms = 5000\nclaim_idle_ms = 5000", "webhooks.claim_idle_ms"),
             ("[webhooks]\njitter_percent = 101", "webhooks.jitter_percent"),
             ("[webhooks]\nper_endpoint_concurrency = 0", "webhooks.per_endpoint_concurrency"),
+            (
+                "[webhooks]\nper_endpoint_concurrency = 8\nmax_per_endpoint_concurrency = 4",
+                "webhooks.max_per_endpoint_concurrency",
+            ),
             ("[webhooks]\nprice = 18014398509481985", "webhooks.price"),
             ("[webhooks]\nretry = 1", "unknown field `retry`"),
             ("[events]\nretention_days = 1\nretention_ms = 5", "events: set retention_days or retention_ms"),
