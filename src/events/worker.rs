@@ -20,8 +20,8 @@
 //!   while it fails) that its running tasks take next, so a busy endpoint
 //!   costs no store write per waiting delivery. Claims are sized to the room
 //!   in those lines plus a new endpoint's worth; beyond its line a delivery
-//!   is put back for a moment. So a receiver that hangs
-//!   holds only its own slots and every other endpoint keeps its pace.
+//!   is put back for a moment. So a receiver that hangs holds only its own
+//!   slots and every other endpoint keeps its pace.
 //! - **Store writes** (`worker/finisher.rs`): what becomes of each delivery
 //!   is written in batches, one store write for all decided meanwhile.
 //! - **Credits**: each delivered event costs `webhooks.price` integration

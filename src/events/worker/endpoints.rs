@@ -104,16 +104,12 @@ impl Endpoint {
         self.window + self.line_cap()
     }
 
-    /// How far past its cap a healthy endpoint's line may take what a claim
-    /// brought: the new endpoint's worth each claim adds to the room (see
-    /// [`Endpoints::room`]), which would otherwise go back and come round
-    /// again behind the whole queue. A failing endpoint gets none.
-    fn slack(&self, bounds: Bounds) -> usize {
-        if self.failing {
-            0
-        } else {
-            fresh(bounds)
-        }
+    /// How many deliveries its line may hold once a claim's are placed: its
+    /// cap, and for a healthy endpoint the new endpoint's worth each claim
+    /// adds to the room (see [`Endpoints::room`]), which would otherwise go
+    /// back and come round again behind the whole queue.
+    fn line_limit(&self, bounds: Bounds) -> usize {
+        self.line_cap() + if self.failing { 0 } else { fresh(bounds) }
     }
 
     /// The line's next delivery, without its webhook once disabled.
@@ -138,7 +134,7 @@ impl Endpoints {
         if e.running < e.window {
             e.running += 1;
             Placed::Run(claimed)
-        } else if e.line.len() < e.line_cap() + e.slack(bounds) {
+        } else if e.line.len() < e.line_limit(bounds) {
             e.line.push_back(claimed);
             Placed::Lined
         } else {
@@ -152,17 +148,23 @@ impl Endpoints {
         let mut endpoints = self.0.lock().expect("endpoints lock");
         let e = endpoints.get_mut(webhook).expect("a running endpoint is listed");
         e.disabled |= disabled;
-        match signal {
-            Signal::Success => e.failing = false,
-            Signal::Backoff => e.failing = true,
-            Signal::Neutral => {}
-        }
-        e.window = bounds.clamp(match signal {
-            Signal::Success if !e.line.is_empty() => e.window + 1,
-            Signal::Backoff => e.window / 2,
-            _ => e.window,
-        });
-        let keep = e.line_cap() + e.slack(bounds);
+        let window = match signal {
+            Signal::Success => {
+                e.failing = false;
+                if e.line.is_empty() {
+                    e.window
+                } else {
+                    e.window + 1
+                }
+            }
+            Signal::Backoff => {
+                e.failing = true;
+                e.window / 2
+            }
+            Signal::Neutral => e.window,
+        };
+        e.window = bounds.clamp(window);
+        let keep = e.line_limit(bounds);
         let evicted: Vec<Delivery> =
             if e.line.len() > keep { e.line.drain(keep..).map(|(d, _)| d).collect() } else { Vec::new() };
         let next = e.take();
